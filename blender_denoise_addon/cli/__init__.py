@@ -1,0 +1,54 @@
+"""Command-line entry points. Each command lives in its own module, imported only
+when it runs, so ``denoise-image`` never needs bpy and ``--help`` stays fast.
+
+A command module provides ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Errors from the core (DenoiseError) become a one-line
+message and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# command name -> module (relative to this package)
+COMMANDS: dict[str, str] = {
+    "denoise-image": ".denoise_image",
+    "generate-dataset": ".generate_dataset",
+    "render-denoise": ".render_denoise",
+}
+
+
+def _available() -> dict[str, object]:
+    mods = {}
+    for name, mod in COMMANDS.items():
+        try:
+            mods[name] = importlib.import_module(mod, __name__)
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith(__name__):  # command not written yet
+                continue
+            raise
+    return mods
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..core.errors import DenoiseError
+
+    mods = _available()
+    parser = argparse.ArgumentParser(prog="python -m blender_denoise_addon", description="AI denoiser for Blender renders.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, mod in mods.items():
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)  # type: ignore[attr-defined]
+        mod.add_arguments(p)  # type: ignore[attr-defined]
+        p.set_defaults(_run=mod.run)  # type: ignore[attr-defined]
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except DenoiseError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

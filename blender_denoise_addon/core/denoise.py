@@ -1,0 +1,218 @@
+"""Denoising a frame with a loaded model: input preparation, tiling, batching."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import transfer as tf
+from .defaults import TILING
+from .errors import DenoiseCancelled, DenoiseError, MissingPassError
+from .model import Model
+from .tiling import Tile, align_up, plan_tiles, reflect_index
+
+ProgressFn = Callable[[int, int], None]
+CancelFn = Callable[[], bool]
+
+
+@dataclass
+class InputReport:
+    """What input preparation had to fix, counted over the whole frame."""
+
+    nan: int = 0
+    inf: int = 0
+    negative: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.nan + self.inf + self.negative
+
+    def __str__(self) -> str:
+        if not self.total:
+            return "input clean"
+        return f"set to 0: {self.nan} NaN, {self.inf} Inf, {self.negative} negative color values"
+
+
+@dataclass
+class DenoiseStats:
+    model: str
+    inputs: tuple[str, ...]
+    tiling: str
+    tile: int
+    overlap: int
+    tiles: int
+    batches: int
+    exposure: float
+    seconds: float
+    input_report: InputReport = field(default_factory=InputReport)
+
+
+@dataclass
+class DenoiseResult:
+    image: np.ndarray  # H x W x 3 linear (x 4 when the input had alpha)
+    stats: DenoiseStats
+
+
+def sanitize_color(color: np.ndarray) -> np.ndarray:
+    """NaN, Inf and negative -> 0. Returns a new float32 array."""
+    c = np.asarray(color, dtype=np.float32)
+    return np.where(np.isfinite(c) & (c > 0), c, np.float32(0)).astype(np.float32, copy=False)
+
+
+def prepare_albedo(albedo: np.ndarray) -> np.ndarray:
+    return np.clip(np.nan_to_num(np.asarray(albedo, np.float32), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+
+
+def prepare_normal(normal: np.ndarray) -> np.ndarray:
+    """Camera-space normals as Blender writes them, kept in [-1, 1]; NaN -> 0."""
+    return np.clip(np.nan_to_num(np.asarray(normal, np.float32), nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+
+
+def count_bad(color: np.ndarray) -> InputReport:
+    rep = InputReport()
+    for y0 in range(0, color.shape[0], 512):
+        c = color[y0 : y0 + 512, :, :3]
+        nan = np.isnan(c)
+        inf = np.isinf(c)
+        rep.nan += int(nan.sum())
+        rep.inf += int(inf.sum())
+        rep.negative += int((c < 0).sum())
+    return rep
+
+
+def frame_exposure(color: np.ndarray, transfer: str) -> float:
+    if transfer not in tf.EXPOSED_TRANSFERS:
+        return 1.0
+    return tf.autoexposure(_SanitizedRows(color))
+
+
+class _SanitizedRows:
+    """Row-sliced, sanitized view so autoexposure never copies the whole frame."""
+
+    def __init__(self, color: np.ndarray) -> None:
+        self._c = color
+        self.shape = color.shape
+
+    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
+        return sanitize_color(self._c[key])
+
+
+def _network_input(
+    tile: Tile,
+    color: np.ndarray,
+    albedo: np.ndarray | None,
+    normal: np.ndarray | None,
+    transfer: str,
+    exposure: float,
+) -> np.ndarray:
+    h, w = color.shape[:2]
+    rows = reflect_index(np.arange(tile.y.origin, tile.y.origin + tile.y.size), h)
+    cols = reflect_index(np.arange(tile.x.origin, tile.x.origin + tile.x.size), w)
+    ix = np.ix_(rows, cols)
+    parts = [tf.forward(sanitize_color(color[..., :3][ix]), transfer, exposure)]
+    if albedo is not None:
+        parts.append(prepare_albedo(albedo[ix]))
+    if normal is not None:
+        parts.append(prepare_normal(normal[ix]))
+    return np.concatenate(parts, axis=-1).transpose(2, 0, 1).astype(np.float32, copy=False)
+
+
+def _check_pass(name: str, arr: np.ndarray | None, shape: tuple[int, int], needed: bool) -> np.ndarray | None:
+    if not needed:
+        return None
+    if arr is None:
+        raise MissingPassError(
+            f"the model needs the {name} pass, which the input does not have "
+            f"(in Blender: View Layer > Passes > Data > Denoising Data)"
+        )
+    if arr.ndim != 3 or arr.shape[:2] != shape or arr.shape[2] < 3:
+        raise DenoiseError(f"{name} pass has shape {arr.shape}, expected {shape[0]} x {shape[1]} x 3")
+    return arr
+
+
+def denoise(
+    model: Model,
+    color: np.ndarray,
+    albedo: np.ndarray | None = None,
+    normal: np.ndarray | None = None,
+    *,
+    tiling: str = TILING.mode,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch: int = TILING.batch,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> DenoiseResult:
+    """Denoise one frame. ``color`` is H x W x 3 or 4 linear; alpha passes through.
+
+    Extra passes the model does not take are ignored; missing ones raise
+    MissingPassError. Memory beyond the input and output frames is bounded by
+    ``batch`` tiles.
+    """
+    start = time.perf_counter()
+    info = model.info
+    color = np.asarray(color)
+    if color.ndim != 3 or color.shape[2] not in (3, 4):
+        raise DenoiseError(f"color must be H x W x 3 or 4, got shape {color.shape}")
+    height, width = color.shape[:2]
+    if height < 1 or width < 1:
+        raise DenoiseError(f"image is empty ({width}x{height})")
+    albedo = _check_pass("albedo", albedo, (height, width), "albedo" in info.inputs)
+    normal = _check_pass("normal", normal, (height, width), "normal" in info.inputs)
+    if batch < 1:
+        raise DenoiseError(f"batch must be at least 1, got {batch}")
+
+    ov = info.default_overlap() if overlap is None else overlap
+    if overlap is not None and overlap < 0:
+        raise DenoiseError(f"overlap must be 0 or more, got {overlap}")
+    if tile is None:
+        # Keep the overlap a modest share of each tile.
+        tile = max(TILING.tile, align_up(4 * ov, info.alignment))
+    elif tile < 1:
+        raise DenoiseError(f"tile size must be at least 1, got {tile}")
+    tiles = plan_tiles(height, width, tiling, tile, ov, info.alignment, info.halo)
+
+    report = count_bad(color)
+    exposure = frame_exposure(color, info.transfer)
+    out = np.zeros((height, width, 3), np.float32)
+    total = len(tiles)
+    batches = 0
+    if progress:
+        progress(0, total)
+    for b0 in range(0, total, batch):
+        if cancel is not None and cancel():
+            raise DenoiseCancelled(f"cancelled after {b0} of {total} tiles")
+        group = tiles[b0 : b0 + batch]
+        x = np.stack([_network_input(t, color, albedo, normal, info.transfer, exposure) for t in group])
+        y = model.run(x)
+        batches += 1
+        for t, yt in zip(group, y):
+            ky = slice(t.y.keep0 - t.y.origin, t.y.keep1 - t.y.origin)
+            kx = slice(t.x.keep0 - t.x.origin, t.x.keep1 - t.x.origin)
+            lin = tf.inverse(yt[:, ky, kx].transpose(1, 2, 0), info.transfer, exposure)
+            lin = np.where(np.isfinite(lin), lin, np.float32(0))
+            w = t.weights
+            region = out[t.y.keep0 : t.y.keep1, t.x.keep0 : t.x.keep1]
+            region += lin if w is None else lin * w[..., None]
+        if progress:
+            progress(min(b0 + batch, total), total)
+
+    image = out
+    if color.shape[2] == 4:
+        image = np.concatenate([out, color[..., 3:4].astype(np.float32)], axis=-1)
+    stats = DenoiseStats(
+        model=model.label,
+        inputs=info.inputs,
+        tiling=tiling,
+        tile=max(tiles[0].y.size, tiles[0].x.size),
+        overlap=ov if tiling == "sliding" else 0,
+        tiles=total,
+        batches=batches,
+        exposure=exposure,
+        seconds=time.perf_counter() - start,
+        input_report=report,
+    )
+    return DenoiseResult(image=image, stats=stats)

@@ -1,0 +1,75 @@
+"""Loading an ONNX denoiser with onnxruntime (imported lazily) and checking its contract."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .contract import INPUT_NAME, OUTPUT_NAME, ModelInfo, check_io, parse_metadata
+from .errors import ModelContractError
+
+# Providers we never pick automatically: TensorRT builds engines per shape (minutes
+# for every new tile size) and Azure is a remote endpoint.
+_SKIP_PROVIDERS = {"TensorrtExecutionProvider", "AzureExecutionProvider"}
+
+
+def default_providers(available: Sequence[str]) -> list[str]:
+    """Accelerated providers first when present, CPU always last as the fallback."""
+    picked = [p for p in available if p not in _SKIP_PROVIDERS and p != "CPUExecutionProvider"]
+    return picked + ["CPUExecutionProvider"]
+
+
+@dataclass
+class Model:
+    """A loaded, validated model: the onnxruntime session plus its contract."""
+
+    path: Path
+    info: ModelInfo
+    session: Any
+    providers: list[str]
+
+    @property
+    def label(self) -> str:
+        return self.info.name or self.path.stem
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        out = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        expected = (batch.shape[0], 3, batch.shape[2], batch.shape[3])
+        if tuple(out.shape) != expected:
+            raise ModelContractError(
+                f"{self.path.name}: output shape {tuple(out.shape)} for input {tuple(batch.shape)}, expected {expected}"
+            )
+        return out
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+) -> Model:
+    """Load and validate ``path``. Raises ModelContractError with what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelContractError(f"model file not found: {path}")
+    import onnxruntime as ort  # lazy: registering the add-on must stay fast
+
+    opts = ort.SessionOptions()
+    if threads is not None:
+        if threads < 0:
+            raise ModelContractError(f"threads must be 0 (automatic) or more, got {threads}")
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3  # errors only; warnings about unused initializers are noise
+    chosen = list(providers) if providers else default_providers(ort.get_available_providers())
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
+    except Exception as e:  # onnxruntime raises several unrelated types for bad files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelContractError(f"cannot load model {path.name}: not a valid ONNX model ({first})") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    info = parse_metadata(meta, where=path.name)
+    check_io(info, session.get_inputs(), session.get_outputs(), where=path.name)
+    return Model(path=path, info=info, session=session, providers=session.get_providers())
