@@ -1,0 +1,81 @@
+"""One home for the training-pair dataset layout, shared by the generator (writes)
+and the training loader (reads). Pure: no bpy, no torch.
+
+    DIR/
+      exr/<sample>/noisy_<spp>spp.exr   multilayer EXR: Combined, Denoising Albedo, Denoising Normal
+      exr/<sample>/clean.exr            same passes, clean (reference spp)
+      noise/<sample>_<spp>spp.png       8-bit sRGB quick look (the seed's layout) ...
+      denoise/<sample>_<spp>spp.png     ... and its clean partner under the same name
+      samples/<sample>.json             the sample's record (seed, scene parameters, spp,
+                                        render times, Blender version); written last, so
+                                        its presence means the sample is complete
+      manifest.jsonl                    optional compiled view: one record per line
+
+``<sample>`` is the zero-padded global index, so shards (index % N == I) write
+disjoint names and their folders merge by plain copying.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+EXR_DIR = "exr"
+NOISE_DIR = "noise"
+DENOISE_DIR = "denoise"
+RECORDS_DIR = "samples"
+MANIFEST = "manifest.jsonl"
+CLEAN_EXR = "clean.exr"
+
+
+def sample_name(index: int) -> str:
+    return f"{index:06d}"
+
+
+def spp_tag(spp: int) -> str:
+    return f"{spp:04d}spp"
+
+
+def sample_dir(root: Path, index: int) -> Path:
+    return Path(root) / EXR_DIR / sample_name(index)
+
+
+def noisy_exr(root: Path, index: int, spp: int) -> Path:
+    return sample_dir(root, index) / f"noisy_{spp_tag(spp)}.exr"
+
+
+def clean_exr(root: Path, index: int) -> Path:
+    return sample_dir(root, index) / CLEAN_EXR
+
+
+def noisy_png(root: Path, index: int, spp: int) -> Path:
+    return Path(root) / NOISE_DIR / f"{sample_name(index)}_{spp_tag(spp)}.png"
+
+
+def clean_png(root: Path, index: int, spp: int) -> Path:
+    """The clean partner of ``noisy_png(root, index, spp)``: same file name, other folder."""
+    return Path(root) / DENOISE_DIR / f"{sample_name(index)}_{spp_tag(spp)}.png"
+
+
+def record_path(root: Path, index: int) -> Path:
+    return Path(root) / RECORDS_DIR / f"{sample_name(index)}.json"
+
+
+def iter_records(root: Path) -> Iterator[dict[str, Any]]:
+    """Records of complete samples, in index order."""
+    folder = Path(root) / RECORDS_DIR
+    if not folder.is_dir():
+        return
+    for p in sorted(folder.glob("*.json")):
+        with open(p, encoding="utf-8") as f:
+            yield json.load(f)
+
+
+def png_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """(noisy, clean) PNG pairs matched by file name, the seed's layout."""
+    noise = Path(root) / NOISE_DIR
+    clean = Path(root) / DENOISE_DIR
+    if not noise.is_dir():
+        return []
+    return [(p, clean / p.name) for p in sorted(noise.glob("*.png")) if (clean / p.name).is_file()]
