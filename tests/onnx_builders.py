@@ -29,9 +29,11 @@ class _Graph:
         self.n += 1
         return f"{prefix}{self.n}"
 
-    def conv(self, x: str, cin: int, cout: int, k: int = 3, relu: bool = True, gain: float = 1.0) -> str:
+    def conv(
+        self, x: str, cin: int, cout: int, k: int = 3, relu: bool = True, gain: float = 1.0, bias: float = 0.0
+    ) -> str:
         w = (self.rng.standard_normal((cout, cin, k, k)) * gain * np.sqrt(2.0 / (cin * k * k))).astype(np.float32)
-        b = (self.rng.standard_normal(cout) * 0.01).astype(np.float32)
+        b = (self.rng.standard_normal(cout) * 0.01 + bias).astype(np.float32)
         wn, bn, y = self.name("w"), self.name("b"), self.name("conv")
         self.inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn)]
         self.params += w.size + b.size
@@ -60,15 +62,27 @@ class _Graph:
         self.nodes.append(helper.make_node("Concat", [a, b], [y], axis=1))
         return y
 
-    def finish(self, last: str, cin: int, info: ModelInfo, path: Path, extra_meta: dict[str, str] | None = None) -> Path:
+    def finish(
+        self,
+        last: str,
+        cin: int,
+        info: ModelInfo,
+        path: Path,
+        meta: dict[str, str | None] | None = None,
+        input_name: str = "input",
+        hw: tuple[int | str, int | str] = ("H", "W"),
+    ) -> Path:
+        """``meta`` overrides the metadata (a None value drops the key): for contract tests."""
         self.nodes.append(helper.make_node("Identity", [last], ["output"]))
-        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", cin, "H", "W"])
-        out = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, "H", "W"])
+        if input_name != "input":
+            self.nodes.insert(0, helper.make_node("Identity", [input_name], ["input"]))
+        inp = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", cin, *hw])
+        out = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, *hw])
         graph = helper.make_graph(self.nodes, "denoiser", [inp], [out], self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
         model.ir_version = 8
-        meta = info.metadata() | (extra_meta or {})
-        helper.set_model_props(model, meta)
+        props: dict[str, str | None] = {**info.metadata(), **(meta or {})}
+        helper.set_model_props(model, {k: v for k, v in props.items() if v is not None})
         onnx.checker.check_model(model)
         path = Path(path)
         onnx.save(model, str(path))
@@ -84,6 +98,7 @@ def conv_chain(
     transfer: str = "log",
     seed: int = 0,
     sigmoid: bool = True,
+    **finish_kwargs: object,
 ) -> Path:
     """``layers`` convolutions (kernel k): receptive field ``layers * (k - 1) + 1``, alignment 1."""
     g = _Graph(seed)
@@ -91,14 +106,19 @@ def conv_chain(
     x, c = "input", cin
     for i in range(layers):
         last = i == layers - 1
-        x = g.conv(x, c, 3 if last else width, k=kernel, relu=not last)
+        # The last layer is damped and biased so sigmoid outputs sit near 0.3, which the
+        # log transfer maps to ordinary linear values (about 1), not to extreme highlights.
+        x = g.conv(
+            x, c, 3 if last else width, k=kernel, relu=not last, gain=0.2 if last else 1.0, bias=-0.85 if last else 0.0
+        )
         c = width
     if sigmoid:
         s = g.name("sig")
         g.nodes.append(helper.make_node("Sigmoid", [x], [s]))
         x = s
-    info = ModelInfo(inputs=inputs, transfer=transfer, alignment=1, receptive_field=layers * (kernel - 1) + 1, name=f"chain{layers}")
-    return g.finish(x, cin, info, path)
+    rf = layers * (kernel - 1) + 1
+    info = ModelInfo(inputs=inputs, transfer=transfer, alignment=1, receptive_field=rf, name=f"chain{layers}")
+    return g.finish(x, cin, info, path, **finish_kwargs)  # type: ignore[arg-type]
 
 
 def unet(
@@ -147,9 +167,10 @@ def unet(
         x = g.conv(x, d, d if not last_level else 32)
         radius += 2 * jump
         c = d if not last_level else 32
-    x = g.conv(x, c, 3, relu=False)
+    x = g.conv(x, c, 3, relu=False, gain=0.2, bias=-0.85)
     radius += jump
     s = g.name("sig")
     g.nodes.append(helper.make_node("Sigmoid", [x], [s]))
-    info = ModelInfo(inputs=inputs, transfer=transfer, alignment=2**levels, receptive_field=2 * radius + 1, name="unet-random")
+    rf = 2 * radius + 1
+    info = ModelInfo(inputs=inputs, transfer=transfer, alignment=2**levels, receptive_field=rf, name="unet-random")
     return g.finish(s, cin, info, path), g.params

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # command name -> module (relative to this package)
 COMMANDS: dict[str, str] = {
@@ -37,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..core.errors import DenoiseError
 
     mods = _available()
-    parser = argparse.ArgumentParser(prog="python -m blender_denoise_addon", description="AI denoiser for Blender renders.")
+    parser = argparse.ArgumentParser(
+        prog="python -m blender_denoise_addon", description="AI denoiser for Blender renders."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, mod in mods.items():
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)  # type: ignore[attr-defined]

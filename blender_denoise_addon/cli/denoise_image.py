@@ -18,14 +18,25 @@ HELP = "Denoise rendered images (Blender multilayer EXR, plain EXR, PNG) with an
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of .exr/.png frames")
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder (several inputs or a folder)")
+    p.add_argument(
+        "-o", "--output", required=True, help="output file (one input) or folder (several inputs or a folder)"
+    )
     p.add_argument("--model", help="ONNX model (default: the bundled model that fits the passes in each image)")
-    p.add_argument("--tiling", choices=TILING_MODES, default=TILING.mode, help="full frame, grid tiles or sliding window (default %(default)s)")
-    p.add_argument("--tile", type=int, help="tile size in pixels (default: 512, or larger when the model's overlap needs it)")
+    p.add_argument(
+        "--tiling",
+        choices=TILING_MODES,
+        default=TILING.mode,
+        help="full frame, grid tiles or sliding window (default %(default)s)",
+    )
+    p.add_argument(
+        "--tile", type=int, help="tile size in pixels (default: 512, or larger when the model's overlap needs it)"
+    )
     p.add_argument("--overlap", type=int, help="sliding-window overlap in pixels (default: receptive field - 1, exact)")
     p.add_argument("--batch", type=int, default=TILING.batch, help="tiles per inference call (default %(default)s)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
-    p.add_argument("--format", choices=("exr", "png"), help="output format for folder outputs (default: same as each input)")
+    p.add_argument(
+        "--format", choices=("exr", "png"), help="output format for folder outputs (default: same as each input)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -34,7 +45,9 @@ def collect_inputs(items: list[str]) -> list[Path]:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            found = sorted(
+                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            )
             if not found:
                 raise DenoiseError(f"no .exr or .png files in folder {path}")
             files += found
@@ -66,14 +79,14 @@ def run(args: argparse.Namespace) -> int:
 
     inputs = collect_inputs(args.inputs)
     outputs = output_paths(inputs, args.output, args.format, any(Path(i).is_dir() for i in args.inputs))
-    for src, dst in zip(inputs, outputs):
+    for src, dst in zip(inputs, outputs, strict=False):
         if src.resolve() == dst.resolve():
             raise DenoiseError(f"output {dst} would overwrite its input")
     fixed: Model | None = load_model(args.model, threads=args.threads) if args.model else None
     by_passes: dict[frozenset[str], Model] = {}
     failures = 0
     files_bar = tqdm(total=len(inputs), unit="img", disable=args.quiet or len(inputs) == 1, file=sys.stderr)
-    for src, dst in zip(inputs, outputs):
+    for src, dst in zip(inputs, outputs, strict=False):
         try:
             frame = read_image(src)
             model = fixed

@@ -15,8 +15,9 @@ Optional: ``denoiser.name``, ``denoiser.version``, ``denoiser.description``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .errors import ModelContractError
 from .transfer import TRANSFERS
@@ -92,9 +93,7 @@ def parse_metadata(meta: Mapping[str, str], where: str = "model") -> ModelInfo:
         )
     inputs_raw = ",".join(p.strip() for p in str(meta[KEY_INPUTS]).split(","))
     if inputs_raw not in INPUT_SETS:
-        raise ModelContractError(
-            f"{where}: {KEY_INPUTS}={meta[KEY_INPUTS]!r} is not one of {', '.join(INPUT_SETS)}"
-        )
+        raise ModelContractError(f"{where}: {KEY_INPUTS}={meta[KEY_INPUTS]!r} is not one of {', '.join(INPUT_SETS)}")
     transfer = str(meta[KEY_TRANSFER]).strip()
     if transfer not in TRANSFERS:
         raise ModelContractError(f"{where}: {KEY_TRANSFER}={transfer!r} is not one of {', '.join(TRANSFERS)}")

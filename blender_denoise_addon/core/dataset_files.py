@@ -18,8 +18,9 @@ disjoint names and their folders merge by plain copying.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 EXR_DIR = "exr"
 NOISE_DIR = "noise"

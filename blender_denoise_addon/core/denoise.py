@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -79,7 +79,7 @@ def count_bad(color: np.ndarray) -> InputReport:
         inf = np.isinf(c)
         rep.nan += int(nan.sum())
         rep.inf += int(inf.sum())
-        rep.negative += int((c < 0).sum())
+        rep.negative += int(((c < 0) & ~inf).sum())
     return rep
 
 
@@ -189,7 +189,7 @@ def denoise(
         x = np.stack([_network_input(t, color, albedo, normal, info.transfer, exposure) for t in group])
         y = model.run(x)
         batches += 1
-        for t, yt in zip(group, y):
+        for t, yt in zip(group, y, strict=False):
             ky = slice(t.y.keep0 - t.y.origin, t.y.keep1 - t.y.origin)
             kx = slice(t.x.keep0 - t.x.origin, t.x.keep1 - t.x.origin)
             lin = tf.inverse(yt[:, ky, kx].transpose(1, 2, 0), info.transfer, exposure)

@@ -99,7 +99,9 @@ def read_exr(path: Path) -> Frame:
             f"{path}: no color found (expected R,G,B channels or a '{PASS_COMBINED}' layer); "
             f"channels present: {', '.join(sorted(chans)[:12])}"
         )
-    return Frame(color=color, alpha=_find_alpha(chans), albedo=found["albedo"], normal=found["normal"], source=str(path))
+    return Frame(
+        color=color, alpha=_find_alpha(chans), albedo=found["albedo"], normal=found["normal"], source=str(path)
+    )
 
 
 def read_png(path: Path) -> Frame:

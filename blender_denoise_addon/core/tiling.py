@@ -58,7 +58,9 @@ class Tile:
         return np.outer(wy, wx).astype(np.float32)
 
 
-def _ramp_weights(keep0: int, keep1: int, left: tuple[int, int] | None, right: tuple[int, int] | None) -> np.ndarray | None:
+def _ramp_weights(
+    keep0: int, keep1: int, left: tuple[int, int] | None, right: tuple[int, int] | None
+) -> np.ndarray | None:
     """Weights over [keep0, keep1): ramps up over ``left`` (start, width), down over ``right``."""
     if (left is None or left[1] == 0) and (right is None or right[1] == 0):
         return None
@@ -123,9 +125,7 @@ def plan_axis(n: int, mode: str, tile: int, overlap: int, alignment: int, halo: 
     return tiles
 
 
-def plan_tiles(
-    height: int, width: int, mode: str, tile: int, overlap: int, alignment: int, halo: int
-) -> list[Tile]:
+def plan_tiles(height: int, width: int, mode: str, tile: int, overlap: int, alignment: int, halo: int) -> list[Tile]:
     ys = plan_axis(height, mode, tile, overlap, alignment, halo)
     xs = plan_axis(width, mode, tile, overlap, alignment, halo)
     return [Tile(y, x) for y in ys for x in xs]

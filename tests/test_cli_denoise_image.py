@@ -1,0 +1,122 @@
+"""`python -m blender_denoise_addon denoise-image`, run as a user would (subprocess, no bpy)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import OpenEXR
+import pytest
+from onnx_builders import conv_chain
+
+from blender_denoise_addon.core import denoise, load_model, read_image, write_image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "blender_denoise_addon", "denoise-image", "--quiet", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def write_multilayer(path: Path, color: np.ndarray, albedo: np.ndarray, normal: np.ndarray) -> None:
+    """Channel names as Blender writes them with Denoising Data passes on."""
+    chans = {f"ViewLayer.Combined.{c}": color[..., i] for i, c in enumerate("RGB")}
+    chans["ViewLayer.Combined.A"] = np.ones(color.shape[:2], np.float32)
+    chans |= {f"ViewLayer.Denoising Albedo.{c}": albedo[..., i] for i, c in enumerate("RGB")}
+    chans |= {f"ViewLayer.Denoising Normal.{c}": normal[..., i] for i, c in enumerate("XYZ")}
+    chans = {k: np.ascontiguousarray(v, np.float32) for k, v in chans.items()}
+    with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, chans) as f:
+        f.write(str(path))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("models")
+    conv_chain(d / "color.onnx", layers=2)
+    conv_chain(d / "aux.onnx", layers=2, inputs=("color", "albedo", "normal"), seed=1)
+    return d
+
+
+def test_single_exr_matches_the_core(tmp_path, models):
+    rng = np.random.default_rng(0)
+    color = rng.random((21, 34, 3), dtype=np.float32) * 3
+    write_image(tmp_path / "in.exr", color)
+    res = cli(str(tmp_path / "in.exr"), "-o", str(tmp_path / "out.exr"), "--model", str(models / "color.onnx"))
+    assert res.returncode == 0, res.stderr
+    out = read_image(tmp_path / "out.exr").color
+    expected = denoise(load_model(models / "color.onnx"), color).image
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    assert "model chain2" in res.stderr
+
+
+def test_folder_sequence_picks_model_by_passes(tmp_path, models):
+    rng = np.random.default_rng(1)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    c = rng.random((16, 16, 3), dtype=np.float32)
+    write_multilayer(frames / "f_0001.exr", c, rng.random((16, 16, 3), dtype=np.float32), np.zeros((16, 16, 3)))
+    write_image(frames / "f_0002.exr", c)  # no aux passes: the color-only model
+    write_image(frames / "f_0003.png", c)
+    res = cli(str(frames), "-o", str(tmp_path / "out"), env={"BLENDER_DENOISE_MODELS": str(models)})
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f_0001.exr", "f_0002.exr", "f_0003.png"]
+    lines = res.stderr.splitlines()
+    assert "(color,albedo,normal)" in next(x for x in lines if x.startswith("f_0001"))
+    assert "(color)" in next(x for x in lines if x.startswith("f_0002"))
+    res = cli(
+        str(frames / "f_0001.exr"), "-o", str(tmp_path / "png"), "--format", "png", "--model", str(models / "aux.onnx")
+    )
+    assert res.returncode == 0 and (tmp_path / "png" / "f_0001.png").is_file()
+
+
+def test_missing_aux_pass_is_one_line_error_and_no_file(tmp_path, models):
+    write_image(tmp_path / "in.exr", np.ones((8, 8, 3), np.float32))
+    res = cli(str(tmp_path / "in.exr"), "-o", str(tmp_path / "out.exr"), "--model", str(models / "aux.onnx"))
+    assert res.returncode != 0
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert any("needs the albedo pass" in e for e in errors)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.exr"]
+
+
+@pytest.mark.parametrize(
+    "setup,args,message",
+    [
+        ("corrupt", ["--model", "{tmp}/corrupt.onnx"], "not a valid ONNX model"),
+        ("none", ["--model", "{tmp}/absent.onnx"], "model file not found"),
+        ("none", ["--tiling", "sliding", "--tile", "0"], "tile size must be at least 1"),
+        ("blocked", [], "cannot create output folder"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_one_line(tmp_path, models, setup, args, message):
+    write_image(tmp_path / "a.exr", np.ones((8, 8, 3), np.float32))
+    write_image(tmp_path / "b.exr", np.ones((8, 8, 3), np.float32))
+    (tmp_path / "corrupt.onnx").write_bytes(b"nonsense")
+    out = tmp_path / "out"
+    if setup == "blocked":
+        out.write_text("a file where the output folder should go")
+    args = [a.format(tmp=tmp_path) for a in args]
+    if "--model" not in args:
+        args += ["--model", str(models / "color.onnx")]
+    res = cli(str(tmp_path / "a.exr"), str(tmp_path / "b.exr"), "-o", str(out), *args)
+    assert res.returncode != 0
+    assert message in res.stderr
+    assert "Traceback" not in res.stderr
+    leftovers = [p.name for p in tmp_path.rglob("*") if ".partial" in p.name]
+    assert leftovers == []
+
+
+def test_missing_input_and_bad_option(tmp_path, models):
+    res = cli(str(tmp_path / "nothing.exr"), "-o", str(tmp_path / "o.exr"))
+    assert res.returncode == 1 and "input not found" in res.stderr
+    res = cli(str(tmp_path / "nothing.exr"), "-o", str(tmp_path / "o.exr"), "--tiling", "spiral")
+    assert res.returncode == 2 and "invalid choice" in res.stderr
