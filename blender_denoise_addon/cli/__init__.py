@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 # command name -> module (relative to this package)
 COMMANDS: dict[str, str] = {
@@ -21,7 +22,7 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _available() -> dict[str, object]:
+def _available() -> dict[str, ModuleType]:
     mods = {}
     for name, mod in COMMANDS.items():
         try:

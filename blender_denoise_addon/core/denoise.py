@@ -86,18 +86,7 @@ def count_bad(color: np.ndarray) -> InputReport:
 def frame_exposure(color: np.ndarray, transfer: str) -> float:
     if transfer not in tf.EXPOSED_TRANSFERS:
         return 1.0
-    return tf.autoexposure(_SanitizedRows(color))
-
-
-class _SanitizedRows:
-    """Row-sliced, sanitized view so autoexposure never copies the whole frame."""
-
-    def __init__(self, color: np.ndarray) -> None:
-        self._c = color
-        self.shape = color.shape
-
-    def __getitem__(self, key: tuple[slice, slice, slice]) -> np.ndarray:
-        return sanitize_color(self._c[key])
+    return tf.autoexposure(color, prepare=sanitize_color)
 
 
 def _network_input(

@@ -17,6 +17,7 @@ when given the matching ``xp`` module (``numpy`` or ``torch``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -72,12 +73,13 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.2126 + rgb[..., 1] * 0.7152 + rgb[..., 2] * 0.0722
 
 
-def autoexposure(color: np.ndarray) -> float:
+def autoexposure(color: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
     """One exposure for the whole frame: key / log-average of block luminances.
 
     Computed on 16x16 block means so single-pixel fireflies barely move it, and
     always on the full frame (never per tile) so tiles agree. ``color`` is H x W x 3
-    (or more channels), already free of NaN/Inf/negatives.
+    (or more channels); ``prepare`` cleans each row chunk (NaN/Inf/negatives) so the
+    frame is never copied whole.
     """
     h, w = color.shape[:2]
     b = EXPOSURE.block
@@ -87,7 +89,8 @@ def autoexposure(color: np.ndarray) -> float:
     # Reduce columns per row chunk first so temporaries stay small on 8K frames.
     per_row = np.empty((h, wb), dtype=np.float64)
     for y0 in range(0, h, 256):
-        lum = luminance(color[y0 : y0 + 256, :, :3].astype(np.float64))
+        rows = color[y0 : y0 + 256, :, :3]
+        lum = luminance((prepare(rows) if prepare else rows).astype(np.float64))
         per_row[y0 : y0 + 256] = np.add.reduceat(lum, col_starts, axis=1)
     sums = np.add.reduceat(per_row, row_starts, axis=0)
     counts = np.outer(np.diff(np.append(row_starts, h)), np.diff(np.append(col_starts, w)))
