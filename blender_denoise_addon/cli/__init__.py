@@ -16,6 +16,7 @@ from types import ModuleType
 
 # command name -> module (relative to this package)
 COMMANDS: dict[str, str] = {
+    "demo": ".demo",
     "denoise-image": ".denoise_image",
     "generate-dataset": ".generate_dataset",
     "render-denoise": ".render_denoise",

@@ -1,0 +1,188 @@
+"""``demo``: render a demo scene at low spp, denoise it with the bundled model, and write
+a side-by-side image (noisy | denoised | reference) and metrics against a high-spp render."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..core import catalog, metrics
+from ..core.defaults import TILING, TILING_MODES
+from ..core.denoise import denoise
+from ..core.errors import DenoiseError
+from ..core.imageio import Frame, read_image, write_image
+
+HELP = "Render a demo scene at low spp, denoise it with the bundled model, write side-by-side + metrics."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="out/demo", help="output folder (default %(default)s)")
+    p.add_argument("--resolution", nargs=2, type=int, default=(320, 240), metavar=("W", "H"))
+    p.add_argument("--spp", type=int, default=4, help="samples of the noisy render (default %(default)s)")
+    p.add_argument("--reference-spp", type=int, default=1024, help="samples of the reference (default %(default)s)")
+    p.add_argument("--model", help="ONNX model (default: the bundled model that fits the passes)")
+    p.add_argument("--tiling", choices=TILING_MODES, default=TILING.mode)
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+
+
+def build_scene(width: int, height: int) -> None:
+    """A small studio: textured floor, glass, metal, a brick cube and a lamp, lit by a bundled HDRI."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.render.resolution_x, scene.render.resolution_y = width, height
+    scene.render.resolution_percentage = 100
+    scene.render.film_transparent = False
+    world = bpy.data.worlds.new("Demo")
+    scene.world = world
+    nodes, links = world.node_tree.nodes, world.node_tree.links
+    env = nodes.new("ShaderNodeTexEnvironment")
+    hdri = Path(bpy.utils.system_resource("DATAFILES")) / "studiolights" / "world" / "interior.exr"
+    env.image = bpy.data.images.load(str(hdri))
+    links.new(env.outputs["Color"], nodes["Background"].inputs["Color"])
+    nodes["Background"].inputs["Strength"].default_value = 0.35
+
+    def material(name: str, **inputs: object) -> bpy.types.Material:
+        mat = bpy.data.materials.new(name)
+        bsdf = mat.node_tree.nodes["Principled BSDF"]
+        for key, value in inputs.items():
+            bsdf.inputs[key.replace("_", " ")].default_value = value
+        return mat
+
+    def add(obj_name: str, mat: bpy.types.Material) -> bpy.types.Object:
+        obj = bpy.context.active_object
+        obj.name = obj_name
+        obj.data.materials.append(mat)
+        return obj
+
+    floor = material("Floor", Roughness=0.35)
+    tex = floor.node_tree.nodes.new("ShaderNodeTexChecker")
+    tex.inputs["Scale"].default_value = 12.0
+    tex.inputs["Color1"].default_value = (0.8, 0.75, 0.7, 1)
+    tex.inputs["Color2"].default_value = (0.15, 0.12, 0.1, 1)
+    floor.node_tree.links.new(tex.outputs["Color"], floor.node_tree.nodes["Principled BSDF"].inputs["Base Color"])
+    bpy.ops.mesh.primitive_plane_add(size=20)
+    add("Floor", floor)
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=0.8, location=(-1.2, 0.2, 0.8), segments=48, ring_count=24)
+    bpy.ops.object.shade_smooth()
+    add("Glass", material("Glass", Roughness=0.0, Transmission_Weight=1.0, IOR=1.45))
+    bpy.ops.mesh.primitive_monkey_add(size=1.3, location=(0.9, -0.3, 0.75), rotation=(0.2, 0, 0.5))
+    bpy.ops.object.shade_smooth()
+    add("Metal", material("Metal", Base_Color=(0.9, 0.6, 0.3, 1), Metallic=1.0, Roughness=0.25))
+    bpy.ops.mesh.primitive_cube_add(size=0.9, location=(0.3, 1.6, 0.45), rotation=(0, 0, 0.6))
+    brick = material("Brick", Roughness=0.8)
+    bt = brick.node_tree.nodes.new("ShaderNodeTexBrick")
+    brick.node_tree.links.new(bt.outputs["Color"], brick.node_tree.nodes["Principled BSDF"].inputs["Base Color"])
+    add("Brick", brick)
+    bpy.ops.object.light_add(type="AREA", location=(2.5, -2.0, 3.5))
+    lamp = bpy.context.active_object
+    lamp.data.energy = 60.0
+    lamp.data.size = 1.0
+    lamp.rotation_euler = (0.6, 0.4, 0.8)
+    bpy.ops.object.camera_add(location=(0.5, -6.0, 2.6), rotation=(1.2, 0.0, 0.05))
+    scene.camera = bpy.context.active_object
+
+
+def render(path: Path, spp: int, seed: int) -> tuple[Frame, float]:
+    """Render the active camera to a multilayer EXR (Blender 5.0 gives Python no pixels) and read it."""
+    import bpy
+
+    scene = bpy.context.scene
+    scene.cycles.samples = spp
+    scene.cycles.seed = seed
+    scene.cycles.use_denoising = False
+    scene.cycles.use_adaptive_sampling = False
+    scene.view_layers[0].cycles.denoising_store_passes = True
+    settings = scene.render.image_settings
+    settings.media_type = "MULTI_LAYER_IMAGE"
+    settings.color_depth = "32"
+    settings.exr_codec = "ZIP"
+    scene.render.filepath = str(path)
+    start = time.perf_counter()
+    bpy.ops.render.render(write_still=True)
+    return read_image(path), time.perf_counter() - start
+
+
+def side_by_side(images: list[np.ndarray], labels: list[str]) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    strip = np.concatenate([metrics.to_display(im) for im in images], axis=1)
+    pil = Image.fromarray((np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8))
+    draw = ImageDraw.Draw(pil)
+    w = images[0].shape[1]
+    for i, label in enumerate(labels):
+        draw.text((i * w + 6, 4), label, fill=(255, 255, 255))
+    return np.asarray(pil)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import bpy  # noqa: F401
+    except ImportError:
+        raise DenoiseError("the demo renders with Blender: install the bpy module (./run demo does)") from None
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DenoiseError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    w, h = args.resolution
+    build_scene(w, h)
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"rendering {w}x{h} at {args.spp} spp ...", file=sys.stderr)
+        noisy, t_noisy = render(Path(tmp) / "noisy.exr", args.spp, seed=1)
+        print(f"rendering the reference at {args.reference_spp} spp (takes a while on a CPU) ...", file=sys.stderr)
+        ref, t_ref = render(Path(tmp) / "ref.exr", args.reference_spp, seed=2)
+    if args.model:
+        from ..core.model import load_model
+
+        model = load_model(args.model, threads=args.threads)
+    else:
+        model = catalog.pick_model(noisy.passes, threads=args.threads)
+    result = denoise(model, noisy.color, noisy.albedo, noisy.normal, tiling=args.tiling)
+    write_image(out / "noisy.exr", noisy.color)
+    write_image(out / "denoised.exr", result.image)
+    write_image(out / "reference.exr", ref.color)
+    strip = side_by_side(
+        [noisy.color, result.image, ref.color],
+        [f"noisy {args.spp} spp", f"denoised ({result.stats.model})", f"reference {args.reference_spp} spp"],
+    )
+    write_image(out / "side_by_side.png", _srgb_to_linear_u8(strip))
+    report = {
+        "resolution": [w, h],
+        "spp": args.spp,
+        "reference_spp": args.reference_spp,
+        "model": result.stats.model,
+        "model_inputs": list(result.stats.inputs),
+        "tiling": result.stats.tiling,
+        "tiles": result.stats.tiles,
+        "seconds": {"render_noisy": t_noisy, "render_reference": t_ref, "denoise": result.stats.seconds},
+        "noisy_vs_reference": metrics.report(noisy.color, ref.color),
+        "denoised_vs_reference": metrics.report(result.image, ref.color),
+    }
+    tmp_json = out / ".metrics.json.partial"
+    tmp_json.write_text(json.dumps(report, indent=2) + "\n")
+    tmp_json.replace(out / "metrics.json")
+    n, d = report["noisy_vs_reference"], report["denoised_vs_reference"]
+    print(
+        f"noisy    PSNR {n['psnr']:.2f} dB  SSIM {n['ssim']:.4f}  relMSE {n['relmse']:.4f}\n"
+        f"denoised PSNR {d['psnr']:.2f} dB  SSIM {d['ssim']:.4f}  relMSE {d['relmse']:.4f}"
+        f"  ({result.stats.model}, {result.stats.seconds:.2f} s)\n"
+        f"wrote {out / 'side_by_side.png'} and {out / 'metrics.json'}"
+    )
+    return 0
+
+
+def _srgb_to_linear_u8(strip: np.ndarray) -> np.ndarray:
+    """write_image encodes PNGs to sRGB; hand it linear values so the strip round-trips."""
+    from ..core.transfer import srgb_decode
+
+    return srgb_decode(strip.astype(np.float32) / 255.0).astype(np.float32)
