@@ -1,0 +1,184 @@
+"""``python -m training train|evaluate|export``. Each stage is imported only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from blender_denoise_addon.core.contract import INPUT_SETS
+from blender_denoise_addon.core.transfer import TRANSFERS
+
+SOURCES = ("auto", "exr", "png")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        required=True,
+        help="dataset folder written by generate-dataset (exr/ + samples/, or noise/ + denoise/ PNGs)",
+    )
+    p.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="auto",
+        help="pairs to read: linear multilayer EXRs, PNG pairs, or auto (EXRs when present) (default %(default)s)",
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.1, help="share of scenes held out for validation (default %(default)s)"
+    )
+    p.add_argument(
+        "--test-fraction", type=float, default=0.1, help="share of scenes held out for testing (default %(default)s)"
+    )
+    p.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the deterministic split by scene (default %(default)s)"
+    )
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the Modified U-Net on random crops",
+        description="Train the Modified U-Net (MSE + SSIM, Adam). The run folder gets config.json, split.json, "
+        "log.csv, last.pt and best.pt (lowest validation loss).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _data_args(p)
+    p.add_argument("--out", required=True, help="run folder for the config, log and checkpoints")
+    p.add_argument(
+        "--spp", type=int, nargs="*", default=[], help="train only on these noisy spp levels (default: all found)"
+    )
+    g = p.add_argument_group("model")
+    g.add_argument("--inputs", choices=list(INPUT_SETS), default="color,albedo,normal", help="passes the network takes")
+    g.add_argument("--transfer", choices=TRANSFERS, default="log", help="network space for color (core/transfer.py)")
+    g.add_argument("--width", type=int, default=32, help="channels at full resolution")
+    g.add_argument("--growth", type=int, default=16, help="channels added per level down")
+    g.add_argument("--depth", type=int, default=4, help="number of 2x poolings (alignment = 2**depth)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=30, help="passes over the training crops")
+    g.add_argument("--batch-size", type=int, default=16, help="crops per step")
+    g.add_argument("--patch", type=int, default=64, help="random crop size in pixels")
+    g.add_argument("--patches-per-image", type=int, default=8, help="random crops taken from each pair per epoch")
+    g.add_argument("--no-augment", dest="augment", action="store_false", help="no random flips/rotations of crops")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate after warmup")
+    g.add_argument("--min-lr", type=float, default=1e-5, help="learning rate at the end of the cosine decay")
+    g.add_argument("--warmup-steps", type=int, default=100, help="steps of linear learning-rate warmup")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
+    g.add_argument("--w-mse", type=float, default=1.0, help="weight of the MSE term")
+    g.add_argument("--w-ssim", type=float, default=1.0, help="weight of the (1 - SSIM) term")
+    g.add_argument("--w-l1", type=float, default=0.0, help="weight of an L1 term")
+    g.add_argument("--w-gradient", type=float, default=0.0, help="weight of an image-gradient L1 term")
+    g.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no cap; for smoke runs)")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=0, help="seed for weights, crops and shuffling (saved in config.json)")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: load in the main process)")
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    g.add_argument(
+        "--resume",
+        default="",
+        metavar="CKPT",
+        help="continue from a checkpoint (use 'auto' for OUT/last.pt); the model and split must match",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(_run=_run_train)
+
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics and plots on the test split: noisy vs ours vs OIDN",
+        description="Evaluate a checkpoint or an exported ONNX model through the core's denoise path. Writes "
+        "metrics.json, metrics.csv, table.md (per spp), curves.png and grid_*.png into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _data_args(p)
+    p.add_argument("--out", required=True, help="folder for metrics and plots")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="a .pt checkpoint (its saved split settings override the split options)")
+    which.add_argument("--model", help="an exported .onnx model (the split options pick the frames)")
+    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test", help="frames to evaluate")
+    p.add_argument("--no-oidn", dest="oidn", action="store_false", help="skip OIDN 2.5")
+    p.add_argument("--grids", type=int, default=8, help="comparison grids to draw (first N frames)")
+    p.add_argument(
+        "--run", default="", help="run folder whose log.csv gives the training curves (default: the checkpoint's)"
+    )
+    p.add_argument("--threads", type=int, default=0, help="torch / onnxruntime CPU threads (0: default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(_run=_run_evaluate)
+
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX for the add-on",
+        description="Export to ONNX with the model contract's metadata and dynamic H/W; fails unless onnxruntime "
+        "matches PyTorch within --tolerance and the core loads the file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="a .pt checkpoint (usually RUN/best.pt)")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument("--name", default="", help="denoiser.name in the metadata (default: the output's file name)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |onnxruntime - PyTorch|")
+    p.set_defaults(_run=_run_export)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    skip = {"command", "_run", "quiet"}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k not in skip}, progress=not args.quiet)
+    out = train(cfg)
+    print(f"run folder: {out}")
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import EvalConfig, evaluate
+
+    skip = {"command", "_run", "quiet"}
+    cfg = EvalConfig(
+        **{k: v or "" if k in ("checkpoint", "model") else v for k, v in vars(args).items() if k not in skip}
+    )
+    cfg.progress = not args.quiet
+    result = evaluate(cfg)
+    print(f"{result['frames']} frames evaluated; results in {args.out}")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    rep = export(args.checkpoint, args.output, name=args.name, tolerance=args.tolerance)
+    info = rep.info
+    print(
+        f"{rep.path}: {rep.bytes / 2**20:.2f} MiB, {rep.parameters:,} parameters, inputs {','.join(info.inputs)}, "
+        f"transfer {info.transfer}, alignment {info.alignment}, receptive field {info.receptive_field}, "
+        f"max |onnxruntime - torch| {rep.max_abs_diff:.2e}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from blender_denoise_addon.core.errors import DenoiseError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train, evaluate and export the denoiser's Modified U-Net (see docs/training.md).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(sub)
+    _eval_parser(sub)
+    _export_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (DenoiseError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

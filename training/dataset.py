@@ -1,0 +1,331 @@
+"""Training pairs from the generator's layout: discovery, scene split, loading, crops.
+
+File names come from ``blender_denoise_addon.core.dataset_files``; input preparation
+and the per-frame exposure from ``blender_denoise_addon.core.denoise``, so training
+sees exactly what the core feeds the network. Frames stay linear here; the transfer
+is applied to whole batches (``to_network``) with the core's functions and xp=torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blender_denoise_addon.core import dataset_files as files
+from blender_denoise_addon.core import transfer as tf
+from blender_denoise_addon.core.contract import INPUT_SETS
+from blender_denoise_addon.core.denoise import frame_exposure, prepare_albedo, prepare_normal, sanitize_color
+from blender_denoise_addon.core.errors import DenoiseError
+from blender_denoise_addon.core.imageio import read_image
+
+SPLITS = ("train", "val", "test")
+SOURCES = ("auto", "exr", "png")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One noisy frame and its clean reference. ``scene`` is the split key."""
+
+    scene: str
+    spp: int | None
+    noisy: Path
+    clean: Path
+    kind: str  # "exr" or "png"
+
+    @property
+    def label(self) -> str:
+        return f"{self.scene}_{self.spp}spp" if self.spp is not None else self.scene
+
+
+_NUMBERS = re.compile(r"\d+")
+
+
+def _parse(name: str, build: Any) -> tuple[int, ...] | None:
+    """Numbers in ``name`` such that ``build(*numbers)`` gives back ``name`` (layout from dataset_files)."""
+    nums = tuple(int(n) for n in _NUMBERS.findall(name))
+    for k in (1, 2):
+        try:
+            if len(nums) >= k and build(*nums[:k]) == name:
+                return nums[:k]
+        except TypeError:  # build takes the other count
+            continue
+    return None
+
+
+def _sample_indices(root: Path) -> list[int]:
+    """Complete samples: those with a record (written last). Without records, every exr/ folder."""
+    rec_dir = root / files.RECORDS_DIR
+    if rec_dir.is_dir():
+        found = [_parse(p.name, lambda i: files.record_path(root, i).name) for p in sorted(rec_dir.iterdir())]
+    else:
+        exr_dir = root / files.EXR_DIR
+        names = sorted(p.name for p in exr_dir.iterdir()) if exr_dir.is_dir() else []
+        found = [_parse(n, lambda i: files.sample_dir(root, i).name) for n in names]
+    return sorted({f[0] for f in found if f is not None})
+
+
+def exr_pairs(root: Path) -> list[Pair]:
+    pairs = []
+    for index in _sample_indices(root):
+        folder = files.sample_dir(root, index)
+        clean = files.clean_exr(root, index)
+        if not folder.is_dir() or not clean.is_file():
+            continue
+        for p in sorted(folder.iterdir()):
+            spp = _parse(p.name, lambda s, i=index: files.noisy_exr(root, i, s).name)
+            if spp is not None:
+                pairs.append(Pair(files.sample_name(index), spp[0], p, clean, "exr"))
+    return sorted(pairs, key=lambda q: (q.scene, q.spp or 0))
+
+
+def png_pairs(root: Path) -> list[Pair]:
+    """The seed's noise/ + denoise/ pairs; generator names give scene and spp, other names are one scene each."""
+    pairs = []
+    for noisy, clean in files.png_pairs(root):
+        nums = _parse(noisy.name, lambda i, s: files.noisy_png(root, i, s).name)
+        if nums is not None:
+            pairs.append(Pair(files.sample_name(nums[0]), nums[1], noisy, clean, "png"))
+        else:
+            pairs.append(Pair(noisy.stem, None, noisy, clean, "png"))
+    return pairs
+
+
+def find_pairs(root: str | Path, source: str = "auto", spp: list[int] | None = None) -> list[Pair]:
+    """All pairs under ``root``: EXRs (linear, with albedo and normal) when present, else PNG pairs."""
+    root = Path(root)
+    if source not in SOURCES:
+        raise DenoiseError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    pairs = exr_pairs(root) if source in ("auto", "exr") else []
+    if not pairs and source in ("auto", "png"):
+        pairs = png_pairs(root)
+    if spp:
+        pairs = [p for p in pairs if p.spp in spp]
+    if not pairs:
+        raise DenoiseError(
+            f"no training pairs found in {root} (looked for {files.EXR_DIR}/<sample>/ EXRs with "
+            f"{files.RECORDS_DIR}/ records, and {files.NOISE_DIR}/ + {files.DENOISE_DIR}/ PNG pairs)"
+        )
+    return pairs
+
+
+def split_scenes(scenes: list[str], val: float, test: float, seed: int) -> dict[str, str]:
+    """scene -> split. Deterministic: scenes are ordered by a seeded hash, then cut.
+
+    With 3 or more scenes, val and test get at least one scene each when their share
+    is above zero; train always keeps at least one.
+    """
+    if not 0 <= val < 1 or not 0 <= test < 1 or val + test >= 1:
+        raise DenoiseError(f"val ({val}) and test ({test}) shares must be in [0, 1) and sum below 1")
+    unique = sorted(set(scenes))
+    order = sorted(unique, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+    n = len(order)
+    n_test = round(n * test)
+    n_val = round(n * val)
+    if n >= 3:
+        n_test = max(n_test, 1 if test > 0 else 0)
+        n_val = max(n_val, 1 if val > 0 else 0)
+    while n_test + n_val > n - 1 and (n_test or n_val):
+        if n_val >= n_test and n_val:
+            n_val -= 1
+        else:
+            n_test -= 1
+    out = {s: "test" for s in order[:n_test]}
+    out |= {s: "val" for s in order[n_test : n_test + n_val]}
+    out |= {s: "train" for s in order[n_test + n_val :]}
+    return out
+
+
+def split_pairs(pairs: list[Pair], val: float, test: float, seed: int) -> dict[str, list[Pair]]:
+    """Split by scene, never by frame or patch: every spp of a scene lands in one split."""
+    which = split_scenes([p.scene for p in pairs], val, test, seed)
+    return {name: [p for p in pairs if which[p.scene] == name] for name in SPLITS}
+
+
+@dataclass
+class Loaded:
+    """A prepared pair, C x H x W float32, linear. ``exposure`` comes from the full noisy frame."""
+
+    color: np.ndarray
+    albedo: np.ndarray | None
+    normal: np.ndarray | None
+    target: np.ndarray
+    exposure: float
+
+
+def load_pair(pair: Pair, inputs: str, transfer: str) -> Loaded:
+    """Read and prepare one pair the way the core prepares a frame for inference."""
+    passes = INPUT_SETS[inputs]
+    noisy = read_image(pair.noisy)
+    clean = read_image(pair.clean)
+    if noisy.color.shape != clean.color.shape:
+        raise DenoiseError(f"{pair.noisy} and {pair.clean} differ in size")
+    aux: dict[str, np.ndarray | None] = {}
+    for name, prep in (("albedo", prepare_albedo), ("normal", prepare_normal)):
+        arr = getattr(noisy, name)
+        if name in passes and arr is None:
+            raise DenoiseError(f"{pair.noisy}: no {name} pass, but the model takes {inputs}")
+        aux[name] = prep(arr[..., :3]).transpose(2, 0, 1).copy() if name in passes and arr is not None else None
+    color = sanitize_color(noisy.color[..., :3])
+
+    def chw(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a.transpose(2, 0, 1))
+
+    return Loaded(
+        color=chw(color),
+        albedo=aux["albedo"],
+        normal=aux["normal"],
+        target=chw(sanitize_color(clean.color[..., :3])),
+        exposure=frame_exposure(color, transfer),
+    )
+
+
+def to_network(batch: dict[str, Any], transfer: str) -> tuple[Any, Any]:
+    """(network input, target) in the transfer space, from a collated torch batch.
+
+    Uses the core's ``forward`` with xp=torch and each frame's own exposure.
+    """
+    import torch
+
+    exposure = batch["exposure"].to(torch.float32).view(-1, 1, 1, 1)
+    parts = [tf.forward(batch["color"], transfer, exposure, xp=torch)]
+    parts += [batch[k] for k in ("albedo", "normal") if k in batch]
+    target = tf.forward(batch["target"], transfer, exposure, xp=torch)
+    return torch.cat(parts, dim=1), target
+
+
+def _item(lo: Loaded) -> dict[str, Any]:
+    item: dict[str, Any] = {"color": lo.color, "target": lo.target, "exposure": np.float32(lo.exposure)}
+    if lo.albedo is not None:
+        item["albedo"] = lo.albedo
+    if lo.normal is not None:
+        item["normal"] = lo.normal
+    return item
+
+
+def dihedral(item: dict[str, Any], k: int) -> dict[str, Any]:
+    """One of the 8 flips/rotations (k in 0..7), applied alike to every image in ``item``.
+
+    Normals are vectors in camera space (x right, y up), so their x/y components
+    turn with the image; otherwise a flipped crop would show surfaces facing the
+    wrong way next to their shading.
+    """
+    transpose, flip_x, flip_y = bool(k & 4), bool(k & 2), bool(k & 1)
+    out = dict(item)
+    for key, a in item.items():
+        if not isinstance(a, np.ndarray) or a.ndim != 3:
+            continue
+        if transpose:
+            a = a.transpose(0, 2, 1)
+        if flip_x:
+            a = a[:, :, ::-1]
+        if flip_y:
+            a = a[:, ::-1, :]
+        a = np.ascontiguousarray(a)
+        if key == "normal":
+            a = a.copy()
+            if transpose:  # image (x, y) -> (-y, -x) with y up and rows down
+                a[[0, 1]] = -a[[1, 0]]
+            if flip_x:
+                a[0] = -a[0]
+            if flip_y:
+                a[1] = -a[1]
+        out[key] = a
+    return out
+
+
+def _pad_to(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Mirror-pad (edge repeated, as the core's tiling does) up to h x w."""
+    ph, pw = max(0, h - a.shape[1]), max(0, w - a.shape[2])
+    if not ph and not pw:
+        return a
+    return np.pad(a, ((0, 0), (0, ph), (0, pw)), mode="symmetric")
+
+
+class PairCache:
+    """Loads pairs on first use and keeps them in memory (per process)."""
+
+    def __init__(self, pairs: list[Pair], inputs: str, transfer: str) -> None:
+        self.pairs = pairs
+        self.inputs = inputs
+        self.transfer = transfer
+        self._loaded: dict[int, Loaded] = {}
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> Loaded:
+        if i not in self._loaded:
+            self._loaded[i] = load_pair(self.pairs[i], self.inputs, self.transfer)
+        return self._loaded[i]
+
+    def preload(self, progress: bool = True) -> None:
+        """Load everything now, so DataLoader workers share it (fork) instead of each reading it."""
+        from tqdm import tqdm
+
+        for i in tqdm(range(len(self)), desc="loading", unit="pair", disable=not progress, leave=False):
+            self[i]
+
+
+class RandomCropDataset:
+    """``patches_per_image`` random crops of every pair per epoch, with random flips/rotations.
+
+    Crops are reproducible: item i of epoch e always draws from the same seeded
+    generator, whatever the number of workers.
+    """
+
+    def __init__(
+        self, cache: PairCache, patch: int = 64, patches_per_image: int = 8, augment: bool = True, seed: int = 0
+    ):
+        if patch < 1 or patches_per_image < 1:
+            raise DenoiseError("patch size and patches per image must be at least 1")
+        self.cache = cache
+        self.patch = patch
+        self.per_image = patches_per_image
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.cache) * self.per_image
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        item = _item(self.cache[i // self.per_image])
+        p = self.patch
+        _, h, w = item["color"].shape
+        y0 = int(rng.integers(0, max(1, h - p + 1)))
+        x0 = int(rng.integers(0, max(1, w - p + 1)))
+        for k, a in item.items():
+            if isinstance(a, np.ndarray) and a.ndim == 3:
+                item[k] = _pad_to(a[:, y0 : y0 + p, x0 : x0 + p], p, p)
+        return dihedral(item, int(rng.integers(0, 8))) if self.augment else item
+
+
+class FullImageDataset:
+    """Whole frames, mirror-padded to a multiple of ``alignment``; ``height``/``width`` give the real size."""
+
+    def __init__(self, cache: PairCache, alignment: int = 1) -> None:
+        self.cache = cache
+        self.alignment = alignment
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = _item(self.cache[i])
+        _, h, w = item["color"].shape
+        a = self.alignment
+        ha, wa = -(-h // a) * a, -(-w // a) * a
+        for k, v in item.items():
+            if isinstance(v, np.ndarray) and v.ndim == 3:
+                item[k] = _pad_to(v, ha, wa)
+        item["height"], item["width"] = h, w
+        return item

@@ -1,0 +1,264 @@
+"""Evaluation on the test split: noisy input vs our model vs OIDN 2.5, per-spp table, plots.
+
+Our model runs through the core's own ``denoise`` (input preparation, exposure,
+transfer, padding), either from a checkpoint (PyTorch) or from an exported ONNX
+file, so the numbers are those of the shipped path. OIDN (``pyoidn``) gets the
+same prepared passes. Metrics come from ``blender_denoise_addon.core.metrics``:
+MSE, PSNR and SSIM on the display image (clipped, sRGB-encoded), relMSE on linear.
+
+Outputs in ``--out``: ``metrics.json`` (per image and aggregated), ``metrics.csv``
+(per image), ``table.md`` (per spp), ``curves.png`` (when the run's log.csv is
+found) and ``grid_<frame>.png`` (noisy | ours | OIDN | clean, error maps below).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blender_denoise_addon.core import metrics
+from blender_denoise_addon.core.contract import ModelInfo
+from blender_denoise_addon.core.denoise import denoise, prepare_albedo, prepare_normal, sanitize_color
+from blender_denoise_addon.core.errors import DenoiseError
+from blender_denoise_addon.core.imageio import read_image
+from blender_denoise_addon.core.model import load_model
+
+from .dataset import SPLITS, Pair, find_pairs, split_pairs
+
+METHODS = ("noisy", "ours", "oidn")
+
+
+class TorchModel:
+    """A checkpoint behind the core's Model interface (``info``, ``label``, ``run``)."""
+
+    def __init__(self, checkpoint: str | Path, threads: int = 0) -> None:
+        import torch
+
+        from .train import build_model, load_checkpoint
+
+        if threads:
+            torch.set_num_threads(threads)
+        state = load_checkpoint(checkpoint)
+        self.net, cfg, transfer = build_model(state)
+        self.net.eval()
+        self.info: ModelInfo = cfg.model_info(transfer, name=Path(checkpoint).stem)
+        self.label = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name}"
+        self.config = state.get("config", {})
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.net(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).numpy()
+
+
+@dataclass
+class EvalConfig:
+    data: str
+    out: str
+    checkpoint: str = ""
+    model: str = ""  # exported ONNX instead of a checkpoint
+    split: str = "test"
+    source: str = "auto"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    oidn: bool = True
+    grids: int = 8
+    threads: int = 0
+    run: str = ""  # run folder with log.csv for curves (default: the checkpoint's folder)
+    progress: bool = True
+
+
+def oidn_denoise(color: np.ndarray, albedo: np.ndarray | None, normal: np.ndarray | None, hdr: bool) -> np.ndarray:
+    """OIDN 2.5 (RT filter, high quality) on prepared passes; albedo and normal only as the model gets them."""
+    import pyoidn
+
+    return pyoidn.denoise(
+        np.ascontiguousarray(color, np.float32),
+        None if albedo is None else np.ascontiguousarray(albedo, np.float32),
+        None if normal is None or albedo is None else np.ascontiguousarray(normal, np.float32),
+        hdr=hdr,
+        quality="high",
+    )
+
+
+def image_metrics(result: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    da, db = metrics.to_display(result), metrics.to_display(reference)
+    return {"mse": metrics.mse(da, db)} | metrics.report(result, reference)
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """{spp or 'all': {method: {metric: mean}}}; PSNR is averaged in dB, as is usual."""
+    groups: dict[str, list[dict[str, Any]]] = {"all": rows}
+    for r in rows:
+        groups.setdefault(str(r["spp"]), []).append(r)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for key, group in groups.items():
+        out[key] = {}
+        for m in METHODS:
+            vals = [r for r in group if f"{m}_psnr" in r]
+            if vals:
+                out[key][m] = {
+                    k: float(np.mean([r[f"{m}_{k}"] for r in vals])) for k in ("mse", "psnr", "ssim", "relmse")
+                }
+    return out
+
+
+def table_markdown(agg: dict[str, dict[str, dict[str, float]]]) -> str:
+    lines = ["| spp | method | MSE (display) | PSNR dB | SSIM | relMSE (linear) |", "|---|---|---|---|---|---|"]
+    keys = sorted((k for k in agg if k != "all"), key=lambda k: (k == "None", int(k) if k.isdigit() else 0)) + ["all"]
+    for key in keys:
+        for m, v in agg[key].items():
+            lines.append(f"| {key} | {m} | {v['mse']:.3e} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['relmse']:.3e} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(log_csv: Path, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .train import read_log
+
+    rows = read_log(log_csv)
+    epochs = [r["epoch"] for r in rows]
+    terms = [k[len("train_") :] for k in rows[0] if k.startswith("train_")]
+    fig, axes = plt.subplots(1, len(terms) + 1, figsize=(4 * (len(terms) + 1), 3.2))
+    for ax, term in zip(axes, terms, strict=False):
+        for split in ("train", "val"):
+            ys = [r.get(f"{split}_{term}", math.nan) for r in rows]
+            ax.plot(epochs, ys, marker="o", markersize=3, label=split)
+        ax.set_title(term)
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.legend()
+    axes[-1].plot(epochs, [r["lr"] for r in rows])
+    axes[-1].set_title("learning rate")
+    axes[-1].set_xlabel("epoch")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def plot_grid(images: dict[str, np.ndarray], clean: np.ndarray, title: str, out: Path) -> Path:
+    """Top: display images (methods, then clean). Bottom: per-pixel display error, one shared scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = metrics.to_display(clean)
+    names = list(images)
+    errors = {n: np.abs(metrics.to_display(img) - ref).mean(-1) for n, img in images.items()}
+    vmax = max(1e-6, max(float(np.percentile(e, 99)) for e in errors.values()))
+    cols = len(names) + 1
+    fig, axes = plt.subplots(2, cols, figsize=(3 * cols, 6.2), squeeze=False)
+    for i, name in enumerate(names):
+        m = metrics.report(images[name], clean)
+        axes[0, i].imshow(metrics.to_display(images[name]))
+        axes[0, i].set_title(f"{name}\n{m['psnr']:.2f} dB  SSIM {m['ssim']:.3f}", fontsize=9)
+        im = axes[1, i].imshow(errors[name], cmap="inferno", vmin=0, vmax=vmax)
+        axes[1, i].set_title(f"|error| {name}", fontsize=9)
+    axes[0, -1].imshow(ref)
+    axes[0, -1].set_title("clean", fontsize=9)
+    fig.colorbar(im, ax=axes[1, -1], fraction=0.8)
+    axes[1, -1].axis("off")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def _split_args(cfg: EvalConfig, model: Any) -> tuple[float, float, int, str]:
+    """The split the checkpoint was trained with, else the command-line one."""
+    saved = getattr(model, "config", {}) or {}
+    return (
+        saved.get("val_fraction", cfg.val_fraction),
+        saved.get("test_fraction", cfg.test_fraction),
+        saved.get("split_seed", cfg.split_seed),
+        saved.get("source", cfg.source),
+    )
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Evaluate and write the outputs; returns what metrics.json holds."""
+    from tqdm import tqdm
+
+    if bool(cfg.checkpoint) == bool(cfg.model):
+        raise DenoiseError("give exactly one of --checkpoint (PyTorch) or --model (ONNX)")
+    if cfg.split not in (*SPLITS, "all"):
+        raise DenoiseError(f"split must be one of {', '.join(SPLITS)}, all")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model: Any = (
+        TorchModel(cfg.checkpoint, cfg.threads) if cfg.checkpoint else load_model(cfg.model, cfg.threads or None)
+    )
+    val, test, seed, source = _split_args(cfg, model)
+    pairs = find_pairs(cfg.data, source)
+    chosen: list[Pair] = pairs if cfg.split == "all" else split_pairs(pairs, val, test, seed)[cfg.split]
+    if not chosen:
+        raise DenoiseError(f"the {cfg.split} split of {cfg.data} is empty (val {val}, test {test}, seed {seed})")
+    passes = model.info.inputs
+    rows: list[dict[str, Any]] = []
+    grids: list[str] = []
+    for i, pair in enumerate(tqdm(chosen, desc="evaluating", unit="img", disable=not cfg.progress)):
+        frame = read_image(pair.noisy)
+        clean = sanitize_color(read_image(pair.clean).color[..., :3])
+        albedo = frame.albedo if "albedo" in passes else None
+        normal = frame.normal if "normal" in passes else None
+        color = sanitize_color(frame.color[..., :3])
+        results = {"noisy": color, "ours": denoise(model, color, albedo, normal, tiling="full").image[..., :3]}
+        if cfg.oidn:
+            results["oidn"] = oidn_denoise(
+                color,
+                None if albedo is None else prepare_albedo(albedo[..., :3]),
+                None if normal is None else prepare_normal(normal[..., :3]),
+                hdr=pair.kind == "exr",
+            )
+        row: dict[str, Any] = {"frame": pair.label, "scene": pair.scene, "spp": pair.spp}
+        for name, img in results.items():
+            row |= {f"{name}_{k}": v for k, v in image_metrics(img, clean).items()}
+        rows.append(row)
+        if i < cfg.grids:
+            grids.append(
+                str(plot_grid(results, clean, f"{pair.label} ({model.label})", out / f"grid_{pair.label}.png"))
+            )
+
+    agg = aggregate(rows)
+    run_dir = Path(cfg.run) if cfg.run else (Path(cfg.checkpoint).parent if cfg.checkpoint else None)
+    curves = None
+    if run_dir is not None and (run_dir / "log.csv").is_file():
+        curves = str(plot_curves(run_dir / "log.csv", out / "curves.png"))
+    result = {
+        "model": model.label,
+        "inputs": list(passes),
+        "transfer": model.info.transfer,
+        "split": cfg.split,
+        "frames": len(rows),
+        "metrics": agg,
+        "per_image": rows,
+        "plots": {"curves": curves, "grids": grids},
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    table = table_markdown(agg)
+    (out / "table.md").write_text(table, encoding="utf-8")
+    print(table, file=sys.stderr)
+    return result

@@ -1,0 +1,109 @@
+"""Export a checkpoint to ONNX per the model contract, then prove it matches PyTorch.
+
+The file gets ``input``/``output`` with dynamic N, H and W, and the contract's
+``metadata_props`` from ``ModelInfo.metadata()``. Before it is kept, onnxruntime
+and PyTorch must agree within ``tolerance`` on random inputs of two sizes, and the
+core's ``load_model`` must accept it; otherwise the file is removed and export fails.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from blender_denoise_addon.core.contract import INPUT_NAME, OUTPUT_NAME, ModelInfo
+from blender_denoise_addon.core.errors import DenoiseError
+from blender_denoise_addon.core.model import load_model
+
+from .model import ModifiedUNet
+from .train import build_model, load_checkpoint
+
+OPSET = 17
+MAX_BYTES = 10 * 1024 * 1024  # what the add-on can reasonably ship
+
+
+class ExportError(DenoiseError):
+    pass
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    info: ModelInfo
+    max_abs_diff: float
+    bytes: int
+    parameters: int
+
+
+def random_input(info: ModelInfo, n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Plausible network-space input: transferred color and albedo in [0, 1], normals in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    parts = [rng.random((n, 3, h, w)) if p != "normal" else rng.uniform(-1, 1, (n, 3, h, w)) for p in info.inputs]
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def check_parity(net: ModifiedUNet, path: Path, info: ModelInfo, tolerance: float) -> float:
+    """Largest |onnxruntime - PyTorch| over random inputs of two sizes (dynamic H/W, batch 2)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    a = info.alignment
+    worst = 0.0
+    for i, (n, h, w) in enumerate(((1, 2 * a, 3 * a), (2, max(64, 4 * a), max(32, 2 * a)))):
+        x = random_input(info, n, h, w, seed=i)
+        with torch.no_grad():
+            ref = net(torch.from_numpy(x)).numpy()
+        got = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        if got.shape != ref.shape:
+            raise ExportError(f"onnxruntime output shape {got.shape} != PyTorch {ref.shape} for input {x.shape}")
+        worst = max(worst, float(np.max(np.abs(got - ref))))
+    if not worst <= tolerance:
+        raise ExportError(f"onnxruntime and PyTorch differ by {worst:.3e} (> {tolerance:.0e}); model not exported")
+    return worst
+
+
+def export(checkpoint: str | Path, out: str | Path, name: str = "", tolerance: float = 1e-4) -> ExportReport:
+    import onnx
+    from onnx import helper
+
+    state = load_checkpoint(checkpoint)
+    net, cfg, transfer = build_model(state)
+    net.eval()
+    info = cfg.model_info(transfer, name=name or Path(out).stem)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    a = cfg.alignment
+    dummy = torch.from_numpy(random_input(info, 1, 2 * a, 2 * a))
+    dims = {0: "N", 2: "H", 3: "W"}
+    try:
+        # The TorchScript exporter: the dynamo one needs onnxscript, which we do not ship.
+        torch.onnx.export(
+            net,
+            (dummy,),
+            str(tmp),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: dims, OUTPUT_NAME: dims},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+        proto = onnx.load(str(tmp))
+        helper.set_model_props(proto, info.metadata())
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        diff = check_parity(net, tmp, info, tolerance)
+        load_model(tmp)  # the core must accept it as it is
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    size = out.stat().st_size
+    if size > MAX_BYTES:
+        print(f"warning: {out} is {size / 2**20:.1f} MiB, more than the add-on should ship", file=sys.stderr)
+    params = sum(p.numel() for p in net.parameters())
+    return ExportReport(path=out, info=info, max_abs_diff=diff, bytes=size, parameters=params)

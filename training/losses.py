@@ -1,0 +1,62 @@
+"""The training loss: w_mse * MSE + w_ssim * (1 - SSIM), plus optional L1 and gradient terms.
+
+Computed in the network's transfer space (the sigmoid output's space), where the
+values lie in [0, 1], so SSIM uses data_range=1. SSIM is pytorch-msssim's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from pytorch_msssim import ssim
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    mse: float = 1.0
+    ssim: float = 1.0
+    l1: float = 0.0
+    gradient: float = 0.0
+
+    def __post_init__(self) -> None:
+        if min(self.mse, self.ssim, self.l1, self.gradient) < 0 or not any(asdict(self).values()):
+            raise ValueError(f"loss weights must be >= 0 and not all zero, got {self}")
+
+
+def ssim_window(h: int, w: int, default: int = 11) -> int:
+    """The SSIM window for an image: 11 (Wang et al.) or the largest odd size that fits."""
+    side = min(h, w, default)
+    return max(1, side if side % 2 else side - 1)
+
+
+def ssim_value(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return ssim(pred, target, data_range=1.0, size_average=True, win_size=ssim_window(*pred.shape[-2:]))
+
+
+def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+class DenoiseLoss(nn.Module):
+    """Returns (total, {term: value}) so the log can show each term."""
+
+    def __init__(self, weights: LossWeights | None = None) -> None:
+        super().__init__()
+        self.weights = weights or LossWeights()
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        w = self.weights
+        terms: dict[str, torch.Tensor] = {}
+        if w.mse:
+            terms["mse"] = torch.mean((pred - target) ** 2)
+        if w.ssim:
+            terms["ssim"] = 1.0 - ssim_value(pred, target)
+        if w.l1:
+            terms["l1"] = torch.mean(torch.abs(pred - target))
+        if w.gradient:
+            (px, py), (tx, ty) = _gradients(pred), _gradients(target)
+            terms["gradient"] = torch.mean(torch.abs(px - tx)) + torch.mean(torch.abs(py - ty))
+        total = sum((getattr(w, k) * v for k, v in terms.items()), torch.zeros((), device=pred.device))
+        return total, {k: float(v.detach()) for k, v in terms.items()}
