@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-# Filled as the UI modules land (panel, operators, preferences, handlers).
-MODULES: tuple[str, ...] = ()
+# Registration order; unregistered in reverse. Sub-panels come after their parent.
+MODULES: tuple[str, ...] = ("properties", "preferences", "operators", "hook", "panel")
 
 
 def _modules() -> list[ModuleType]:

@@ -1,0 +1,357 @@
+"""Blender-side plumbing shared by the operator, the render hook and the headless CLI.
+
+Only converts between bpy data and the core's numpy arrays/dataclasses: render
+passes in (through a multilayer EXR, since Blender 5.0 gives Python no Render
+Result pixels), an Image datablock out. All denoising goes through ``core``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+from .core import catalog
+from .core.denoise import CancelFn, DenoiseResult, ProgressFn, denoise
+from .core.errors import DenoiseCancelled, DenoiseError, ModelContractError
+from .core.imageio import PASS_ALBEDO, PASS_COMBINED, PASS_NORMAL, Frame, read_image, write_image
+from .core.model import Model, load_model
+
+RESULT_IMAGE = "AI Denoised"
+
+# Render settings the quick render changes, restored in reverse order. Order
+# matters: media_type before file_format before color_depth, because each one
+# limits the values the next accepts (PNG takes no 32-bit depth).
+_RENDER_ATTRS: tuple[tuple[str, str], ...] = (
+    ("render", "engine"),
+    ("render", "filepath"),
+    ("render", "use_file_extension"),
+    ("render", "use_compositing"),
+    ("render", "use_sequencer"),
+    ("render", "use_single_layer"),
+    ("render", "resolution_percentage"),
+    ("cycles", "samples"),
+    ("cycles", "seed"),
+    ("cycles", "use_animated_seed"),
+    ("cycles", "use_denoising"),
+    ("cycles", "use_adaptive_sampling"),
+    ("cycles", "adaptive_threshold"),
+    ("cycles", "adaptive_min_samples"),
+    ("cycles", "time_limit"),
+    ("image_settings", "media_type"),
+    ("image_settings", "file_format"),
+    ("image_settings", "color_depth"),
+    ("image_settings", "exr_codec"),
+    ("image_settings", "color_management"),
+)
+
+
+def _owner(scene: Any, name: str) -> Any:
+    if name == "render":
+        return scene.render
+    if name == "cycles":
+        return scene.cycles
+    return scene.render.image_settings
+
+
+@contextlib.contextmanager
+def preserved_settings(scene: Any) -> Iterator[None]:
+    """Snapshot the render settings this add-on may change and restore them on exit,
+    also when the body raises or is cancelled."""
+    saved: list[tuple[Any, str, Any]] = []
+    for owner_name, attr in _RENDER_ATTRS:
+        owner = _owner(scene, owner_name)
+        if hasattr(owner, attr):
+            saved.append((owner, attr, getattr(owner, attr)))
+    layers = [(vl, vl.cycles.denoising_store_passes) for vl in scene.view_layers]
+    try:
+        yield
+    finally:
+        # Forward order: media_type must be back before file_format and color_depth.
+        for owner, attr, value in saved:
+            try:
+                if getattr(owner, attr) != value:
+                    setattr(owner, attr, value)
+            except (TypeError, ValueError, AttributeError) as e:  # keep restoring the rest
+                print(f"AI Denoise: could not restore {attr}={value!r}: {e}")
+        for vl, store in layers:
+            if vl.cycles.denoising_store_passes != store:
+                vl.cycles.denoising_store_passes = store
+
+
+def set_multilayer_exr(scene: Any) -> None:
+    """Lossless 32-bit multilayer EXR (Blender 5.0: via media_type, not file_format)."""
+    ims = scene.render.image_settings
+    ims.media_type = "MULTI_LAYER_IMAGE"
+    ims.color_depth = "32"
+    ims.exr_codec = "ZIP"
+
+
+# -- the hook must not denoise the add-on's own renders -------------------------------
+
+_suspend = threading.local()
+
+
+@contextlib.contextmanager
+def hook_suspended() -> Iterator[None]:
+    """Renders inside this block are the add-on's own: the render hook ignores them."""
+    depth = getattr(_suspend, "depth", 0)
+    _suspend.depth = depth + 1
+    try:
+        yield
+    finally:
+        _suspend.depth = depth
+
+
+def hook_is_suspended() -> bool:
+    return getattr(_suspend, "depth", 0) > 0
+
+
+# -- rendering passes ------------------------------------------------------------------
+
+
+def check_camera(scene: Any) -> None:
+    if scene.camera is None:
+        raise DenoiseError(f"scene {scene.name!r} has no active camera: set one in Scene properties")
+
+
+def render_passes(scene: Any, spp: int, view_layer: Any = None) -> Frame:
+    """Render the active camera with Cycles at ``spp`` (Denoising Data on, Cycles'
+    own denoiser off) and return the passes. The scene's settings are restored."""
+    check_camera(scene)
+    if spp < 1:
+        raise DenoiseError(f"samples must be at least 1, got {spp}")
+    layer = view_layer or bpy.context.view_layer
+    if layer is None or layer.name not in scene.view_layers:
+        layer = scene.view_layers[0]
+    with tempfile.TemporaryDirectory(prefix="ai_denoise_") as tmp:
+        path = Path(tmp) / "passes.exr"
+        with preserved_settings(scene), hook_suspended():
+            r = scene.render
+            r.engine = "CYCLES"
+            scene.cycles.samples = spp
+            scene.cycles.use_denoising = False
+            scene.cycles.use_adaptive_sampling = False  # exactly spp samples per pixel
+            scene.cycles.time_limit = 0.0
+            # One view layer and no compositor, so the EXR holds exactly one Combined.
+            r.use_single_layer = True
+            r.use_compositing = False
+            r.use_sequencer = False
+            layer.cycles.denoising_store_passes = True
+            set_multilayer_exr(scene)
+            r.filepath = str(path)
+            r.use_file_extension = False
+            # layer=: only this view layer renders; no window needed (background mode).
+            result = bpy.ops.render.render(write_still=True, scene=scene.name, layer=layer.name)
+        if "CANCELLED" in result or not path.is_file():
+            raise DenoiseCancelled("the render was cancelled")
+        return read_image(path)
+
+
+def _exr_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """{layer: {pass.channel: pixels}} of a Blender multilayer EXR."""
+    import OpenEXR
+
+    try:
+        f = OpenEXR.File(str(path), separate_channels=True)
+        layers: dict[str, dict[str, np.ndarray]] = {}
+        for part in f.parts:
+            for name, ch in part.channels.items():
+                layer, _, rest = name.partition(".")
+                layers.setdefault(layer, {})[rest] = np.asarray(ch.pixels, dtype=np.float32)
+    except Exception as e:
+        raise DenoiseError(f"{path}: cannot read EXR ({str(e).strip() or type(e).__name__})") from None
+    return layers
+
+
+def _stack(chans: dict[str, np.ndarray], pass_name: str, suffixes: str) -> np.ndarray | None:
+    names = [f"{pass_name}.{s}" for s in suffixes]
+    if all(n in chans for n in names):
+        return np.stack([chans[n] for n in names], axis=-1)
+    return None
+
+
+def read_render_result(scene: Any, path: Path) -> Frame:
+    """Passes of a saved Render Result, choosing layers explicitly (several view layers
+    and a Composite layer can share the file; core.read_image would take the first).
+
+    Color: the composited image when the compositor ran (that is what Blender shows
+    and writes), else the view layer's Noisy Image (Cycles' own denoiser was on),
+    else its Combined. Albedo/normal: the first rendered view layer that has them.
+    """
+    layers = _exr_layers(path)
+    vl_names = [vl.name for vl in scene.view_layers if vl.use]
+    rendered = [n for n in vl_names if n in layers] or [n for n in layers if n != "Composite"]
+    aux = next((n for n in rendered if f"{PASS_ALBEDO}.R" in layers[n]), rendered[0] if rendered else None)
+    color = alpha = None
+    if "Composite" in layers:
+        color = _stack(layers["Composite"], PASS_COMBINED, "RGB")
+        alpha = layers["Composite"].get(f"{PASS_COMBINED}.A")
+    if color is None and aux is not None:
+        chans = layers[aux]
+        color = _stack(chans, "Noisy Image", "RGB")
+        if color is None:
+            color = _stack(chans, PASS_COMBINED, "RGB")
+        alpha = chans.get(f"{PASS_COMBINED}.A")
+    if color is None:
+        raise DenoiseError(f"the render has no color pass (layers: {', '.join(sorted(layers))})")
+    albedo = normal = None
+    if aux is not None:
+        albedo = _stack(layers[aux], PASS_ALBEDO, "RGB")
+        normal = _stack(layers[aux], PASS_NORMAL, "XYZ")
+    return Frame(color=color, alpha=alpha, albedo=albedo, normal=normal, source=str(path))
+
+
+def save_render_result(scene: Any, path: Path) -> None:
+    """Write the Render Result (all layers and passes) to a multilayer EXR."""
+    img = bpy.data.images.get("Render Result")
+    if img is None:
+        raise DenoiseError("there is no Render Result to denoise")
+    with preserved_settings(scene):
+        set_multilayer_exr(scene)
+        img.save_render(str(path), scene=scene)
+    if not path.is_file():
+        raise DenoiseError("could not save the Render Result")
+
+
+# -- models and denoising ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the panel/CLI chose, in core terms."""
+
+    tiling: str = "sliding"
+    tile: int | None = None
+    overlap: int | None = None
+    threads: int | None = None
+    use_albedo: bool = True
+    use_normal: bool = True
+    model_path: str | None = None  # None: the bundled model that fits the passes
+
+
+# Sessions are expensive to build; an animation reuses one per (path, mtime, threads).
+_models: dict[tuple[str, float, int | None], Model] = {}
+
+
+def clear_model_cache() -> None:
+    _models.clear()
+
+
+def get_model(opts: Options, passes: set[str]) -> Model:
+    allowed = {"color"} | {p for p, on in (("albedo", opts.use_albedo), ("normal", opts.use_normal)) if on}
+    if opts.model_path is not None:
+        if not opts.model_path:
+            raise ModelContractError("no model file chosen (Preferences > Add-ons > AI Denoiser)")
+        path = Path(bpy.path.abspath(opts.model_path) if opts.model_path.startswith("//") else opts.model_path)
+        key = (str(path), path.stat().st_mtime if path.is_file() else 0.0, opts.threads)
+        if key not in _models:
+            _models.clear()
+            _models[key] = load_model(path, threads=opts.threads)
+        return _models[key]
+    return catalog.pick_model(passes & allowed, threads=opts.threads)
+
+
+def denoise_frame(
+    frame: Frame,
+    opts: Options,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+    model: Model | None = None,
+) -> DenoiseResult:
+    model = model or get_model(opts, frame.passes)
+    need = set(model.info.inputs)
+    for name, on in (("albedo", opts.use_albedo), ("normal", opts.use_normal)):
+        if name in need and not on:
+            raise DenoiseError(f"model {model.label} needs the {name} pass, but 'Use {name.title()}' is off")
+    return denoise(
+        model,
+        frame.rgba,
+        frame.albedo if opts.use_albedo else None,
+        frame.normal if opts.use_normal else None,
+        tiling=opts.tiling,
+        tile=opts.tile,
+        overlap=opts.overlap,
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+def to_rgba(image: np.ndarray) -> np.ndarray:
+    if image.shape[2] == 4:
+        return image.astype(np.float32, copy=False)
+    alpha = np.ones(image.shape[:2] + (1,), np.float32)
+    return np.concatenate([image.astype(np.float32, copy=False), alpha], axis=-1)
+
+
+def show_image(image: np.ndarray, name: str = RESULT_IMAGE) -> Any:
+    """Put H x W x 3|4 linear float (top row first) into a float Image datablock."""
+    h, w = image.shape[:2]
+    img = bpy.data.images.get(name)
+    if img is not None and (not img.is_float or img.source != "GENERATED"):
+        bpy.data.images.remove(img)
+        img = None
+    if img is not None and tuple(img.size) != (w, h):
+        img.scale(w, h)  # keeps the datablock, so editors and compositor nodes still show it
+    if img is None:
+        # Float images are created Linear Rec.709; set nothing after filling
+        # (changing the colorspace of a generated image wipes its pixels).
+        img = bpy.data.images.new(name, w, h, alpha=True, float_buffer=True)
+    img.pixels.foreach_set(np.ascontiguousarray(to_rgba(image)[::-1]).ravel())  # bpy rows are bottom-up
+    img.update()
+    return img
+
+
+def image_array(img: Any) -> np.ndarray:
+    """H x W x 4 float32, top row first."""
+    w, h = img.size
+    buf = np.empty(w * h * 4, np.float32)
+    img.pixels.foreach_get(buf)
+    return buf.reshape(h, w, 4)[::-1].copy()
+
+
+def save_result(scene: Any, img: Any, path: str | os.PathLike[str]) -> Path:
+    """``.exr``: linear, exact (core writer). Other formats: Blender's writer with the
+    scene's view transform, as a render would be saved."""
+    path = Path(bpy.path.abspath(str(path)) if str(path).startswith("//") else path)
+    if path.suffix.lower() == ".exr":
+        return write_image(path, image_array(img))
+    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+    fmt = formats.get(path.suffix.lower())
+    if fmt is None:
+        raise DenoiseError(f"{path}: unsupported format {path.suffix!r} (use .exr, .png, .jpg or .tif)")
+    if not path.parent.is_dir():
+        raise DenoiseError(f"output folder does not exist: {path.parent}")
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    with preserved_settings(scene):
+        ims = scene.render.image_settings
+        ims.media_type = "IMAGE"
+        ims.file_format = fmt
+        ims.color_management = "FOLLOW_SCENE"
+        img.save_render(str(tmp), scene=scene)
+    if not tmp.is_file():
+        raise DenoiseError(f"could not write {path}")
+    os.replace(tmp, path)
+    return path
+
+
+def save_like_render(scene: Any, img: Any, path: Path) -> Path:
+    """Write with the scene's own output settings (format, depth, view transform), so a
+    denoised sibling looks like the frame Blender wrote next to it."""
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    img.save_render(str(tmp), scene=scene)
+    if not tmp.is_file():
+        raise DenoiseError(f"could not write {path}")
+    os.replace(tmp, path)
+    return path

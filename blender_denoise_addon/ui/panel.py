@@ -1,0 +1,77 @@
+"""Properties > Render > AI Denoise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+from . import preferences
+
+
+class RENDER_PT_ai_denoise(bpy.types.Panel):
+    """Denoise a quick Cycles render with the AI model, or every render"""
+
+    bl_label = "AI Denoise"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        scene = context.scene
+        s = scene.ai_denoise
+
+        row = layout.row()
+        row.scale_y = 1.4
+        row.operator("render.ai_denoise", icon="SHADERFX")
+        if scene.camera is None:
+            layout.label(text="The scene has no active camera", icon="ERROR")
+
+        col = layout.column()
+        col.prop(s, "samples")
+        col.prop(s, "tiling")
+        sub = col.column()
+        sub.active = s.tiling != "FULL"
+        sub.prop(s, "tile_size")
+        if s.tiling == "SLIDING":
+            col.prop(s, "auto_overlap")
+            sub = col.column()
+            sub.active = not s.auto_overlap
+            sub.prop(s, "overlap")
+        col.prop(s, "use_albedo")
+        col.prop(s, "use_normal")
+        col.prop(s, "threads")
+        col.prop(s, "output_path")
+
+        layout.separator()
+        layout.prop(s, "denoise_renders")
+        if s.denoise_renders and scene.cycles.use_denoising:
+            layout.label(text="Cycles' own denoiser is also on", icon="INFO")
+
+        box = layout.box()
+        box.use_property_split = False
+        row = box.row()
+        row.label(text=f"Model: {preferences.model_label(context)}", icon="NODE_COMPOSITING")
+        row.operator("preferences.addon_show", text="", icon="PREFERENCES").module = preferences.ADDON_ID
+        if s.last_model:
+            box.label(text=f"Last: {s.last_size}, {s.last_seconds:.2f} s, {s.last_tiles} tiles", icon="TIME")
+            box.label(text=f"Model used: {s.last_model}")
+        if s.last_error:
+            box.label(text=s.last_error, icon="ERROR")
+
+
+classes = (RENDER_PT_ai_denoise,)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
