@@ -10,6 +10,8 @@ and the training loader (reads). Pure: no bpy, no torch.
                                         render times, Blender version); written last, so
                                         its presence means the sample is complete
       manifest.jsonl                    optional compiled view: one record per line
+      dataset.json                      the settings every sample shares (seed, resolution,
+                                        spp, render settings); a resumed run must match it
 
 ``<sample>`` is the zero-padded global index, so shards (index % N == I) write
 disjoint names and their folders merge by plain copying.
@@ -18,6 +20,8 @@ disjoint names and their folders merge by plain copying.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,10 @@ DENOISE_DIR = "denoise"
 RECORDS_DIR = "samples"
 MANIFEST = "manifest.jsonl"
 CLEAN_EXR = "clean.exr"
+DATASET_CONFIG = "dataset.json"
+# Every temporary file carries this in its name (imageio uses it too), so a
+# resumed run can find and delete what a killed one left half-written.
+PARTIAL = ".partial"
 
 
 def sample_name(index: int) -> str:
@@ -80,3 +88,64 @@ def png_pairs(root: Path) -> list[tuple[Path, Path]]:
     if not noise.is_dir():
         return []
     return [(p, clean / p.name) for p in sorted(noise.glob("*.png")) if (clean / p.name).is_file()]
+
+
+def index_of(name: str) -> int | None:
+    """Inverse of :func:`sample_name` for a record/sample name; None if it is not one."""
+    stem = Path(name).stem
+    return int(stem) if stem.isdigit() else None
+
+
+def complete_indices(root: Path) -> set[int]:
+    """Indices whose record exists, i.e. finished samples."""
+    folder = Path(root) / RECORDS_DIR
+    if not folder.is_dir():
+        return set()
+    return {i for p in folder.glob("*.json") if (i := index_of(p.name)) is not None}
+
+
+def partial_files(root: Path, index: int) -> list[Path]:
+    """Temporary files a killed run left for sample ``index`` (never real names)."""
+    root = Path(root)
+    name = sample_name(index)
+    found: list[Path] = []
+    sdir = sample_dir(root, index)
+    if sdir.is_dir():
+        found += [p for p in sdir.iterdir() if p.name.startswith(".") and PARTIAL in p.name]
+    for folder in (NOISE_DIR, DENOISE_DIR, RECORDS_DIR):
+        d = root / folder
+        if d.is_dir():
+            found += [p for p in d.glob(f".{name}*") if PARTIAL in p.name]
+    return sorted(found)
+
+
+def write_json_atomic(path: Path, obj: Any) -> Path:
+    """JSON to a temporary name in the same folder, then renamed: never half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=PARTIAL + path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_manifest(root: Path) -> Path:
+    """Compile ``manifest.jsonl`` (one record per line, index order) from samples/*.json."""
+    root = Path(root)
+    lines = [json.dumps(r, sort_keys=True) for r in iter_records(root)]
+    path = root / MANIFEST
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=PARTIAL + ".jsonl", dir=root)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

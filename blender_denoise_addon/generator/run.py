@@ -1,0 +1,179 @@
+"""Generating a dataset: the loop shared by the CLI and the add-on's operator.
+
+:class:`DatasetJob` yields after every render, so the operator can update the UI
+and honour Esc between renders, and the CLI can drive a progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+from ..core import dataset_files as df
+from ..core import scene_spec as ss
+from ..core.errors import DenoiseError
+from ..core.imageio import read_image, write_image
+from ..core.transfer import autoexposure
+from .render import configure, render_exr
+from .scene import build_scene
+
+
+@dataclass
+class Step:
+    """One finished render (or a finished sample when ``sample_done``)."""
+
+    index: int
+    what: str  # "noisy_0004spp", "clean", "sample"
+    seconds: float | None  # None: file already there from an earlier run
+    sample_done: bool = False
+
+
+def png_exposure(clean_rgb: np.ndarray) -> float:
+    """One exposure per sample for the 8-bit quick-look pair (same for noisy and clean)."""
+    c = np.where(np.isfinite(clean_rgb) & (clean_rgb > 0), clean_rgb, 0).astype(np.float32)
+    return float(np.clip(autoexposure(c), 1 / 64, 64))
+
+
+class DatasetJob:
+    def __init__(self, settings: ss.GenerateSettings) -> None:
+        self.settings = settings
+        self.root = Path(settings.out)
+        self.all_indices = ss.shard_indices(settings.count, settings.shard)
+        self.done_before = df.complete_indices(self.root) if self.root.is_dir() else set()
+        self.todo = [i for i in self.all_indices if i not in self.done_before]
+        self.renders_per_sample = len(settings.noisy_spp) + 1
+
+    # -- folder ---------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create the layout, and refuse to mix settings with an existing dataset."""
+        try:
+            for sub in (df.EXR_DIR, df.NOISE_DIR, df.DENOISE_DIR, df.RECORDS_DIR):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DenoiseError(f"cannot create output folder {self.root}: {e.strerror or e}") from None
+        identity = self.dataset_identity()
+        cfg = self.root / df.DATASET_CONFIG
+        if cfg.is_file():
+            try:
+                existing = json.loads(cfg.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise DenoiseError(f"{cfg} is unreadable ({e}); move it away or use another folder") from None
+            diff = sorted(k for k in set(existing) | set(identity) if existing.get(k) != identity.get(k))
+            if diff:
+                show = ", ".join(f"{k}: folder has {existing.get(k)!r}, asked {identity.get(k)!r}" for k in diff)
+                raise DenoiseError(f"{self.root} holds a dataset made with other settings ({show}); use another folder")
+        else:
+            df.write_json_atomic(cfg, identity)
+
+    def dataset_identity(self) -> dict[str, Any]:
+        ident = self.settings.identity()
+        ident["blender"] = bpy.app.version_string
+        return ident
+
+    # -- work -------------------------------------------------------------------
+
+    def steps(self) -> Iterator[Step]:
+        """Every render of every sample still to do. Closing the iterator stops cleanly."""
+        self.prepare()
+        for index in self.todo:
+            yield from self.sample_steps(index)
+        self.finish()
+
+    def finish(self) -> None:
+        # The compiled manifest only when the folder holds the whole dataset, so
+        # shard folders (which lack it) still merge by plain copying.
+        if set(range(self.settings.count)) <= df.complete_indices(self.root):
+            df.write_manifest(self.root)
+
+    def sample_steps(self, index: int) -> Iterator[Step]:
+        st = self.settings
+        root = self.root
+        for p in df.partial_files(root, index):
+            p.unlink(missing_ok=True)
+        df.sample_dir(root, index).mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        spec = ss.scene_spec(st.seed, index)
+        built = build_scene(spec)
+        try:
+            render_settings = configure(built.scene, st)
+            build_seconds = time.perf_counter() - t0
+            noisy = []
+            for spp in st.noisy_spp:
+                path = df.noisy_exr(root, index, spp)
+                seed = ss.render_seed(st.seed, index, spp)
+                # A file under its real name is complete (written via a temporary name) and
+                # deterministic, so a resumed sample reuses it.
+                secs = None if path.is_file() else render_exr(built.scene, path, spp, seed)
+                noisy.append({"spp": spp, "seed": seed, "seconds": secs, "exr": _rel(root, path)})
+                yield Step(index, f"noisy_{df.spp_tag(spp)}", secs)
+            path = df.clean_exr(root, index)
+            seed = ss.render_seed(st.seed, index, st.clean_spp, clean=True)
+            secs = (
+                None
+                if path.is_file()
+                else render_exr(
+                    built.scene, path, st.clean_spp, seed, st.clean_adaptive_threshold, st.clean_adaptive_min_samples
+                )
+            )
+            clean = {
+                "spp": st.clean_spp,
+                "seed": seed,
+                "seconds": secs,
+                "exr": _rel(root, path),
+                "adaptive_threshold": st.clean_adaptive_threshold,
+                "adaptive_min_samples": st.clean_adaptive_min_samples if st.clean_adaptive_threshold > 0 else 0,
+            }
+            yield Step(index, "clean", secs)
+        finally:
+            built.remove()
+        exposure = self._write_pngs(index)
+        for n in noisy:
+            n["png"] = _rel(root, df.noisy_png(root, index, n["spp"]))
+            n["png_clean"] = _rel(root, df.clean_png(root, index, n["spp"]))
+        record = {
+            "sample": df.sample_name(index),
+            "index": index,
+            "seed": st.seed,
+            "resolution": list(st.resolution),
+            "noisy": noisy,
+            "clean": clean,
+            "png_exposure": exposure,
+            "render_settings": render_settings,
+            "build_seconds": round(build_seconds, 3),
+            "blender": bpy.app.version_string,
+            "spec_version": ss.SPEC_VERSION,
+            "scene": ss.spec_summary(spec),
+            "spec": spec,
+        }
+        df.write_json_atomic(df.record_path(root, index), record)  # last: marks the sample complete
+        yield Step(index, "sample", None, sample_done=True)
+
+    def _write_pngs(self, index: int) -> float:
+        clean = read_image(df.clean_exr(self.root, index)).color
+        exposure = png_exposure(clean)
+        for spp in self.settings.noisy_spp:
+            noisy = read_image(df.noisy_exr(self.root, index, spp)).color
+            write_image(df.noisy_png(self.root, index, spp), noisy * exposure)
+            write_image(df.clean_png(self.root, index, spp), clean * exposure)
+        return exposure
+
+
+def _rel(root: Path, path: Path) -> str:
+    return Path(path).relative_to(root).as_posix()
+
+
+def generate(settings: ss.GenerateSettings) -> int:
+    """Run a whole job without UI; returns the number of samples made."""
+    job = DatasetJob(settings)
+    made = 0
+    for step in job.steps():
+        made += step.sample_done
+    return made
