@@ -130,10 +130,10 @@ def validate(
         raise DenoiseError(f"shard {sh[0]}/{sh[1]}: I must be in 0..N-1")
     if not 0.0 <= clean_adaptive_threshold < 1.0:
         raise DenoiseError(f"adaptive threshold must be in [0, 1) (0 = off), got {clean_adaptive_threshold}")
-    if clean_adaptive_min_samples < 0 or clean_adaptive_min_samples > clean_spp:
-        raise DenoiseError(
-            f"adaptive min samples must be in 0..clean spp ({clean_spp}), got {clean_adaptive_min_samples}"
-        )
+    if clean_adaptive_min_samples < 0:
+        raise DenoiseError(f"adaptive min samples must be >= 0, got {clean_adaptive_min_samples}")
+    # A small clean spp with the default minimum just means "every pixel gets all samples".
+    clean_adaptive_min_samples = min(clean_adaptive_min_samples, clean_spp)
     if clamp_direct < 0 or clamp_indirect < 0:
         raise DenoiseError("clamp values must be >= 0 (0 = no clamping)")
     return GenerateSettings(
