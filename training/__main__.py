@@ -158,9 +158,7 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from blender_denoise_addon.core.errors import DenoiseError
-
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
         description="Train, evaluate and export the denoiser's Modified U-Net (see docs/training.md).",
@@ -169,7 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _train_parser(sub)
     _eval_parser(sub)
     _export_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from blender_denoise_addon.core.errors import DenoiseError
+
+    args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except (DenoiseError, ValueError) as e:

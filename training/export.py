@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,16 +84,18 @@ def export(checkpoint: str | Path, out: str | Path, name: str = "", tolerance: f
     dims = {0: "N", 2: "H", 3: "W"}
     try:
         # The TorchScript exporter: the dynamo one needs onnxscript, which we do not ship.
-        torch.onnx.export(
-            net,
-            (dummy,),
-            str(tmp),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: dims, OUTPUT_NAME: dims},
-            opset_version=OPSET,
-            dynamo=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                net,
+                (dummy,),
+                str(tmp),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: dims, OUTPUT_NAME: dims},
+                opset_version=OPSET,
+                dynamo=False,
+            )
         proto = onnx.load(str(tmp))
         helper.set_model_props(proto, info.metadata())
         onnx.checker.check_model(proto)

@@ -1,0 +1,398 @@
+"""training/: data, model, one epoch, overfitting, resume, export parity, evaluate, CLI.
+
+The tiny dataset is made once per session by the real generator (32x32, few spp).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from blender_denoise_addon.core import dataset_files as files  # noqa: E402
+from blender_denoise_addon.core import load_model, read_image  # noqa: E402
+from blender_denoise_addon.core.denoise import denoise, frame_exposure, sanitize_color  # noqa: E402
+from training.dataset import (  # noqa: E402
+    FullImageDataset,
+    Pair,
+    PairCache,
+    RandomCropDataset,
+    dihedral,
+    find_pairs,
+    split_pairs,
+    to_network,
+)
+from training.model import ModifiedUNet, UNetConfig, count_parameters  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--width", "8", "--growth", "8", "--depth", "2"]
+SPP = (1, 4)
+
+
+def _generator_ready() -> bool:
+    return (ROOT / "blender_denoise_addon" / "cli" / "generate_dataset.py").is_file()
+
+
+def _write_multilayer(path: Path, color: np.ndarray, albedo: np.ndarray, normal: np.ndarray) -> None:
+    import OpenEXR
+
+    chans = {}
+    for layer, names, arr in (
+        ("Combined", "RGB", color),
+        ("Denoising Albedo", "RGB", albedo),
+        ("Denoising Normal", "XYZ", normal),
+    ):
+        for i, n in enumerate(names):
+            chans[f"ViewLayer.{layer}.{n}"] = np.ascontiguousarray(arr[..., i], np.float32)
+    with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, chans) as f:
+        f.write(str(path))
+
+
+def _synthetic(root: Path, count: int = 6, size: int = 32) -> Path:
+    """The generator's layout with analytic images: a stand-in until generate-dataset exists."""
+    from blender_denoise_addon.core.imageio import write_image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(count):
+        albedo = np.stack([0.5 + 0.4 * np.sin(6 * xx + i), 0.5 + 0.4 * np.cos(5 * yy), 0.3 + 0 * xx], -1)
+        normal = np.stack([2 * xx - 1, 1 - 2 * yy, np.ones_like(xx)], -1)
+        normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+        clean = (albedo * 2.0 * (1 + np.sin(3 * xx + 2 * yy + i))[..., None]).astype(np.float32)
+        files.sample_dir(root, i).mkdir(parents=True, exist_ok=True)
+        _write_multilayer(files.clean_exr(root, i), clean, albedo, normal)
+        for d in (files.NOISE_DIR, files.DENOISE_DIR, files.RECORDS_DIR):
+            (root / d).mkdir(exist_ok=True)
+        for s in SPP:
+            noisy = (clean * rng.gamma(s, 1.0 / s, clean.shape)).astype(np.float32)
+            _write_multilayer(files.noisy_exr(root, i, s), noisy, albedo, normal)
+            write_image(files.noisy_png(root, i, s), noisy)
+            write_image(files.clean_png(root, i, s), clean)
+        files.record_path(root, i).write_text(json.dumps({"index": i}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    if not _generator_ready():
+        return _synthetic(root)
+    cmd = [sys.executable, "-m", "blender_denoise_addon", "generate-dataset", "--out", str(root)]
+    cmd += ["--count", "5", "--resolution", "32", "32", "--noisy-spp", *map(str, SPP), "--clean-spp", "16"]
+    cmd += ["--seed", "3"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=600)
+    return root
+
+
+def _train(data: Path, out: Path, *extra: str) -> int:
+    from training.__main__ import main
+
+    args = ["train", "--data", str(data), "--out", str(out), *TINY, "--patch", "16", "--batch-size", "8"]
+    return main([*args, "--patches-per-image", "4", "--threads", "2", "--quiet", *extra])
+
+
+@pytest.fixture(scope="session")
+def run_dir(dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    assert _train(dataset, out, "--epochs", "1") == 0
+    return out
+
+
+# --- data --------------------------------------------------------------------
+
+
+def test_pairs_cover_every_sample_and_spp(dataset):
+    pairs = find_pairs(dataset)
+    assert pairs and all(p.kind == "exr" for p in pairs)
+    scenes = {p.scene for p in pairs}
+    assert len(pairs) == len(scenes) * len(SPP)
+    assert {p.spp for p in pairs} == set(SPP)
+    png = find_pairs(dataset, source="png")
+    assert {(p.scene, p.spp) for p in png} == {(p.scene, p.spp) for p in pairs}
+    assert find_pairs(dataset, spp=[4]) == [p for p in pairs if p.spp == 4]
+
+
+def test_split_is_by_scene_deterministic_and_disjoint():
+    pairs = [Pair(f"{i:06d}", s, Path("n"), Path("c"), "exr") for i in range(40) for s in (1, 4, 16)]
+    a = split_pairs(pairs, 0.1, 0.2, seed=5)
+    b = split_pairs(list(reversed(pairs)), 0.1, 0.2, seed=5)
+    assert all({p.scene for p in a[k]} == {p.scene for p in b[k]} for k in a)
+    scenes = {k: {p.scene for p in v} for k, v in a.items()}
+    assert (len(scenes["train"]), len(scenes["val"]), len(scenes["test"])) == (28, 4, 8)
+    assert not (scenes["train"] & scenes["val"]) and not (scenes["train"] & scenes["test"])
+    assert not (scenes["val"] & scenes["test"])
+    assert all(len(v) == 3 * len(scenes[k]) for k, v in a.items())  # every spp of a scene together
+    other = split_pairs(pairs, 0.1, 0.2, seed=6)
+    assert {p.scene for p in other["test"]} != scenes["test"]
+
+
+def _heightfield_normals(h: np.ndarray) -> np.ndarray:
+    """Camera-space normals (x right, y up) of a height field given in image rows/cols."""
+    dx = np.gradient(h, axis=1)
+    dy_up = -np.gradient(h, axis=0)  # rows go down, y goes up
+    n = np.stack([-dx, -dy_up, np.ones_like(h)])
+    return (n / np.linalg.norm(n, axis=0, keepdims=True)).astype(np.float32)
+
+
+def test_dihedral_moves_every_pass_alike_and_turns_normals():
+    rng = np.random.default_rng(1)
+    h = np.cumsum(np.cumsum(rng.standard_normal((12, 10)), 0), 1) * 0.1
+    color = rng.random((3, 12, 10)).astype(np.float32)
+    item = {"color": color, "target": color.copy(), "albedo": color.copy(), "normal": _heightfield_normals(h)}
+    seen = set()
+    for k in range(8):
+        out = dihedral(item, k)
+        assert np.array_equal(out["color"], out["target"]) and np.array_equal(out["color"], out["albedo"])
+        # Transform the surface itself, then take its normals: they must match the turned normals.
+        moved_h = dihedral({"h": h[None]}, k)["h"][0]
+        np.testing.assert_allclose(out["normal"], _heightfield_normals(moved_h), atol=1e-6)
+        seen.add(out["color"].tobytes())
+    assert len(seen) == 8
+
+
+def test_crops_are_reproducible_and_carry_the_full_frame_exposure(dataset):
+    pairs = find_pairs(dataset)[:2]
+    cache = PairCache(pairs, "color,albedo,normal", "log")
+    ds = RandomCropDataset(cache, patch=16, patches_per_image=3, seed=7)
+    a, b = ds[4], ds[4]
+    assert all(np.array_equal(a[k], b[k]) for k in ("color", "albedo", "normal", "target"))
+    assert a["color"].shape == a["normal"].shape == (3, 16, 16)
+    ds.set_epoch(1)
+    assert not np.array_equal(ds[4]["color"], a["color"])
+    full = sanitize_color(read_image(pairs[1].noisy).color)
+    assert a["exposure"] == pytest.approx(frame_exposure(full, "log"))
+    big = RandomCropDataset(cache, patch=48, patches_per_image=1, augment=False)  # larger than the frame: mirrored
+    assert big[0]["color"].shape == (3, 48, 48)
+    padded = FullImageDataset(cache, alignment=64)[0]
+    assert padded["color"].shape[1:] == (64, 64) and (padded["height"], padded["width"]) == (32, 32)
+
+
+def test_to_network_applies_the_core_transfer_with_each_exposure():
+    from blender_denoise_addon.core import transfer as tf
+
+    color = torch.rand(2, 3, 4, 4) * 10
+    batch = {"color": color, "target": color, "albedo": torch.rand(2, 3, 4, 4), "exposure": torch.tensor([0.5, 2.0])}
+    x, y = to_network(batch, "log")
+    assert x.shape == (2, 6, 4, 4)
+    for i, e in enumerate((0.5, 2.0)):
+        np.testing.assert_allclose(x[i, :3].numpy(), tf.forward(color[i].numpy(), "log", e), rtol=1e-5)
+    assert torch.equal(x[:, 3:], batch["albedo"])
+
+
+# --- model -------------------------------------------------------------------
+
+
+def _linearized(cfg: UNetConfig) -> torch.nn.Module:
+    """The network with ReLUs removed, so every weight path carries gradient."""
+    net = ModifiedUNet(cfg).double()
+
+    def strip(m: torch.nn.Module) -> None:
+        for name, child in m.named_children():
+            if isinstance(child, torch.nn.ReLU):
+                setattr(m, name, torch.nn.Identity())
+            else:
+                strip(child)
+
+    strip(net)
+    return net
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_receptive_field_is_exact_for_every_phase(depth):
+    cfg = UNetConfig(inputs="color", width=4, growth=2, depth=depth)
+    torch.manual_seed(0)
+    net = _linearized(cfg)
+    size, radius = 128, 0
+    for phase in range(cfg.alignment):
+        x = torch.rand(1, 3, size, size, dtype=torch.double, requires_grad=True)
+        c = 48 + phase
+        net(x)[0, :, c, c].sum().backward()
+        ys, xs = torch.nonzero(x.grad.abs().sum((0, 1)), as_tuple=True)
+        radius = max(radius, c - int(ys.min()), int(ys.max()) - c, c - int(xs.min()), int(xs.max()) - c)
+    assert cfg.receptive_field == 2 * radius + 1
+    assert cfg.alignment == 2**depth
+
+
+def test_default_model_is_base_sized_and_macs_match_the_layers():
+    cfg = UNetConfig()
+    net = ModifiedUNet(cfg)
+    assert 0.5e6 < count_parameters(net) < 1.0e6  # OIDN 'base' is ~0.9 M
+    assert (cfg.alignment, cfg.receptive_field) == (16, 215)
+    small = UNetConfig(width=6, growth=4, depth=2)
+    macs = 0.0
+
+    def hook(mod, inp, out):
+        nonlocal macs
+        if isinstance(mod, torch.nn.Conv2d):
+            macs += out[0].numel() * mod.in_channels * mod.kernel_size[0] * mod.kernel_size[1]
+        elif isinstance(mod, torch.nn.ConvTranspose2d):
+            macs += inp[0][0].numel() * mod.out_channels * 4
+
+    model = ModifiedUNet(small)
+    for m in model.modules():
+        m.register_forward_hook(hook)
+    model(torch.rand(1, small.in_channels, 32, 32))
+    assert macs / (32 * 32) == pytest.approx(small.macs_per_pixel())
+
+
+# --- training ----------------------------------------------------------------
+
+
+def test_one_epoch_writes_checkpoints_config_and_log(run_dir):
+    for name in ("config.json", "split.json", "log.csv", "last.pt", "best.pt"):
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["seed"] == 0 and config["epochs"] == 1 and config["width"] == 8
+    lines = (run_dir / "log.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,step,lr,train_loss,train_mse,train_ssim,val_loss")
+    assert len(lines) == 2
+    state = torch.load(run_dir / "best.pt", weights_only=False)
+    assert state["epoch"] == 0 and state["seed"] == 0 and np.isfinite(state["best_val"])
+    split = json.loads((run_dir / "split.json").read_text())
+    assert split["train"] and split["val"] and split["test"]
+
+
+def test_resume_continues_from_last_checkpoint(dataset, run_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    assert _train(dataset, run, "--epochs", "2", "--resume", "auto") == 0
+    rows = (run / "log.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["1", "2"]
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 1
+    # A different model cannot resume this run.
+    assert _train(dataset, run, "--epochs", "3", "--resume", "auto", "--width", "12") == 1
+
+
+def test_overfits_a_fixed_batch(dataset):
+    from training.losses import DenoiseLoss
+    from training.train import init_output_bias, seed_everything
+
+    seed_everything(0)
+    cache = PairCache(find_pairs(dataset)[:4], "color,albedo,normal", "log")
+    ds = RandomCropDataset(cache, patch=32, patches_per_image=1, augment=False)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+    x, y = to_network(batch, "log")
+    net = ModifiedUNet(UNetConfig(width=16, growth=8, depth=2))
+    init_output_bias(net, "log")
+    loss_fn = DenoiseLoss()
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    first = loss_fn(net(x), y)[0].item()
+    for _ in range(300):
+        loss, _ = loss_fn(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < first / 10, (first, float(loss))
+
+
+# --- export and the core ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def exported(run_dir, tmp_path_factory) -> Path:
+    from training.__main__ import main
+
+    path = tmp_path_factory.mktemp("export") / "tiny.onnx"
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "-o", str(path)]) == 0
+    return path
+
+
+def test_export_matches_torch_and_loads_in_the_core(exported, run_dir):
+    import onnx
+
+    from training.export import check_parity
+    from training.train import build_model, load_checkpoint
+
+    model = load_model(exported)
+    cfg = UNetConfig(inputs="color,albedo,normal", width=8, growth=8, depth=2)
+    assert model.info.inputs == ("color", "albedo", "normal")
+    assert (model.info.transfer, model.info.alignment, model.info.receptive_field) == ("log", 4, cfg.receptive_field)
+    assert exported.stat().st_size < 10 * 2**20
+    net, _, _ = build_model(load_checkpoint(run_dir / "best.pt"))
+    assert check_parity(net.eval(), exported, model.info, 1e-4) <= 1e-4
+    dims = onnx.load(str(exported)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["N", "", "H", "W"]
+    # Different weights must break parity: the check is not vacuous.
+    with torch.no_grad():
+        net.head.bias += 0.5
+    with pytest.raises(Exception, match="differ"):
+        check_parity(net, exported, model.info, 1e-4)
+
+
+def test_exported_model_tiles_seamlessly_and_runs_in_denoise_image(exported, dataset, tmp_path):
+    pair = find_pairs(dataset)[0]
+    frame = read_image(pair.noisy)
+    model = load_model(exported)
+    # 3x3 copies of the frame: large enough for several sliding tiles with overlap >= RF - 1.
+    big = [np.tile(a, (3, 3, 1)) for a in (frame.color, frame.albedo, frame.normal)]
+    whole = denoise(model, *big, tiling="full")
+    sliding = denoise(model, *big, tiling="sliding", tile=64)
+    assert sliding.stats.tiles > 1 and sliding.stats.overlap >= model.info.receptive_field - 1
+    np.testing.assert_allclose(sliding.image, whole.image, atol=1e-5)
+    full = denoise(model, frame.color, frame.albedo, frame.normal, tiling="full").image
+    out = tmp_path / "out.exr"
+    cmd = [sys.executable, "-m", "blender_denoise_addon", "denoise-image", str(pair.noisy), "-o", str(out)]
+    proc = subprocess.run([*cmd, "--model", str(exported), "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = read_image(out).color
+    assert result.shape == frame.color.shape and np.isfinite(result).all()
+    np.testing.assert_allclose(result, full[..., :3], atol=1e-4)
+
+
+# --- evaluation and CLI ------------------------------------------------------
+
+
+def test_evaluate_writes_metrics_table_and_plots(run_dir, dataset, tmp_path):
+    from training.__main__ import main
+
+    out = tmp_path / "eval"
+    args = ["evaluate", "--data", str(dataset), "--checkpoint", str(run_dir / "best.pt"), "--out", str(out)]
+    assert main([*args, "--grids", "2", "--quiet"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    test_scenes = set(json.loads((run_dir / "split.json").read_text())["test"])
+    assert {r["scene"] for r in result["per_image"]} == test_scenes
+    for key in [*map(str, SPP), "all"]:
+        assert set(result["metrics"][key]) == {"noisy", "ours", "oidn"}
+        for m in result["metrics"][key].values():
+            assert all(np.isfinite(v) for v in m.values())
+    # OIDN must clearly beat the noisy input; otherwise its inputs are wrong.
+    allm = result["metrics"]["all"]
+    assert allm["oidn"]["psnr"] > allm["noisy"]["psnr"] + 3
+    assert (out / "curves.png").stat().st_size > 1000
+    grids = sorted(out.glob("grid_*.png"))
+    assert len(grids) == 2 and all(g.stat().st_size > 1000 for g in grids)
+    table = (out / "table.md").read_text()
+    assert "| 1 | noisy |" in table and "| all | oidn |" in table
+
+
+def test_evaluate_an_exported_model_on_png_pairs(exported, dataset, tmp_path):
+    from training.__main__ import main
+
+    out = tmp_path / "eval_png"
+    args = ["evaluate", "--data", str(dataset), "--model", str(exported), "--out", str(out), "--source", "png"]
+    # PNG pairs have no albedo/normal: the 9-channel model must refuse them with a clear error.
+    assert main([*args, "--quiet", "--grids", "0", "--split", "all"]) == 1
+
+
+def test_cli_help_explains_every_option():
+    import argparse
+
+    from training.__main__ import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {"train", "evaluate", "export"}
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help and len(action.help) > 8, f"{name} {action.option_strings} has no help"
+    cmd = [sys.executable, "-m", "training", "train", "--help"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and "--patch" in proc.stdout and "(default: 64)" in proc.stdout
