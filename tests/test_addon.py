@@ -247,6 +247,16 @@ def test_hook_animation_writes_denoised_siblings(addon, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*"))  # no partial files left
 
 
+def test_operator_render_is_not_hooked(addon, tmp_path: Path) -> None:
+    scene = build_scene(16, 16)
+    user = _user_tree(scene)
+    scene.ai_denoise.denoise_renders = True
+    before = snapshot(scene)
+    assert bpy.ops.render.ai_denoise() == {"FINISHED"}
+    assert snapshot(scene) == before and scene.compositing_node_group == user
+    assert scene.ai_denoise.last_error == ""
+
+
 def test_hook_ignores_renders_when_off(addon, tmp_path: Path) -> None:
     scene = build_scene(16, 16)
     scene.render.engine = "CYCLES"

@@ -40,6 +40,20 @@ def _show_in_editor(context: Any, img: Any) -> None:
             return
 
 
+class _Job:
+    """State shared with the worker thread: plain Python, never a bpy struct."""
+
+    def __init__(self) -> None:
+        self.cancel = False
+        self.progress = (0, 0)
+        self.result: DenoiseResult | None = None
+        self.error: DenoiseError | None = None
+        self.thread: threading.Thread | None = None
+
+    def set_progress(self, done: int, total: int) -> None:
+        self.progress = (done, total)
+
+
 class RENDER_OT_ai_denoise(bpy.types.Operator):
     """Render the active camera with Cycles at a few samples and denoise it with the AI model"""
 
@@ -54,7 +68,7 @@ class RENDER_OT_ai_denoise(bpy.types.Operator):
         options={"SKIP_SAVE"},
     )
 
-    _thread: threading.Thread | None = None
+    _job: _Job | None = None
     _timer: Any = None
 
     @classmethod
@@ -78,59 +92,57 @@ class RENDER_OT_ai_denoise(bpy.types.Operator):
             frame, opts, model = _prepare(context)
         except DenoiseError as e:
             return self._fail(context, e)
-        self._cancel = False
-        self._progress = (0, 0)
-        self._result: DenoiseResult | None = None
-        self._error: DenoiseError | None = None
+        job = self._job = _Job()
 
         def work() -> None:
             try:
-                self._result = blender_io.denoise_frame(
-                    frame, opts, progress=self._set_progress, cancel=lambda: self._cancel, model=model
+                job.result = blender_io.denoise_frame(
+                    frame, opts, progress=job.set_progress, cancel=lambda: job.cancel, model=model
                 )
             except DenoiseError as e:
-                self._error = e
+                job.error = e
             except Exception as e:  # surfaced in modal(), never lost in the thread
-                self._error = DenoiseError(f"denoising failed: {type(e).__name__}: {e}")
+                job.error = DenoiseError(f"denoising failed: {type(e).__name__}: {e}")
 
         wm = context.window_manager
         wm.progress_begin(0, 100)
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)
-        self._thread = threading.Thread(target=work, name="ai-denoise", daemon=True)
-        self._thread.start()
+        job.thread = threading.Thread(target=work, name="ai-denoise", daemon=True)
+        job.thread.start()
         return {"RUNNING_MODAL"}
 
-    def _set_progress(self, done: int, total: int) -> None:
-        self._progress = (done, total)
-
     def modal(self, context: Any, event: Any) -> set[str]:
+        job = self._job
+        if job is None or job.thread is None:
+            return {"CANCELLED"}
         if event.type == "ESC":
-            self._cancel = True
-        if event.type != "TIMER" or self._thread is None:
-            return {"RUNNING_MODAL"} if event.type == "ESC" else {"PASS_THROUGH"}
-        done, total = self._progress
+            job.cancel = True
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        done, total = job.progress
         if total:
             context.window_manager.progress_update(int(100 * done / total))
             if context.workspace is not None:
                 context.workspace.status_text_set(f"AI Denoise: {done}/{total} tiles (Esc to cancel)")
-        if self._thread.is_alive():
+        if job.thread.is_alive():
             return {"RUNNING_MODAL"}
         self._cleanup(context)
         try:
-            if self._error is not None:
-                raise self._error
-            if self._result is None:
+            if job.error is not None:
+                raise job.error
+            if job.result is None:
                 raise DenoiseCancelled("cancelled")
-            self._finish(context, self._result)
+            self._finish(context, job.result)
         except DenoiseError as e:
             return self._fail(context, e)
         return {"FINISHED"}
 
     def cancel(self, context: Any) -> None:  # Blender stops the modal (e.g. file load)
-        self._cancel = True
-        if self._thread is not None:
-            self._thread.join()
+        if self._job is not None and self._job.thread is not None:
+            self._job.cancel = True
+            self._job.thread.join()
         self._cleanup(context)
 
     def _cleanup(self, context: Any) -> None:
@@ -141,7 +153,7 @@ class RENDER_OT_ai_denoise(bpy.types.Operator):
         wm.progress_end()
         if context.workspace is not None:
             context.workspace.status_text_set(None)
-        self._thread = None
+        self._job = None
 
     def _finish(self, context: Any, result: DenoiseResult) -> None:
         scene = context.scene
