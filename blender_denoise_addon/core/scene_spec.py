@@ -88,6 +88,17 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def parse_spp_list(text: str) -> list[int]:
+    """``"1 4 16"`` or ``"1,4,16"`` -> [1, 4, 16] (range checks are :func:`validate`'s)."""
+    parts = [p for p in re.split(r"[\s,;]+", str(text).strip()) if p]
+    if not parts:
+        raise DenoiseError("give at least one noisy spp, e.g. '1 4 16'")
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise DenoiseError(f"noisy spp must be whole numbers separated by spaces, got {text!r}") from None
+
+
 def validate(
     out: str | Path,
     count: int,

@@ -1,0 +1,118 @@
+"""The generator's pure side: settings validation, shards, seeds, scene descriptions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from blender_denoise_addon.core import dataset_files as df
+from blender_denoise_addon.core import scene_spec as ss
+from blender_denoise_addon.core.errors import DenoiseError
+
+
+def test_spec_is_deterministic_and_json() -> None:
+    a = ss.scene_spec(7, 3)
+    assert a == ss.scene_spec(7, 3)
+    assert a != ss.scene_spec(7, 4)
+    assert a != ss.scene_spec(8, 3)
+    assert json.loads(json.dumps(a)) == a
+
+
+def test_specs_cover_the_variety() -> None:
+    specs = [ss.scene_spec(0, i) for i in range(300)]
+    assert {s["layout"] for s in specs} == set(ss.LAYOUTS)
+    assert {s["world"]["type"] for s in specs} == {"hdri", "color", "black"}
+    assert {s["world"]["hdri"] for s in specs if s["world"]["type"] == "hdri"} == set(ss.BUNDLED_HDRIS)
+    assert {lt["type"] for s in specs for lt in s["lights"]} == set(ss.LIGHT_TYPES)
+    mats = [m for s in specs for m in s["materials"]]
+    assert {m["archetype"] for m in mats} >= {"glass", "metal", "subsurface", "coated", "fabric", "emissive"}
+    assert {t["type"] for m in mats for t in m["textures"]} == set(ss.TEXTURES)
+    objs = [o for s in specs for o in s["objects"]]
+    assert any(o["kind"] == "text" for o in objs)
+    assert any(o.get("displace") for o in objs)
+    assert sum(s["camera"]["dof"] is not None for s in specs) > 30
+    assert sum(s["volume"] is not None for s in specs) > 30
+    assert any(w["opening"] for s in specs if s["room"] for w in s["room"]["walls"])
+
+
+@pytest.mark.parametrize("count,n", [(10, 1), (10, 3), (7, 7), (3, 5)])
+def test_shards_are_disjoint_and_complete(count: int, n: int) -> None:
+    parts = [ss.shard_indices(count, (i, n)) for i in range(n)]
+    flat = [i for p in parts for i in p]
+    assert sorted(flat) == list(range(count))
+    assert len(flat) == len(set(flat))
+
+
+@pytest.mark.parametrize("text,expected", [("0/1", (0, 1)), ("3/4", (3, 4)), (" 1 / 2 ", (1, 2))])
+def test_parse_shard(text: str, expected: tuple[int, int]) -> None:
+    assert ss.parse_shard(text) == expected
+
+
+@pytest.mark.parametrize("text", ["4/4", "1/0", "a/b", "1", "-1/2", ""])
+def test_parse_shard_rejects(text: str) -> None:
+    with pytest.raises(DenoiseError):
+        ss.parse_shard(text)
+
+
+def test_render_seeds_differ() -> None:
+    seeds = {ss.render_seed(0, i, spp, clean) for i in range(20) for spp in (1, 4, 16) for clean in (False, True)}
+    assert len(seeds) == 20 * 3 * 2
+    assert all(0 <= s < 2**31 for s in seeds)
+
+
+def test_validate_defaults_and_errors(tmp_path: Path) -> None:
+    st = ss.validate(tmp_path, count=5, noisy_spp=[16, 1, 4], clean_spp=64)
+    assert st.noisy_spp == (1, 4, 16)
+    assert st.clean_adaptive_min_samples == 64  # clamped to clean spp
+    bad = [
+        {"count": 0},
+        {"count": 2, "resolution": (4, 4)},
+        {"count": 2, "noisy_spp": []},
+        {"count": 2, "noisy_spp": [0]},
+        {"count": 2, "noisy_spp": [4, 4]},
+        {"count": 2, "clean_spp": 16},
+        {"count": 2, "seed": -1},
+        {"count": 2, "shard": "2/2"},
+        {"count": 2, "clean_adaptive_threshold": 1.5},
+        {"count": 2, "clamp_indirect": -1},
+    ]
+    for kw in bad:
+        with pytest.raises(DenoiseError):
+            ss.validate(tmp_path, **kw)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DenoiseError, match="not a folder"):
+        ss.validate(tmp_path / "file", count=1)
+
+
+def test_parse_spp_list() -> None:
+    assert ss.parse_spp_list("1 4, 16") == [1, 4, 16]
+    with pytest.raises(DenoiseError):
+        ss.parse_spp_list("1 four")
+    with pytest.raises(DenoiseError):
+        ss.parse_spp_list("  ")
+
+
+def test_identity_ignores_count_and_shard(tmp_path: Path) -> None:
+    a = ss.validate(tmp_path, count=5, shard="0/2").identity()
+    b = ss.validate(tmp_path / "x", count=50, shard="1/2").identity()
+    assert a == b
+    assert ss.validate(tmp_path, count=5, seed=1).identity() != a
+
+
+def test_dataset_files_helpers(tmp_path: Path) -> None:
+    for i in (0, 2):
+        df.write_json_atomic(df.record_path(tmp_path, i), {"index": i})
+    assert df.complete_indices(tmp_path) == {0, 2}
+    df.sample_dir(tmp_path, 1).mkdir(parents=True)
+    leftover = df.sample_dir(tmp_path, 1) / f".clean{df.PARTIAL}.exr"
+    leftover.write_bytes(b"x")
+    (tmp_path / df.NOISE_DIR).mkdir()
+    png_tmp = tmp_path / df.NOISE_DIR / f".{df.sample_name(1)}_0001spp.abc{df.PARTIAL}.png"
+    png_tmp.write_bytes(b"x")
+    assert df.partial_files(tmp_path, 1) == sorted([leftover, png_tmp])
+    assert df.partial_files(tmp_path, 0) == []
+    lines = df.write_manifest(tmp_path).read_text().splitlines()
+    assert [json.loads(x)["index"] for x in lines] == [0, 2]
+    assert not [p for p in tmp_path.rglob("*") if df.PARTIAL in p.name and p not in (leftover, png_tmp)]
