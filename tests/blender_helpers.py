@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from blender_denoise_addon.core import read_image
-from blender_denoise_addon.core.imageio import Frame
+if TYPE_CHECKING:  # kept lazy: the extension install test uses this module without the repo on sys.path
+    from blender_denoise_addon.core.imageio import Frame
 
 
 def emitter_scene(width: int = 32, height: int = 24, spp: int = 4):
@@ -46,6 +47,8 @@ def emitter_scene(width: int = 32, height: int = 24, spp: int = 4):
 
 def render_multilayer(path: Path, width: int = 32, height: int = 24, spp: int = 4) -> Frame:
     import bpy
+
+    from blender_denoise_addon.core import read_image
 
     scene = emitter_scene(width, height, spp)
     scene.view_layers[0].cycles.denoising_store_passes = True
