@@ -22,7 +22,16 @@ import numpy as np
 from .core import catalog
 from .core.denoise import CancelFn, DenoiseResult, ProgressFn, denoise
 from .core.errors import DenoiseCancelled, DenoiseError, ModelContractError
-from .core.imageio import PASS_ALBEDO, PASS_COMBINED, PASS_NORMAL, Frame, read_image, write_image
+from .core.imageio import (
+    COMPOSITE_LAYER,
+    PASS_ALBEDO,
+    PASS_COMBINED,
+    Frame,
+    exr_layers,
+    frame_from_layer,
+    read_image,
+    write_image,
+)
 from .core.model import Model, load_model
 
 RESULT_IMAGE = "AI Denoised"
@@ -156,58 +165,33 @@ def render_passes(scene: Any, spp: int, view_layer: Any = None) -> Frame:
         return read_image(path)
 
 
-def _exr_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
-    """{layer: {pass.channel: pixels}} of a Blender multilayer EXR."""
-    import OpenEXR
-
-    try:
-        f = OpenEXR.File(str(path), separate_channels=True)
-        layers: dict[str, dict[str, np.ndarray]] = {}
-        for part in f.parts:
-            for name, ch in part.channels.items():
-                layer, _, rest = name.partition(".")
-                layers.setdefault(layer, {})[rest] = np.asarray(ch.pixels, dtype=np.float32)
-    except Exception as e:
-        raise DenoiseError(f"{path}: cannot read EXR ({str(e).strip() or type(e).__name__})") from None
-    return layers
-
-
-def _stack(chans: dict[str, np.ndarray], pass_name: str, suffixes: str) -> np.ndarray | None:
-    names = [f"{pass_name}.{s}" for s in suffixes]
-    if all(n in chans for n in names):
-        return np.stack([chans[n] for n in names], axis=-1)
-    return None
-
-
 def read_render_result(scene: Any, path: Path) -> Frame:
     """Passes of a saved Render Result, choosing layers explicitly (several view layers
-    and a Composite layer can share the file; core.read_image would take the first).
+    and a Composite layer can share the file).
 
     Color: the composited image when the compositor ran (that is what Blender shows
     and writes), else the view layer's Noisy Image (Cycles' own denoiser was on),
     else its Combined. Albedo/normal: the first rendered view layer that has them.
     """
-    layers = _exr_layers(path)
+    layers = exr_layers(path)
     vl_names = [vl.name for vl in scene.view_layers if vl.use]
-    rendered = [n for n in vl_names if n in layers] or [n for n in layers if n != "Composite"]
-    aux = next((n for n in rendered if f"{PASS_ALBEDO}.R" in layers[n]), rendered[0] if rendered else None)
-    color = alpha = None
-    if "Composite" in layers:
-        color = _stack(layers["Composite"], PASS_COMBINED, "RGB")
-        alpha = layers["Composite"].get(f"{PASS_COMBINED}.A")
-    if color is None and aux is not None:
-        chans = layers[aux]
-        color = _stack(chans, "Noisy Image", "RGB")
-        if color is None:
-            color = _stack(chans, PASS_COMBINED, "RGB")
-        alpha = chans.get(f"{PASS_COMBINED}.A")
-    if color is None:
+    rendered = [n for n in vl_names if n in layers] or [n for n in layers if n != COMPOSITE_LAYER]
+    aux_name = next((n for n in rendered if f"{PASS_ALBEDO}.R" in layers[n]), rendered[0] if rendered else None)
+    aux = frame_from_layer(layers[aux_name]) if aux_name is not None else None
+    frame = None
+    if COMPOSITE_LAYER in layers:
+        frame = frame_from_layer(layers[COMPOSITE_LAYER], source=str(path))
+    if frame is None and aux_name is not None:
+        frame = frame_from_layer(layers[aux_name], str(path), color_pass="Noisy Image")
+        if frame is not None:
+            frame.alpha = layers[aux_name].get(f"{PASS_COMBINED}.A")
+        else:
+            frame = aux
+    if frame is None:
         raise DenoiseError(f"the render has no color pass (layers: {', '.join(sorted(layers))})")
-    albedo = normal = None
     if aux is not None:
-        albedo = _stack(layers[aux], PASS_ALBEDO, "RGB")
-        normal = _stack(layers[aux], PASS_NORMAL, "XYZ")
-    return Frame(color=color, alpha=alpha, albedo=albedo, normal=normal, source=str(path))
+        frame.albedo, frame.normal = aux.albedo, aux.normal
+    return frame
 
 
 def save_render_result(scene: Any, path: Path) -> None:

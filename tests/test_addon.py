@@ -220,7 +220,7 @@ def test_hook_still_render_shows_denoised_in_render_result(addon, tmp_path: Path
     # The Render Result now holds exactly the denoised image.
     path = tmp_path / "rr.exr"
     blender_io.save_render_result(scene, path)
-    shown = read_image(path)
+    shown = read_image(path, layer="Composite")  # what the Render Result displays
     np.testing.assert_allclose(shown.color, denoised[..., :3], atol=1e-5)
     # The user's compositor is back and untouched.
     assert scene.compositing_node_group == user and _tree_state(user) == user_before

@@ -97,3 +97,26 @@ def test_blender_multilayer_exr_reads_back(tmp_path):
     # Planes face the camera; Blender's Denoising Normal (camera space) reads -Z for that.
     np.testing.assert_allclose(frame.normal[2, 16], [0, 0, -1], atol=0.02)
     np.testing.assert_allclose(frame.alpha, 1.0)
+
+
+def test_multilayer_layers_are_chosen_explicitly(tmp_path):
+    """Dotted view layer names, a Composite layer, and `layer=` picking one of several."""
+    import OpenEXR
+
+    def layer(name: str, value: float, aux: bool) -> dict[str, np.ndarray]:
+        chans = {f"{name}.Combined.{c}": np.full((4, 5), value, np.float32) for c in "RGBA"}
+        if aux:
+            chans |= {f"{name}.Denoising Albedo.{c}": np.full((4, 5), 0.5, np.float32) for c in "RGB"}
+            chans |= {f"{name}.Denoising Normal.{c}": np.full((4, 5), -1.0, np.float32) for c in "XYZ"}
+        return chans
+
+    chans = layer("Composite", 9.0, False) | layer("View Layer.001", 1.0, True) | layer("Zebra", 2.0, False)
+    with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, chans) as f:
+        f.write(str(tmp_path / "ml.exr"))
+    first = read_image(tmp_path / "ml.exr")  # view layers come before the compositor's output
+    assert first.color[0, 0, 0] == 1.0 and first.albedo is not None and first.normal[0, 0, 2] == -1.0
+    assert read_image(tmp_path / "ml.exr", layer="Composite").color[0, 0, 0] == 9.0
+    zebra = read_image(tmp_path / "ml.exr", layer="Zebra")
+    assert zebra.color[0, 0, 0] == 2.0 and zebra.albedo is None
+    with pytest.raises(DenoiseError, match="no layer 'Nope'; layers: Composite, View Layer.001, Zebra"):
+        read_image(tmp_path / "ml.exr", layer="Nope")

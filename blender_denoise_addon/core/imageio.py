@@ -55,52 +55,67 @@ class Frame:
         return np.concatenate([self.color, self.alpha[..., None]], axis=-1)
 
 
-def _exr_channels(path: Path) -> dict[str, np.ndarray]:
+COMPOSITE_LAYER = "Composite"  # where Blender puts the compositor's output in a multilayer EXR
+
+
+def exr_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """``{layer: {"Pass.Channel": pixels}}`` of an EXR, across all its parts.
+
+    Blender names multilayer channels ``<view layer>.<pass>.<channel>``; view layer
+    names may contain dots, pass names do not, so the split is from the right. Plain
+    channels (``R``, ``G``, ``B``, ``A``) land in layer ``""`` under their own names.
+    """
     import OpenEXR
 
     try:
         f = OpenEXR.File(str(path), separate_channels=True)
-        chans: dict[str, np.ndarray] = {}
+        layers: dict[str, dict[str, np.ndarray]] = {}
         for part in f.parts:
             for name, ch in part.channels.items():
-                chans[name] = np.asarray(ch.pixels, dtype=np.float32)
+                parts = name.rsplit(".", 2)
+                layer, key = (parts[0], f"{parts[1]}.{parts[2]}") if len(parts) == 3 else ("", name)
+                layers.setdefault(layer, {})[key] = np.asarray(ch.pixels, dtype=np.float32)
     except Exception as e:
         raise DenoiseError(f"{path}: cannot read EXR ({str(e).strip() or type(e).__name__})") from None
-    return chans
+    return layers
 
 
-def _find_pass(chans: dict[str, np.ndarray], pass_name: str, suffixes: tuple[str, ...]) -> np.ndarray | None:
-    """Find ``<anything>.<pass>.<X>`` (multilayer) or bare ``X`` (plain, Combined only)."""
-    for name in sorted(chans):
-        head, _, last = name.rpartition(".")
-        if last != suffixes[0] or not (head == pass_name or head.endswith("." + pass_name)):
-            continue
-        names = [f"{head}.{s}" for s in suffixes]
-        if all(n in chans for n in names):
+def pass_array(chans: dict[str, np.ndarray], pass_name: str, suffixes: tuple[str, ...] | str) -> np.ndarray | None:
+    """H x W x len(suffixes) of ``<pass>.<suffix>`` channels (bare suffixes for plain Combined)."""
+    for names in ([f"{pass_name}.{s}" for s in suffixes], list(suffixes) if pass_name == PASS_COMBINED else None):
+        if names and all(n in chans for n in names):
             return np.stack([chans[n] for n in names], axis=-1)
-    if pass_name == PASS_COMBINED and all(s in chans for s in suffixes):
-        return np.stack([chans[s] for s in suffixes], axis=-1)
     return None
 
 
-def _find_alpha(chans: dict[str, np.ndarray]) -> np.ndarray | None:
-    for name in sorted(chans):
-        if name == "A" or name.endswith(f".{PASS_COMBINED}.A"):
-            return chans[name]
-    return None
-
-
-def read_exr(path: Path) -> Frame:
-    chans = _exr_channels(path)
-    found = {k: _find_pass(chans, p, s) for k, (p, s) in _PASS_CHANNELS.items()}
-    color = found["color"]
+def frame_from_layer(chans: dict[str, np.ndarray], source: str = "", color_pass: str = PASS_COMBINED) -> Frame | None:
+    """A Frame from one layer's channels, or None when it has no color."""
+    color = pass_array(chans, color_pass, _PASS_CHANNELS["color"][1])
     if color is None:
-        raise DenoiseError(
-            f"{path}: no color found (expected R,G,B channels or a '{PASS_COMBINED}' layer); "
-            f"channels present: {', '.join(sorted(chans)[:12])}"
-        )
-    return Frame(
-        color=color, alpha=_find_alpha(chans), albedo=found["albedo"], normal=found["normal"], source=str(path)
+        return None
+    alpha = chans.get(f"{color_pass}.A", chans.get("A") if color_pass == PASS_COMBINED else None)
+    aux = {k: pass_array(chans, p, s) for k, (p, s) in _PASS_CHANNELS.items() if k != "color"}
+    return Frame(color=color, alpha=alpha, albedo=aux["albedo"], normal=aux["normal"], source=source)
+
+
+def read_exr(path: Path, layer: str | None = None) -> Frame:
+    """Read one layer of an EXR: ``layer`` by name, or else the first layer with color,
+    view layers before the compositor's ``Composite`` layer."""
+    layers = exr_layers(path)
+    if layer is not None:
+        if layer not in layers:
+            raise DenoiseError(f"{path}: no layer {layer!r}; layers: {', '.join(sorted(layers)) or '(none)'}")
+        order = [layer]
+    else:
+        order = sorted(layers, key=lambda n: (n == COMPOSITE_LAYER, n))
+    for name in order:
+        frame = frame_from_layer(layers[name], source=str(path))
+        if frame is not None:
+            return frame
+    channels = sorted(f"{n}.{c}" if n else c for n, chans in layers.items() for c in chans)
+    raise DenoiseError(
+        f"{path}: no color found (expected R,G,B channels or a '{PASS_COMBINED}' pass); "
+        f"channels present: {', '.join(channels[:12])}"
     )
 
 
@@ -124,13 +139,14 @@ def read_png(path: Path) -> Frame:
     return Frame(color=color, alpha=alpha, source=str(path))
 
 
-def read_image(path: str | os.PathLike[str]) -> Frame:
+def read_image(path: str | os.PathLike[str], layer: str | None = None) -> Frame:
+    """Read an EXR (``layer``: which view layer of a multilayer file) or a PNG."""
     path = Path(path)
     if not path.is_file():
         raise DenoiseError(f"input not found: {path}")
     suffix = path.suffix.lower()
     if suffix in EXR_SUFFIXES:
-        return read_exr(path)
+        return read_exr(path, layer)
     if suffix in PNG_SUFFIXES:
         return read_png(path)
     raise DenoiseError(f"{path}: unsupported format {suffix!r} (use .exr or .png)")
