@@ -17,7 +17,7 @@ import bpy
 import numpy as np
 
 from ..core.dataset_files import PARTIAL
-from ..core.errors import DenoiseError
+from ..core.errors import DenoiseCancelled, DenoiseError
 from ..core.scene_spec import GenerateSettings
 
 # Channel names exactly as Blender writes them, so anything that reads Blender's
@@ -88,11 +88,14 @@ def configure(scene: bpy.types.Scene, settings: GenerateSettings) -> dict[str, A
     }
 
 
-def _read_channels(path: Path) -> dict[str, np.ndarray]:
+def _read_channels(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
+    """Pixels by channel name, and the sample count Cycles reports having finished."""
     import OpenEXR
 
     with OpenEXR.File(str(path), separate_channels=True) as f:
-        return {name: np.array(ch.pixels) for part in f.parts for name, ch in part.channels.items()}
+        chans = {name: np.array(ch.pixels) for part in f.parts for name, ch in part.channels.items()}
+        samples = next((str(p.header[k]) for p in f.parts for k in p.header if k.endswith(".samples")), None)
+    return chans, samples
 
 
 def write_passes_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
@@ -139,7 +142,10 @@ def render_exr(
         seconds = time.perf_counter() - t0
         if "FINISHED" not in result or not blender_tmp.is_file():
             raise DenoiseError(f"Cycles did not finish rendering {path.name} (result {set(result)})")
-        chans = _read_channels(blender_tmp)
+        chans, done = _read_channels(blender_tmp)
+        if done is not None and done != str(spp):
+            # Esc (or a stop request) ends a Cycles render early but still writes it.
+            raise DenoiseCancelled(f"render of {path.name} stopped after {done} of {spp} samples; nothing kept")
         missing = [n for n in COLOR_CHANNELS + ALBEDO_CHANNELS + NORMAL_CHANNELS if n not in chans]
         if missing:
             raise DenoiseError(f"render of {path.name} lacks passes: {', '.join(missing)}")

@@ -157,9 +157,9 @@ class RENDER_OT_ai_denoise_generate_dataset(bpy.types.Operator):
             return {"CANCELLED"}
         try:
             more = self._advance(context)
-        except DenoiseError as e:
+        except Exception as e:  # a modal must always end cleanly: timer, progress, status
             self._finish(context, None)
-            self.report({"ERROR"}, str(e))
+            self.report({"ERROR"}, str(e) if isinstance(e, DenoiseError) else f"{type(e).__name__}: {e}")
             return {"CANCELLED"}
         context.window_manager.progress_update(self._done)
         self._header(context)
