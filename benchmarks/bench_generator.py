@@ -89,6 +89,9 @@ def main() -> None:
     ap.add_argument("--samples-256", type=int, default=2)
     ap.add_argument("--ref-spp", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument(
+        "--part", choices=("all", "throughput", "clean"), default="all", help="run one half (e.g. in parallel)"
+    )
     args = ap.parse_args()
     import bpy
 
@@ -98,12 +101,12 @@ def main() -> None:
         print("== end-to-end, defaults (noisy 1/4/16 spp, clean 1024 spp adaptive 0.005/min128)", flush=True)
         results = {}
         for res, count in ((128, args.samples_128), (256, args.samples_256)):
-            if count:
+            if count and args.part in ("all", "throughput"):
                 wall, cpu, n = pairs_per_hour(res, count, args.seed, tmp)
                 results[res] = (wall, cpu, n)
                 print(f"  {res}x{res}: {n} samples, wall {wall:.1f} s/sample, CPU {cpu:.1f} s/sample", flush=True)
         print(f"== clean render at 128x128: plain vs adaptive, error vs {args.ref_spp} spp plain", flush=True)
-        rows = clean_compare(args.scenes, args.seed + 1, tmp, args.ref_spp)
+        rows = clean_compare(args.scenes, args.seed + 1, tmp, args.ref_spp) if args.part != "throughput" else []
     print(f"== summary (load average now {os.getloadavg()})")
     cores = os.cpu_count() or 1
     for res, (wall, cpu, n) in results.items():
