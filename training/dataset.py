@@ -59,14 +59,11 @@ def _parse(name: str, build: Any) -> tuple[int, ...] | None:
 
 def _sample_indices(root: Path) -> list[int]:
     """Complete samples: those with a record (written last). Without records, every exr/ folder."""
-    rec_dir = root / files.RECORDS_DIR
-    if rec_dir.is_dir():
-        found = [_parse(p.name, lambda i: files.record_path(root, i).name) for p in sorted(rec_dir.iterdir())]
-    else:
-        exr_dir = root / files.EXR_DIR
-        names = sorted(p.name for p in exr_dir.iterdir()) if exr_dir.is_dir() else []
-        found = [_parse(n, lambda i: files.sample_dir(root, i).name) for n in names]
-    return sorted({f[0] for f in found if f is not None})
+    if (root / files.RECORDS_DIR).is_dir():
+        return sorted(files.complete_indices(root))
+    exr_dir = root / files.EXR_DIR
+    names = sorted(p.name for p in exr_dir.iterdir()) if exr_dir.is_dir() else []
+    return sorted(i for n in names if (i := files.index_of(n)) is not None and files.sample_dir(root, i).name == n)
 
 
 def exr_pairs(root: Path) -> list[Pair]:
