@@ -1,0 +1,33 @@
+"""The benchmark script runs end to end on tiny frames and prints its table (no timing assertions)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "bench_denoise.py"
+
+
+@pytest.mark.slow
+def test_bench_quick_prints_a_table_with_every_denoiser():
+    pytest.importorskip("pyoidn")
+    p = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = [line for line in p.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| frame | denoiser / mode")
+    labels = {row.split("|")[2].strip() for row in rows[1:]}
+    assert {"ours full", "ours grid", "ours sliding", "OIDN balanced", "OIDN high"} <= labels
+    for row in rows[1:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[3]) > 0 and float(cells[6]) > 0, row  # seconds and peak MB were measured
+    assert "onnxruntime" in p.stdout and "OIDN" in p.stdout
