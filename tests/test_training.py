@@ -34,6 +34,15 @@ TINY = ["--width", "8", "--growth", "8", "--depth", "2"]
 SPP = (1, 4)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: tiny tensors gain nothing from two, and OpenMP spinning on a busy 2-core machine costs 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory) -> Path:
     """Five 32x32 scenes at 1 and 4 spp, 16 spp references, from the real generator (~10 s)."""
@@ -49,7 +58,7 @@ def _train(data: Path, out: Path, *extra: str) -> int:
     from training.__main__ import main
 
     args = ["train", "--data", str(data), "--out", str(out), *TINY, "--patch", "16", "--batch-size", "8"]
-    return main([*args, "--patches-per-image", "4", "--threads", "2", "--quiet", *extra])
+    return main([*args, "--patches-per-image", "4", "--threads", "1", "--quiet", *extra])
 
 
 @pytest.fixture(scope="session")
