@@ -360,3 +360,24 @@ def test_cli_help_explains_every_option():
     cmd = [sys.executable, "-m", "training", "train", "--help"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and "--patch" in proc.stdout and "(default: 64)" in proc.stdout
+
+
+def test_residual_model_starts_at_its_input_and_exports(tmp_path):
+    from training.export import export
+
+    cfg = UNetConfig(inputs="color,albedo,normal", width=8, growth=4, depth=2, residual=True)
+    net = ModifiedUNet(cfg).eval()
+    x = torch.rand(2, 9, 16, 20) * 0.9 + 0.05
+    with torch.no_grad():
+        y = net(x)
+        torch.testing.assert_close(y, x[:, :3], atol=1e-5, rtol=0)
+        net.head.bias += 0.3  # trained weights move it away from the identity; export must keep that
+    ckpt = tmp_path / "residual.pt"
+    torch.save({"model_config": cfg.to_dict(), "model": net.state_dict(), "transfer": "log"}, ckpt)
+    report = export(ckpt, tmp_path / "residual.onnx")
+    assert report.max_abs_diff <= 1e-4
+    m = load_model(tmp_path / "residual.onnx")
+    color = np.random.default_rng(0).random((24, 40, 3), dtype=np.float32)
+    aux = np.random.default_rng(1).random((24, 40, 3), dtype=np.float32)
+    out = denoise(m, color, aux, aux * 2 - 1, tiling="full").image
+    assert out.shape == (24, 40, 3) and np.isfinite(out).all()

@@ -54,6 +54,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--width", type=int, default=32, help="channels at full resolution")
     g.add_argument("--growth", type=int, default=16, help="channels added per level down")
     g.add_argument("--depth", type=int, default=4, help="number of 2x poolings (alignment = 2**depth)")
+    g.add_argument(
+        "--residual",
+        action="store_true",
+        help="add logit(noisy color) before the output sigmoid, so the untrained network returns its input",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=30, help="passes over the training crops")
     g.add_argument("--batch-size", type=int, default=16, help="crops per step")

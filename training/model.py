@@ -26,6 +26,9 @@ class UNetConfig:
     width: int = 32
     growth: int = 16
     depth: int = 4
+    # Add logit(noisy color) before the sigmoid: at initialisation the network returns its
+    # input, so short CPU runs learn to remove noise instead of re-learning the image.
+    residual: bool = False
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_SETS:
@@ -131,8 +134,12 @@ class ModifiedUNet(nn.Module):
             self.ups.append(nn.Sequential(nn.ConvTranspose2d(ch[i + 1], ch[i + 1], 2, stride=2), nn.ReLU(inplace=True)))
             self.decoders.append(_block(ch[i + 1] + ch[i], ch[i]))
         self.head = nn.Conv2d(ch[0], 3, 1)
+        if config.residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        color = x[:, :3]
         skips = []
         for i, enc in enumerate(self.encoders):
             if i > 0:
@@ -142,7 +149,11 @@ class ModifiedUNet(nn.Module):
         skips.pop()  # the bottleneck output is x itself
         for up, dec in zip(self.ups, self.decoders, strict=True):
             x = dec(torch.cat([up(x), skips.pop()], dim=1))
-        return torch.sigmoid(self.head(x))
+        out = self.head(x)
+        if self.config.residual:
+            c = color.clamp(1e-4, 1 - 1e-4)
+            out = out + torch.log(c / (1 - c))
+        return torch.sigmoid(out)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -47,6 +47,7 @@ class TrainConfig:
     width: int = 32
     growth: int = 16
     depth: int = 4
+    residual: bool = False
     epochs: int = 30
     batch_size: int = 16
     patch: int = 64
@@ -71,7 +72,9 @@ class TrainConfig:
     progress: bool = True
 
     def model_config(self) -> UNetConfig:
-        return UNetConfig(inputs=self.inputs, width=self.width, growth=self.growth, depth=self.depth)
+        return UNetConfig(
+            inputs=self.inputs, width=self.width, growth=self.growth, depth=self.depth, residual=self.residual
+        )
 
     def loss_weights(self) -> LossWeights:
         return LossWeights(mse=self.w_mse, ssim=self.w_ssim, l1=self.w_l1, gradient=self.w_gradient)
@@ -177,7 +180,18 @@ def train(cfg: TrainConfig) -> Path:
     if state is not None:
         # The model and data must match the checkpoint; epochs may be extended.
         saved = TrainConfig.from_dict(state["config"])
-        for key in ("inputs", "transfer", "width", "growth", "depth", "split_seed", "val_fraction", "test_fraction"):
+        keys = (
+            "inputs",
+            "transfer",
+            "width",
+            "growth",
+            "depth",
+            "residual",
+            "split_seed",
+            "val_fraction",
+            "test_fraction",
+        )
+        for key in keys:
             if getattr(saved, key) != getattr(cfg, key):
                 raise DenoiseError(
                     f"--resume: {key} is {getattr(saved, key)!r} in the checkpoint, not {getattr(cfg, key)!r}"
@@ -206,7 +220,8 @@ def train(cfg: TrainConfig) -> Path:
         print("warning: no validation scenes; best.pt is chosen by the loss on training frames", file=sys.stderr)
 
     model = ModifiedUNet(mcfg)
-    init_output_bias(model, cfg.transfer)
+    if not cfg.residual:  # a residual head starts at the identity instead
+        init_output_bias(model, cfg.transfer)
     loss_fn = DenoiseLoss(cfg.loss_weights())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(train_loader)
