@@ -70,21 +70,23 @@ def run(args: argparse.Namespace) -> int:
 
     from ..generator.run import DatasetJob
 
-    job = DatasetJob(settings)
+    job = DatasetJob(settings, quiet=True)
+    job.prepare()
     skipped = len(job.all_indices) - len(job.todo)
     shard = f" (shard {settings.shard[0]}/{settings.shard[1]})" if settings.shard[1] > 1 else ""
     print(
         f"{len(job.todo)} samples to render{shard}, {skipped} already done, into {settings.out}",
         file=sys.stderr,
     )
-    total = len(job.todo) * job.renders_per_sample
+    # Progress counts samples per pixel rendered: render time grows with spp, so the ETA
+    # does not jump at every clean render the way a count of renders would.
+    total = len(job.todo) * (sum(settings.noisy_spp) + settings.clean_spp)
     made = 0
-    with tqdm(total=total, unit="render", disable=args.quiet, file=sys.stderr, smoothing=0.05) as bar:
+    with tqdm(total=total, unit="spp", disable=args.quiet, file=sys.stderr, smoothing=0.05) as bar:
         for step in job.steps():
             if step.sample_done:
                 made += 1
                 bar.set_postfix_str(f"{made}/{len(job.todo)} samples", refresh=False)
-            else:
-                bar.update(1)
+            bar.update(step.spp)
     print(f"done: {made} samples rendered, {skipped + made} of {len(job.all_indices)} complete", file=sys.stderr)
     return 0

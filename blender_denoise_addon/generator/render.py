@@ -8,8 +8,11 @@ sync times into its EXR header, which would break byte-identical reruns).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +121,22 @@ def write_passes_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def silence_stdout() -> Iterator[None]:
+    """Cycles prints a line per tile and sample to fd 1 in background mode; the CLI's
+    progress bar is the better view. Errors still reach stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def render_exr(
     scene: bpy.types.Scene,
     path: Path,
@@ -125,6 +144,7 @@ def render_exr(
     seed: int,
     adaptive_threshold: float = 0.0,
     adaptive_min_samples: int = 0,
+    quiet: bool = False,
 ) -> float:
     """Render ``scene`` at ``spp`` with sampling ``seed`` into ``path``; returns render seconds."""
     c = scene.cycles
@@ -138,7 +158,8 @@ def render_exr(
     scene.render.filepath = str(blender_tmp)
     t0 = time.perf_counter()
     try:
-        result = bpy.ops.render.render(write_still=True, scene=scene.name)
+        with silence_stdout() if quiet else contextlib.nullcontext():
+            result = bpy.ops.render.render(write_still=True, scene=scene.name)
         seconds = time.perf_counter() - t0
         if "FINISHED" not in result or not blender_tmp.is_file():
             raise DenoiseError(f"Cycles did not finish rendering {path.name} (result {set(result)})")

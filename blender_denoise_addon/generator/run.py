@@ -33,6 +33,7 @@ class Step:
     what: str  # "noisy_0004spp", "clean", "sample"
     seconds: float | None  # None: file already there from an earlier run
     sample_done: bool = False
+    spp: int = 0  # samples per pixel of this render (progress weight: cost grows with it)
 
 
 def png_exposure(clean_rgb: np.ndarray) -> float:
@@ -42,18 +43,22 @@ def png_exposure(clean_rgb: np.ndarray) -> float:
 
 
 class DatasetJob:
-    def __init__(self, settings: ss.GenerateSettings) -> None:
+    def __init__(self, settings: ss.GenerateSettings, quiet: bool = False) -> None:
         self.settings = settings
+        self.quiet = quiet  # silence Cycles' per-sample log lines on stdout
         self.root = Path(settings.out)
         self.all_indices = ss.shard_indices(settings.count, settings.shard)
         self.done_before = df.complete_indices(self.root) if self.root.is_dir() else set()
         self.todo = [i for i in self.all_indices if i not in self.done_before]
         self.renders_per_sample = len(settings.noisy_spp) + 1
+        self._prepared = False
 
     # -- folder ---------------------------------------------------------------
 
     def prepare(self) -> None:
         """Create the layout, and refuse to mix settings with an existing dataset."""
+        if self._prepared:
+            return
         try:
             for sub in (df.EXR_DIR, df.NOISE_DIR, df.DENOISE_DIR, df.RECORDS_DIR):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -72,6 +77,7 @@ class DatasetJob:
                 raise DenoiseError(f"{self.root} holds a dataset made with other settings ({show}); use another folder")
         else:
             df.write_json_atomic(cfg, identity)
+        self._prepared = True
 
     def dataset_identity(self) -> dict[str, Any]:
         ident = self.settings.identity()
@@ -111,16 +117,22 @@ class DatasetJob:
                 seed = ss.render_seed(st.seed, index, spp)
                 # A file under its real name is complete (written via a temporary name) and
                 # deterministic, so a resumed sample reuses it.
-                secs = None if path.is_file() else render_exr(built.scene, path, spp, seed)
+                secs = None if path.is_file() else render_exr(built.scene, path, spp, seed, quiet=self.quiet)
                 noisy.append({"spp": spp, "seed": seed, "seconds": secs, "exr": _rel(root, path)})
-                yield Step(index, f"noisy_{df.spp_tag(spp)}", secs)
+                yield Step(index, f"noisy_{df.spp_tag(spp)}", secs, spp=spp)
             path = df.clean_exr(root, index)
             seed = ss.render_seed(st.seed, index, st.clean_spp, clean=True)
             secs = (
                 None
                 if path.is_file()
                 else render_exr(
-                    built.scene, path, st.clean_spp, seed, st.clean_adaptive_threshold, st.clean_adaptive_min_samples
+                    built.scene,
+                    path,
+                    st.clean_spp,
+                    seed,
+                    st.clean_adaptive_threshold,
+                    st.clean_adaptive_min_samples,
+                    quiet=self.quiet,
                 )
             )
             clean = {
@@ -131,7 +143,7 @@ class DatasetJob:
                 "adaptive_threshold": st.clean_adaptive_threshold,
                 "adaptive_min_samples": st.clean_adaptive_min_samples if st.clean_adaptive_threshold > 0 else 0,
             }
-            yield Step(index, "clean", secs)
+            yield Step(index, "clean", secs, spp=st.clean_spp)
         finally:
             built.remove()
         exposure = self._write_pngs(index)

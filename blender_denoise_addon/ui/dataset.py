@@ -93,7 +93,7 @@ class RENDER_OT_ai_denoise_generate_dataset(bpy.types.Operator):
             return False
         self._job = job
         self._steps = job.steps()
-        self._total = len(job.todo) * job.renders_per_sample
+        self._total = len(job.todo) * (sum(job.settings.noisy_spp) + job.settings.clean_spp)  # spp-weighted
         self._done = 0
         self._samples = 0
         self._cancel = False
@@ -108,8 +108,7 @@ class RENDER_OT_ai_denoise_generate_dataset(bpy.types.Operator):
             return False
         if step.sample_done:
             self._samples += 1
-        else:
-            self._done += 1
+        self._done += step.spp
         context.scene.ai_denoise_dataset.status = (
             f"{self._samples}/{len(self._job.todo)} samples, last: {step.what} of sample {step.index}"
         )
