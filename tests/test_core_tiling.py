@@ -44,7 +44,9 @@ def small_unet(tmp_path_factory):
     return load_model(path)
 
 
-@pytest.mark.parametrize("h,w,tile", [(64, 64, 16), (7, 301, 32), (45, 37, 20), (1, 1, 16), (5, 9, 64), (33, 70, 9), (3, 16384, 512)])
+@pytest.mark.parametrize(
+    "h,w,tile", [(64, 64, 16), (7, 301, 32), (45, 37, 20), (1, 1, 16), (5, 9, 64), (33, 70, 9), (3, 16384, 512)]
+)
 def test_sliding_equals_full_alignment_1(chain7, h, w, tile):
     color, _, _ = frame(h, w)
     full = denoise(chain7, color, tiling="full").image

@@ -60,6 +60,7 @@ def build_scene(width: int, height: int) -> None:
 
     def add(obj_name: str, mat: bpy.types.Material) -> bpy.types.Object:
         obj = bpy.context.active_object
+        assert obj is not None  # the primitive operator just made it active
         obj.name = obj_name
         obj.data.materials.append(mat)
         return obj

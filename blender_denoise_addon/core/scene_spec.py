@@ -465,6 +465,7 @@ def scene_spec(seed: int, index: int) -> dict[str, Any]:
     # World: HDRI, flat colour, or black; interiors see it only through openings.
     hdri_p = {"outdoor": 0.75, "studio": 0.7, "interior": 0.6, "void": 0.5}[layout]
     u = rng.uniform()
+    world: dict[str, Any]
     if u < hdri_p:
         world = {
             "type": "hdri",

@@ -162,7 +162,7 @@ def render_exr(
             result = bpy.ops.render.render(write_still=True, scene=scene.name)
         seconds = time.perf_counter() - t0
         if "FINISHED" not in result or not blender_tmp.is_file():
-            raise DenoiseError(f"Cycles did not finish rendering {path.name} (result {set(result)})")
+            raise DenoiseError(f"Cycles did not finish rendering {path.name} (result {set(result or ())})")
         chans, done = _read_channels(blender_tmp)
         if done is not None and done != str(spp):
             # Esc (or a stop request) ends a Cycles render early but still writes it.

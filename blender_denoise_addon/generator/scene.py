@@ -141,7 +141,8 @@ def _room_mesh(name: str, room: dict[str, Any]) -> tuple[bpy.types.Mesh, bpy.typ
     }
     quads = []
     for wall in room["walls"]:
-        quads += _wall_quads(*frames[wall["wall"]], wall["opening"])
+        origin, u, v = frames[wall["wall"]]
+        quads += _wall_quads(origin, u, v, wall["opening"])
     floor = _quads_mesh(name + " floor", [[(x0, y0, 0.0), (x1, y0, 0.0), (x1, y1, 0.0), (x0, y1, 0.0)]])
     return _quads_mesh(name, quads), floor
 
@@ -207,6 +208,7 @@ def _texture_fac(nt: bpy.types.NodeTree, tex: dict[str, Any], scale_mult: float 
 def make_material(name: str, m: dict[str, Any], scale_mult: float = 1.0) -> bpy.types.Material:
     mat = bpy.data.materials.new(name)
     nt = mat.node_tree
+    assert nt is not None  # new materials have node trees in Blender 4.2+
     bsdf = nt.nodes["Principled BSDF"]
     inp = bsdf.inputs
     inp["Base Color"].default_value = (*m["base_color"], 1.0)
@@ -252,6 +254,7 @@ def make_material(name: str, m: dict[str, Any], scale_mult: float = 1.0) -> bpy.
 def _volume_material(name: str, vol: dict[str, Any]) -> bpy.types.Material:
     mat = bpy.data.materials.new(name)
     nt = mat.node_tree
+    assert nt is not None  # new materials have node trees in Blender 4.2+
     nt.nodes.remove(nt.nodes["Principled BSDF"])
     node = nt.nodes.new("ShaderNodeVolumePrincipled")
     node.inputs["Color"].default_value = (*vol["color"], 1.0)
