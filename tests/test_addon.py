@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:  # addon_utils.enable finds the add-on on sys.path
 from onnx_builders import conv_chain  # noqa: E402
 
 from blender_denoise_addon import blender_io  # noqa: E402
-from blender_denoise_addon.core import catalog, transfer  # noqa: E402
+from blender_denoise_addon.core import catalog, metrics  # noqa: E402
 from blender_denoise_addon.core.imageio import read_image  # noqa: E402
 from blender_denoise_addon.ui import hook  # noqa: E402
 
@@ -321,13 +321,6 @@ def test_enable_does_not_import_onnxruntime() -> None:
     subprocess.run([sys.executable, "-c", code, str(REPO)], check=True, timeout=120, capture_output=True)
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    ea = transfer.srgb_encode(np.clip(a[..., :3], 0, 1))
-    eb = transfer.srgb_encode(np.clip(b[..., :3], 0, 1))
-    mse = float(np.mean((ea - eb) ** 2))
-    return 10 * np.log10(1.0 / max(mse, 1e-12))
-
-
 def test_denoised_is_closer_to_reference_than_noisy(addon) -> None:
     if not catalog.bundled_models():
         pytest.fail(
@@ -342,7 +335,7 @@ def test_denoised_is_closer_to_reference_than_noisy(addon) -> None:
     reference = blender_io.render_passes(scene, 512).rgba
     assert bpy.ops.render.ai_denoise() == {"FINISHED"}
     denoised = blender_io.image_array(bpy.data.images["AI Denoised"])
-    p_noisy, p_denoised = _psnr(noisy, reference), _psnr(denoised, reference)
+    p_noisy, p_denoised = (metrics.report(x, reference)["psnr"] for x in (noisy, denoised))
     model = scene.ai_denoise.last_model
     assert p_denoised > p_noisy, (
         f"bundled model {model} made it worse: PSNR noisy {p_noisy:.2f} dB, denoised {p_denoised:.2f} dB "
