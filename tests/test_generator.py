@@ -191,7 +191,8 @@ def test_other_settings_in_same_folder_are_refused(dataset: Path, capsys: pytest
 
 
 def test_operator_generates_and_unregisters(tmp_path: Path) -> None:
-    from blender_denoise_addon.ui import dataset as ui
+    # The whole UI: the dataset panel is a section of the add-on's main panel.
+    from blender_denoise_addon import ui
 
     ui.register()
     try:

@@ -193,10 +193,11 @@ class RENDER_OT_ai_denoise_generate_dataset(bpy.types.Operator):
 class RENDER_PT_ai_denoise_dataset(bpy.types.Panel):
     """Render random scenes as noisy/clean training pairs for the AI denoiser"""
 
-    bl_label = "AI Denoise Dataset"
+    bl_label = "Training Dataset"
     bl_space_type = "PROPERTIES"
     bl_region_type = "WINDOW"
     bl_context = "render"
+    bl_parent_id = "RENDER_PT_ai_denoise"  # a section of the add-on's panel
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: Any) -> None:

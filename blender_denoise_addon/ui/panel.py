@@ -66,12 +66,4 @@ class RENDER_PT_ai_denoise(bpy.types.Panel):
 
 classes = (RENDER_PT_ai_denoise,)
 
-
-def register() -> None:
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)  # pyright: ignore[reportGeneralTypeIssues]
