@@ -324,17 +324,18 @@ def test_evaluate_writes_metrics_table_and_plots(run_dir, dataset, tmp_path):
     test_scenes = set(json.loads((run_dir / "split.json").read_text())["test"])
     assert {r["scene"] for r in result["per_image"]} == test_scenes
     for key in [*map(str, SPP), "all"]:
-        assert set(result["metrics"][key]) == {"noisy", "ours", "oidn"}
+        assert set(result["metrics"][key]) == {"noisy", "ours", "oidn_high", "oidn_balanced"}
         for m in result["metrics"][key].values():
             assert all(np.isfinite(v) for v in m.values())
     # OIDN must clearly beat the noisy input; otherwise its inputs are wrong.
     allm = result["metrics"]["all"]
-    assert allm["oidn"]["psnr"] > allm["noisy"]["psnr"] + 3
+    assert allm["oidn_high"]["psnr"] > allm["noisy"]["psnr"] + 3
+    assert allm["oidn_high"]["flip"] < allm["noisy"]["flip"]
     assert (out / "curves.png").stat().st_size > 1000
     grids = sorted(out.glob("grid_*.png"))
     assert len(grids) == 2 and all(g.stat().st_size > 1000 for g in grids)
     table = (out / "table.md").read_text()
-    assert "| 1 | noisy |" in table and "| all | oidn |" in table
+    assert "| 1 | noisy |" in table and "| all | oidn_high |" in table
 
 
 def test_evaluate_an_exported_model_on_png_pairs(exported, dataset, tmp_path):

@@ -32,7 +32,8 @@ from blender_denoise_addon.core.model import load_model
 
 from .dataset import SPLITS, Pair, find_pairs, split_pairs
 
-METHODS = ("noisy", "ours", "oidn")
+METHODS = ("noisy", "ours", "oidn_high", "oidn_balanced")
+METRICS = ("mse", "psnr", "ssim", "relmse", "flip")
 
 
 class TorchModel:
@@ -77,8 +78,10 @@ class EvalConfig:
     progress: bool = True
 
 
-def oidn_denoise(color: np.ndarray, albedo: np.ndarray | None, normal: np.ndarray | None, hdr: bool) -> np.ndarray:
-    """OIDN 2.5 (RT filter, high quality) on prepared passes; albedo and normal only as the model gets them."""
+def oidn_denoise(
+    color: np.ndarray, albedo: np.ndarray | None, normal: np.ndarray | None, hdr: bool, quality: str = "high"
+) -> np.ndarray:
+    """OIDN 2.5 (RT filter) on prepared passes; albedo and normal only as the model gets them."""
     import pyoidn
 
     return pyoidn.denoise(
@@ -86,13 +89,22 @@ def oidn_denoise(color: np.ndarray, albedo: np.ndarray | None, normal: np.ndarra
         None if albedo is None else np.ascontiguousarray(albedo, np.float32),
         None if normal is None or albedo is None else np.ascontiguousarray(normal, np.float32),
         hdr=hdr,
-        quality="high",
+        quality=quality,
     )
+
+
+def flip(display: np.ndarray, reference_display: np.ndarray) -> float:
+    """Mean LDR-FLIP (NVIDIA's flip-evaluator) of two sRGB display images."""
+    import flip_evaluator
+
+    ref = np.ascontiguousarray(reference_display, np.float32)
+    test = np.ascontiguousarray(display, np.float32)
+    return float(flip_evaluator.evaluate(ref, test, "LDR", inputsRGB=True, applyMagma=False)[1])
 
 
 def image_metrics(result: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     da, db = metrics.to_display(result), metrics.to_display(reference)
-    return {"mse": metrics.mse(da, db)} | metrics.report(result, reference)
+    return {"mse": metrics.mse(da, db), "flip": flip(da, db)} | metrics.report(result, reference)
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -106,18 +118,20 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
         for m in METHODS:
             vals = [r for r in group if f"{m}_psnr" in r]
             if vals:
-                out[key][m] = {
-                    k: float(np.mean([r[f"{m}_{k}"] for r in vals])) for k in ("mse", "psnr", "ssim", "relmse")
-                }
+                out[key][m] = {k: float(np.mean([r[f"{m}_{k}"] for r in vals])) for k in METRICS}
     return out
 
 
 def table_markdown(agg: dict[str, dict[str, dict[str, float]]]) -> str:
-    lines = ["| spp | method | MSE (display) | PSNR dB | SSIM | relMSE (linear) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| spp | method | MSE (display) | PSNR dB | SSIM | FLIP | relMSE (linear) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     keys = sorted((k for k in agg if k != "all"), key=lambda k: (k == "None", int(k) if k.isdigit() else 0)) + ["all"]
     for key in keys:
         for m, v in agg[key].items():
-            lines.append(f"| {key} | {m} | {v['mse']:.3e} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['relmse']:.3e} |")
+            cells = f"{v['mse']:.3e} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['flip']:.4f} | {v['relmse']:.3e}"
+            lines.append(f"| {key} | {m} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -223,12 +237,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         color = sanitize_color(frame.color[..., :3])
         results = {"noisy": color, "ours": denoise(model, color, albedo, normal, tiling="full").image[..., :3]}
         if cfg.oidn:
-            results["oidn"] = oidn_denoise(
-                color,
-                None if albedo is None else prepare_albedo(albedo[..., :3]),
-                None if normal is None else prepare_normal(normal[..., :3]),
-                hdr=pair.kind == "exr",
-            )
+            for quality in ("high", "balanced"):
+                results[f"oidn_{quality}"] = oidn_denoise(
+                    color,
+                    None if albedo is None else prepare_albedo(albedo[..., :3]),
+                    None if normal is None else prepare_normal(normal[..., :3]),
+                    hdr=pair.kind == "exr",
+                    quality=quality,
+                )
         row: dict[str, Any] = {"frame": pair.label, "scene": pair.scene, "spp": pair.spp}
         for name, img in results.items():
             row |= {f"{name}_{k}": v for k, v in image_metrics(img, clean).items()}
