@@ -76,14 +76,14 @@ try:
 except ImportError:
     result["onnxruntime_before"] = None
 import bpy
+sys.path.insert(0, sys.argv[3])
+from blender_helpers import emitter_scene
+scene = emitter_scene(32, 24, spp=2)  # before installing: it loads factory settings
 ret = bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True)
 result["install"] = sorted(ret)
 result["enabled"] = "bl_ext.user_default.ai_denoiser" in bpy.context.preferences.addons
 import onnxruntime
 result["onnxruntime_after"] = onnxruntime.__file__
-sys.path.insert(0, sys.argv[3])
-from blender_helpers import emitter_scene
-scene = emitter_scene(32, 24, spp=2)
 ret = bpy.ops.render.ai_denoise()
 result["denoise"] = sorted(ret)
 img = bpy.data.images.get("AI Denoised")
