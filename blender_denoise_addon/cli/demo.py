@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from ..core import catalog, metrics
 from ..core.defaults import TILING, TILING_MODES
 from ..core.denoise import denoise
 from ..core.errors import DenoiseError
-from ..core.imageio import Frame, read_image, write_image
+from ..core.imageio import Frame, write_image
 
 HELP = "Render a demo scene at low spp, denoise it with the bundled model, write side-by-side + metrics."
 
@@ -93,24 +92,16 @@ def build_scene(width: int, height: int) -> None:
     scene.camera = bpy.context.active_object
 
 
-def render(path: Path, spp: int, seed: int) -> tuple[Frame, float]:
-    """Render the active camera to a multilayer EXR (Blender 5.0 gives Python no pixels) and read it."""
+def render(spp: int, seed: int) -> tuple[Frame, float]:
+    """Render the active camera through the add-on's own path (multilayer EXR read back)."""
     import bpy
 
-    scene = bpy.context.scene
-    scene.cycles.samples = spp
-    scene.cycles.seed = seed
-    scene.cycles.use_denoising = False
-    scene.cycles.use_adaptive_sampling = False
-    scene.view_layers[0].cycles.denoising_store_passes = True
-    settings = scene.render.image_settings
-    settings.media_type = "MULTI_LAYER_IMAGE"
-    settings.color_depth = "32"
-    settings.exr_codec = "ZIP"
-    scene.render.filepath = str(path)
+    from .. import blender_io
+
+    bpy.context.scene.cycles.seed = seed
     start = time.perf_counter()
-    bpy.ops.render.render(write_still=True)
-    return read_image(path), time.perf_counter() - start
+    frame = blender_io.render_passes(bpy.context.scene, spp)
+    return frame, time.perf_counter() - start
 
 
 def side_by_side(images: list[np.ndarray], labels: list[str]) -> np.ndarray:
@@ -137,11 +128,10 @@ def run(args: argparse.Namespace) -> int:
         raise DenoiseError(f"cannot create output folder {out}: {e.strerror or e}") from None
     w, h = args.resolution
     build_scene(w, h)
-    with tempfile.TemporaryDirectory() as tmp:
-        print(f"rendering {w}x{h} at {args.spp} spp ...", file=sys.stderr)
-        noisy, t_noisy = render(Path(tmp) / "noisy.exr", args.spp, seed=1)
-        print(f"rendering the reference at {args.reference_spp} spp (takes a while on a CPU) ...", file=sys.stderr)
-        ref, t_ref = render(Path(tmp) / "ref.exr", args.reference_spp, seed=2)
+    print(f"rendering {w}x{h} at {args.spp} spp ...", file=sys.stderr)
+    noisy, t_noisy = render(args.spp, seed=1)
+    print(f"rendering the reference at {args.reference_spp} spp (takes a while on a CPU) ...", file=sys.stderr)
+    ref, t_ref = render(args.reference_spp, seed=2)
     if args.model:
         from ..core.model import load_model
 
