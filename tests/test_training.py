@@ -167,20 +167,31 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
     return net
 
 
-@pytest.mark.parametrize("depth", [1, 2, 3])
-def test_receptive_field_is_exact_for_every_phase(depth):
-    cfg = UNetConfig(inputs="color", width=4, growth=2, depth=depth)
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        UNetConfig(inputs="color", width=4, growth=2, depth=1),
+        UNetConfig(inputs="color", width=4, growth=2, depth=2),
+        UNetConfig(inputs="color", width=4, growth=2, depth=3),
+        UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=1),
+        UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=3, kernel_size=3),
+        UNetConfig(inputs="color,albedo", width=4, growth=2, depth=2, head="kernel", kernel_scales=2, demodulate=True),
+    ],
+    ids=["d1", "d2", "d3", "kernel-1scale", "kernel-3scales", "kernel-demodulate"],
+)
+def test_receptive_field_is_exact_for_every_phase(cfg):
     torch.manual_seed(0)
     net = _linearized(cfg)
     size, radius = 128, 0
     for phase in range(cfg.alignment):
-        x = torch.rand(1, 3, size, size, dtype=torch.double, requires_grad=True)
+        # Mid-range inputs keep the kernel head's final clamp from cutting gradients.
+        x = (torch.rand(1, cfg.in_channels, size, size, dtype=torch.double) * 0.5 + 0.25).requires_grad_(True)
         c = 48 + phase
         net(x)[0, :, c, c].sum().backward()
         ys, xs = torch.nonzero(x.grad.abs().sum((0, 1)), as_tuple=True)
         radius = max(radius, c - int(ys.min()), int(ys.max()) - c, c - int(xs.min()), int(xs.max()) - c)
     assert cfg.receptive_field == 2 * radius + 1
-    assert cfg.alignment == 2**depth
+    assert cfg.alignment == 2**cfg.depth
 
 
 def test_default_model_is_base_sized_and_macs_match_the_layers():
@@ -309,6 +320,47 @@ def test_exported_model_tiles_seamlessly_and_runs_in_denoise_image(exported, dat
     result = read_image(out).color
     assert result.shape == frame.color.shape and np.isfinite(result).all()
     np.testing.assert_allclose(result, full[..., :3], atol=1e-4)
+
+
+def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path):
+    """The kernel-predicting, demodulating head: train, export (parity), sliding == full."""
+    from training.__main__ import main
+    from training.export import check_parity
+    from training.train import build_model, load_checkpoint
+
+    run = tmp_path / "run"
+    extra = ["--head", "kernel", "--kernel-size", "3", "--kernel-scales", "3", "--demodulate", "--epochs", "1"]
+    assert _train(dataset, run, *extra) == 0
+    path = tmp_path / "kernel.onnx"
+    assert main(["export", "--checkpoint", str(run / "best.pt"), "-o", str(path)]) == 0
+    model = load_model(path)
+    net, cfg, _ = build_model(load_checkpoint(run / "best.pt"))
+    assert (cfg.head, cfg.demodulate, model.info.receptive_field) == ("kernel", True, cfg.receptive_field)
+    assert check_parity(net.eval(), path, model.info, 1e-4) <= 1e-4
+    frame = read_image(find_pairs(dataset)[0].noisy)
+    big = [np.tile(a, (3, 3, 1)) for a in (frame.color, frame.albedo, frame.normal)]
+    whole = denoise(model, *big, tiling="full")
+    sliding = denoise(model, *big, tiling="sliding", tile=64)
+    assert sliding.stats.tiles > 1
+    np.testing.assert_allclose(sliding.image, whole.image, atol=1e-5)
+
+
+def test_kernel_weights_average_neighbours():
+    from training.model import apply_kernels
+
+    torch.manual_seed(0)
+    planes = torch.rand(2, 3, 9, 11)
+    logits = torch.randn(2, 25, 9, 11) * 3
+    out = apply_kernels(planes, torch.softmax(logits, dim=1), 5)
+    # A convex combination of the 5x5 neighbourhood (edges replicated) stays within its range.
+    padded = torch.nn.functional.pad(planes, (2, 2, 2, 2), mode="replicate")
+    windows = padded.unfold(2, 5, 1).unfold(3, 5, 1)  # N x C x H x W x 5 x 5
+    assert (out >= windows.amin((-2, -1)) - 1e-6).all() and (out <= windows.amax((-2, -1)) + 1e-6).all()
+    # A one-hot kernel on offset (dy, dx) = (+1, -2) is a shift.
+    onehot = torch.zeros(2, 25, 9, 11)
+    onehot[:, 3 * 5 + 0] = 1
+    shifted = apply_kernels(planes, onehot, 5)
+    torch.testing.assert_close(shifted[:, :, 2:-1, 2:], planes[:, :, 3:, :-2])
 
 
 # --- evaluation and CLI ------------------------------------------------------

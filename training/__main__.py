@@ -59,6 +59,18 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="add logit(noisy color) before the output sigmoid, so the untrained network returns its input",
     )
+    g.add_argument(
+        "--head",
+        default="direct",
+        help="'direct': predict the image; 'kernel': predict per-pixel filter kernels at several scales",
+    )
+    g.add_argument("--kernel-size", type=int, default=5, help="kernel head: odd kernel width per scale")
+    g.add_argument("--kernel-scales", type=int, default=4, help="kernel head: scales, full resolution included")
+    g.add_argument(
+        "--demodulate",
+        action="store_true",
+        help="kernel head: also filter color / albedo and blend the two per pixel (needs albedo)",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=30, help="passes over the training crops")
     g.add_argument("--batch-size", type=int, default=16, help="crops per step")

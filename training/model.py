@@ -1,7 +1,15 @@
-"""The Modified U-Net: conv encoder, transposed-conv decoder, concat skips, sigmoid output.
+"""The Modified U-Net: conv encoder, transposed-conv decoder, concat skips, and one of two heads.
+
+- ``direct``: a 1x1 conv and a sigmoid predict the clean image itself.
+- ``kernel``: kernel prediction (Bako et al. 2017) at several scales, combined coarse to
+  fine (Vogels et al. 2018). Each pixel's output is a softmax-weighted average of its
+  noisy neighbours, so it can never leave the range of the input: no invented highlights,
+  and it learns from little data. With ``demodulate`` the same kernels also filter the
+  irradiance (color / albedo), which keeps textures sharp, and a learnt per-pixel weight
+  picks between the two.
 
 The output is the clean image in the transfer space named in the model's metadata
-(see ``blender_denoise_addon.core.transfer``); the sigmoid keeps it in [0, 1].
+(see ``blender_denoise_addon.core.transfer``), in [0, 1].
 """
 
 from __future__ import annotations
@@ -10,9 +18,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from blender_denoise_addon.core import transfer as tf
 from blender_denoise_addon.core.contract import INPUT_SETS, ModelInfo
+
+HEADS = ("direct", "kernel")
+# Added to the albedo before dividing by it, so black albedo does not blow up irradiance.
+DEMODULATE_EPS = 0.01
 
 
 @dataclass(frozen=True)
@@ -29,12 +43,27 @@ class UNetConfig:
     # Add logit(noisy color) before the sigmoid: at initialisation the network returns its
     # input, so short CPU runs learn to remove noise instead of re-learning the image.
     residual: bool = False
+    head: str = "direct"
+    kernel_size: int = 5  # per scale, odd
+    kernel_scales: int = 4  # full resolution plus this many - 1 halvings, at most depth + 1
+    demodulate: bool = False  # kernel head with albedo only; needs the log transfer
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_SETS:
             raise ValueError(f"inputs must be one of {', '.join(INPUT_SETS)}, got {self.inputs!r}")
         if self.width < 1 or self.growth < 0 or self.depth < 1:
             raise ValueError(f"need width >= 1, growth >= 0, depth >= 1; got {self}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.head == "kernel":
+            if self.residual:
+                raise ValueError("residual applies to the direct head only")
+            if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+                raise ValueError(f"kernel_size must be odd and >= 1, got {self.kernel_size}")
+            if not 1 <= self.kernel_scales <= self.depth + 1:
+                raise ValueError(f"kernel_scales must be in 1..{self.depth + 1}, got {self.kernel_scales}")
+        if self.demodulate and (self.head != "kernel" or "albedo" not in INPUT_SETS[self.inputs]):
+            raise ValueError("demodulate needs the kernel head and an albedo input")
 
     @property
     def in_channels(self) -> int:
@@ -59,25 +88,37 @@ class UNetConfig:
 
     @property
     def receptive_field(self) -> int:
-        """Exact receptive field (pixels) for inputs whose origin is on the alignment grid.
+        """Receptive field (pixels) for inputs whose origin is on the alignment grid.
 
         Walks the ops backwards with interval arithmetic for every output phase
         modulo the alignment (2x2 pooling and stride-2 upsampling are not centred,
         so the window depends on the phase) and returns the widest symmetric window.
+        The deepest path bounds every skip path, so following it is exact.
         """
-        ops = self._ops()
         radius = 0
         for x in range(self.alignment):
-            lo, hi = x, x
-            for op in reversed(ops):
-                if op == "conv3":
-                    lo, hi = lo - 1, hi + 1
-                elif op == "up":  # output pixel p reads coarse pixel p // 2
-                    lo, hi = lo // 2, hi // 2
-                elif op == "pool":  # coarse pixel p reads fine pixels 2p, 2p + 1
-                    lo, hi = 2 * lo, 2 * hi + 1
+            lo, hi = self._kernel_deps(0, x, x) if self.head == "kernel" else _walk(self._ops(), x, x)
             radius = max(radius, x - lo, hi - x)
         return 2 * radius + 1
+
+    def _feature_ops(self, level: int) -> list[str]:
+        """Ops along the deepest path to the decoder output at ``level``."""
+        return self._ops()[: 2 + 3 * self.depth + 3 * (self.depth - level)]
+
+    def _kernel_deps(self, level: int, lo: int, hi: int) -> tuple[int, int]:
+        """Input pixels that the kernel head's output at ``level`` pixels [lo, hi] reads."""
+
+        def filtered(lo: int, hi: int) -> tuple[int, int]:  # kernels (features) and the pooled planes
+            f = _walk(self._feature_ops(level), lo, hi)
+            r, step = self.kernel_size // 2, 2**level
+            return min(f[0], (lo - r) * step), max(f[1], (hi + r) * step + step - 1)
+
+        out = filtered(lo, hi)
+        if level + 1 < self.kernel_scales:  # bilinear upsampling reads one coarse pixel further
+            clo, chi = (lo - 1) // 2, (hi + 1) // 2
+            for dep in (self._kernel_deps(level + 1, clo, chi), filtered(2 * clo, 2 * chi + 1)):
+                out = (min(out[0], dep[0]), max(out[1], dep[1]))
+        return out
 
     def model_info(self, transfer: str, name: str = "") -> ModelInfo:
         return ModelInfo(
@@ -100,10 +141,29 @@ class UNetConfig:
         for i in reversed(range(self.depth)):
             total += 4.0 ** -(i + 1) * 4 * ch[i + 1] ** 2  # 2x2 transposed conv, per coarse pixel
             total += 4.0**-i * 9 * ((ch[i + 1] + ch[i]) * ch[i] + ch[i] * ch[i])
-        return total + ch[0] * 3
+        if self.head == "direct":
+            return total + ch[0] * 3
+        # 1x1 convs to kernel logits (+ blend weights) per scale, then the weighted sums.
+        k2 = self.kernel_size**2
+        planes = 6 if self.demodulate else 3
+        for s in range(self.kernel_scales):
+            total += 4.0**-s * (ch[s] * (k2 + 2) + k2 * planes)
+        return total
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _walk(ops: list[str], lo: int, hi: int) -> tuple[int, int]:
+    """The input interval that output pixels [lo, hi] of ``ops`` (in forward order) read."""
+    for op in reversed(ops):
+        if op == "conv3":
+            lo, hi = lo - 1, hi + 1
+        elif op == "up":  # output pixel p reads coarse pixel p // 2
+            lo, hi = lo // 2, hi // 2
+        elif op == "pool":  # coarse pixel p reads fine pixels 2p, 2p + 1
+            lo, hi = 2 * lo, 2 * hi + 1
+    return lo, hi
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -133,12 +193,19 @@ class ModifiedUNet(nn.Module):
         for i in reversed(range(config.depth)):
             self.ups.append(nn.Sequential(nn.ConvTranspose2d(ch[i + 1], ch[i + 1], 2, stride=2), nn.ReLU(inplace=True)))
             self.decoders.append(_block(ch[i + 1] + ch[i], ch[i]))
-        self.head = nn.Conv2d(ch[0], 3, 1)
-        if config.residual:
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        if config.head == "kernel":
+            # Per scale s: k*k kernel logits, a coarse-to-fine blend weight and (at s = 0)
+            # the demodulated-vs-plain weight.
+            k2 = config.kernel_size**2
+            self.kernel_heads = nn.ModuleList(nn.Conv2d(ch[s], k2 + 2, 1) for s in range(config.kernel_scales))
+        else:
+            self.head = nn.Conv2d(ch[0], 3, 1)
+            if config.residual:
+                nn.init.zeros_(self.head.weight)
+                nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inputs = x
         color = x[:, :3]
         skips = []
         for i, enc in enumerate(self.encoders):
@@ -146,14 +213,66 @@ class ModifiedUNet(nn.Module):
                 x = self.pool(x)
             x = enc(x)
             skips.append(x)
+        features = [x]  # decoder outputs, coarsest first
         skips.pop()  # the bottleneck output is x itself
         for up, dec in zip(self.ups, self.decoders, strict=True):
             x = dec(torch.cat([up(x), skips.pop()], dim=1))
+            features.append(x)
+        if self.config.head == "kernel":
+            return self._filter(inputs, features[::-1])
         out = self.head(x)
         if self.config.residual:
             c = color.clamp(1e-4, 1 - 1e-4)
             out = out + torch.log(c / (1 - c))
         return torch.sigmoid(out)
+
+    def _filter(self, inputs: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
+        """Multi-scale kernel prediction; ``features[s]`` is the decoder output at scale s."""
+        cfg = self.config
+        k2 = cfg.kernel_size**2
+        planes = inputs[:, :3]
+        if cfg.demodulate:
+            albedo = inputs[:, 3:6] + DEMODULATE_EPS
+            irradiance = tf.inverse(planes, "log", xp=torch) / albedo
+            planes = torch.cat([planes, tf.forward(irradiance, "log", xp=torch)], dim=1)
+        filtered, blends = [], []
+        for s in range(cfg.kernel_scales):
+            if s > 0:
+                planes = F.avg_pool2d(planes, 2)
+            logits = self.kernel_heads[s](features[s])
+            filtered.append(apply_kernels(planes, torch.softmax(logits[:, :k2], dim=1), cfg.kernel_size))
+            blends.append(torch.sigmoid(logits[:, k2:]))
+        out = filtered[-1]
+        for s in reversed(range(cfg.kernel_scales - 1)):
+            # Replace the fine estimate's low frequencies with the coarse estimate's, by a learnt amount.
+            fine, alpha = filtered[s], blends[s][:, :1]
+            out = fine + alpha * (_upsample(out) - _upsample(F.avg_pool2d(fine, 2)))
+        if cfg.demodulate:
+            albedo = inputs[:, 3:6] + DEMODULATE_EPS
+            remodulated = tf.forward(tf.inverse(out[:, 3:], "log", xp=torch).clamp(min=0) * albedo, "log", xp=torch)
+            beta = blends[0][:, 1:2]
+            out = beta * remodulated + (1 - beta) * out[:, :3]
+        return out.clamp(0.0, 1.0)
+
+
+def _upsample(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def apply_kernels(planes: torch.Tensor, weights: torch.Tensor, size: int) -> torch.Tensor:
+    """Per-pixel weighted sum over the ``size`` x ``size`` neighbourhood (edges replicated).
+
+    ``weights`` is N x size*size x H x W, row-major offsets; a loop of shifted slices keeps
+    memory at one extra frame instead of size*size (and exports to plain Slice/Mul/Add).
+    """
+    r = size // 2
+    h, w = planes.shape[-2:]
+    padded = F.pad(planes, (r, r, r, r), mode="replicate") if r else planes
+    out = torch.zeros_like(planes)
+    for i in range(size * size):
+        dy, dx = divmod(i, size)
+        out = out + weights[:, i : i + 1] * padded[:, :, dy : dy + h, dx : dx + w]
+    return out
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -48,6 +48,10 @@ class TrainConfig:
     growth: int = 16
     depth: int = 4
     residual: bool = False
+    head: str = "direct"
+    kernel_size: int = 5
+    kernel_scales: int = 4
+    demodulate: bool = False
     epochs: int = 30
     batch_size: int = 16
     patch: int = 64
@@ -73,7 +77,15 @@ class TrainConfig:
 
     def model_config(self) -> UNetConfig:
         return UNetConfig(
-            inputs=self.inputs, width=self.width, growth=self.growth, depth=self.depth, residual=self.residual
+            inputs=self.inputs,
+            width=self.width,
+            growth=self.growth,
+            depth=self.depth,
+            residual=self.residual,
+            head=self.head,
+            kernel_size=self.kernel_size,
+            kernel_scales=self.kernel_scales,
+            demodulate=self.demodulate,
         )
 
     def loss_weights(self) -> LossWeights:
@@ -220,7 +232,7 @@ def train(cfg: TrainConfig) -> Path:
         print("warning: no validation scenes; best.pt is chosen by the loss on training frames", file=sys.stderr)
 
     model = ModifiedUNet(mcfg)
-    if not cfg.residual:  # a residual head starts at the identity instead
+    if mcfg.head == "direct" and not cfg.residual:  # a residual head starts at the identity instead
         init_output_bias(model, cfg.transfer)
     loss_fn = DenoiseLoss(cfg.loss_weights())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

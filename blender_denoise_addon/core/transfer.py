@@ -66,7 +66,8 @@ def inverse(y: Any, name: str, exposure: float = 1.0, xp: Any = np) -> Any:
         return y
     if name == "srgb":
         return srgb_decode(y, xp)
-    return (xp.exp2(y * _LOG_NORM) - 1.0) * (LOG_EPS / exposure)
+    # exp, not exp2: ONNX has no Exp2, and the kernel-predicting model runs this in its graph.
+    return (xp.exp(y * (_LOG_NORM * math.log(2.0))) - 1.0) * (LOG_EPS / exposure)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
