@@ -7,7 +7,8 @@ Both denoisers get the same synthetic HDR frame (smooth procedural image times
 Monte-Carlo-like noise with a few fireflies, albedo in [0, 1], unit normals),
 built from a fixed seed. Our side is ``core.denoise()`` with the OIDN-base-sized
 U-Net from ``tests/onnx_builders.unet`` (random weights: same shape and cost as a
-trained one), plus a half-width U-Net as an extra row. OIDN's side is pyoidn's CPU
+trained one), a half-width U-Net, and the shipped color + albedo + normal model
+from ``models/`` (full frame and the add-on's default sliding window). OIDN's side is pyoidn's CPU
 device, filter "RT", hdr, color+albedo+normal, quality high and balanced.
 
 Every configuration runs in its own subprocess (this script with ``--one``), so
@@ -197,6 +198,17 @@ def build_models(workdir: Path) -> dict[str, dict]:
         meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         info = parse_metadata(meta, where=path.name)
         models[key] = {"path": str(path), "params": params, "rf": info.receptive_field, "align": info.alignment}
+    # The shipped color + albedo + normal model: the one the add-on uses on such frames.
+    from blender_denoise_addon.core.catalog import bundled_models
+
+    for path in bundled_models():
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        info = parse_metadata(meta, where=path.name)
+        if set(info.inputs) == {"color", "albedo", "normal"}:
+            params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
+            entry = {"path": str(path), "params": params, "rf": info.receptive_field, "align": info.alignment}
+            models["shipped"] = entry | {"name": path.stem}
+            break
     return models
 
 
@@ -208,6 +220,10 @@ def configs(models: dict, grid_tile: int, sliding_tiles: list[int | None], batch
         out.append({"kind": "ours", "label": "ours sliding", "model": base, "mode": "sliding", "tile": t})
     out.append({"kind": "ours", "label": "ours half-width full", "model": half, "mode": "full"})
     out.append({"kind": "ours", "label": "ours half-width sliding", "model": half, "mode": "sliding", "tile": None})
+    if "shipped" in models:
+        shipped, name = models["shipped"]["path"], models["shipped"]["name"]
+        out.append({"kind": "ours", "label": f"shipped {name} full", "model": shipped, "mode": "full"})
+        out.append({"kind": "ours", "label": f"shipped {name} sliding", "model": shipped, "mode": "sliding"})
     out.append({"kind": "oidn", "label": "OIDN balanced", "quality": "balanced"})
     out.append({"kind": "oidn", "label": "OIDN high", "quality": "high"})
     for c in out:
