@@ -363,6 +363,24 @@ def test_kernel_weights_average_neighbours():
     torch.testing.assert_close(shifted[:, :, 2:-1, 2:], planes[:, :, 3:, :-2])
 
 
+def test_summarize_counts_samples_and_render_time(dataset, capsys):
+    from training.__main__ import main
+    from training.dataset import summarize
+
+    whole = summarize(dataset)
+    assert whole["samples"] == 5 and whole["noisy_spp"] == list(SPP) and whole["resolution"] == [32, 32]
+    assert (
+        whole["render_seconds"]["clean"] > 0 and sum(v for k, v in whole["scenes_with"].items() if "layout" in k) == 5
+    )
+    first = summarize(dataset, count=2)
+    assert first["samples"] == 2 and first["indices"] == [0, 1]
+    assert first["total_render_hours"] < whole["total_render_hours"]
+    assert main(["summarize", "--data", str(dataset), "--count", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples"] == 2
+    with pytest.raises(Exception, match="no complete samples"):
+        summarize(dataset.parent / "nowhere")
+
+
 # --- evaluation and CLI ------------------------------------------------------
 
 

@@ -139,6 +139,27 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(_run=_run_export)
 
 
+def _summary_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "summarize",
+        help="what a dataset holds: scene variety and render time",
+        description="Print a dataset's sample count, resolution, spp, scene variety and total render time "
+        "(from its sample records) as JSON.",
+    )
+    p.add_argument("--data", required=True, help="dataset folder written by generate-dataset")
+    p.add_argument("--count", type=int, default=0, help="only samples with index < COUNT (default: all)")
+    p.set_defaults(_run=_run_summary)
+
+
+def _run_summary(args: argparse.Namespace) -> int:
+    import json
+
+    from .dataset import summarize
+
+    print(json.dumps(summarize(args.data, args.count), indent=1))
+    return 0
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
@@ -184,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _eval_parser(sub)
     _export_parser(sub)
+    _summary_parser(sub)
     return parser
 
 

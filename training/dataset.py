@@ -326,3 +326,37 @@ class FullImageDataset:
                 item[k] = _pad_to(v, ha, wa)
         item["height"], item["width"] = h, w
         return item
+
+
+def summarize(root: str | Path, count: int = 0) -> dict[str, Any]:
+    """What a dataset holds, from its sample records: scene variety and render time.
+
+    ``count`` > 0 limits it to samples with index < count (what ``--count`` rendered).
+    """
+    from collections import Counter
+
+    records = [r for r in files.iter_records(Path(root)) if not count or r["index"] < count]
+    if not records:
+        raise DenoiseError(f"no complete samples in {root}")
+    noisy_s: Counter[int] = Counter()
+    tally: Counter[str] = Counter()
+    clean_s = 0.0
+    for r in records:
+        for n in r["noisy"]:
+            noisy_s[int(n["spp"])] += n["seconds"] or 0.0
+        clean_s += r["clean"]["seconds"] or 0.0
+        scene = r["scene"]
+        tally[f"layout {scene['layout']}"] += 1
+        tally["HDRI world" if str(scene.get("world", "")).startswith("hdri") else "sky/plain world"] += 1
+        tally.update(name for name in ("dof", "volume") if scene.get(name))
+        tally.update(f"material {m}" for m in set(scene.get("materials", [])))
+    return {
+        "samples": len(records),
+        "indices": [min(r["index"] for r in records), max(r["index"] for r in records)],
+        "resolution": records[0]["resolution"],
+        "noisy_spp": sorted(noisy_s),
+        "clean_spp": records[0]["clean"]["spp"],
+        "render_seconds": {"noisy": dict(sorted(noisy_s.items())), "clean": clean_s},
+        "total_render_hours": (sum(noisy_s.values()) + clean_s) / 3600,
+        "scenes_with": dict(sorted(tally.items())),
+    }
