@@ -404,6 +404,7 @@ def test_evaluate_writes_metrics_table_and_plots(run_dir, dataset, tmp_path):
     assert (out / "curves.png").stat().st_size > 1000
     grids = sorted(out.glob("grid_*.png"))
     assert len(grids) == 2 and all(g.stat().st_size > 1000 for g in grids)
+    assert result["plots"]["comparison"] and (out / "comparison.png").stat().st_size > 1000
     table = (out / "table.md").read_text()
     assert "| 1 | noisy |" in table and "| all | oidn_high |" in table
 

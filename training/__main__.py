@@ -116,6 +116,8 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="test", help="frames to evaluate")
     p.add_argument("--no-oidn", dest="oidn", action="store_false", help="skip OIDN 2.5")
     p.add_argument("--grids", type=int, default=8, help="comparison grids to draw (first N frames)")
+    p.add_argument("--figure-spp", type=int, default=4, help="comparison.png shows frames at this spp (0: none)")
+    p.add_argument("--figure-rows", type=int, default=6, help="scenes in comparison.png")
     p.add_argument(
         "--run", default="", help="run folder whose log.csv gives the training curves (default: the checkpoint's)"
     )

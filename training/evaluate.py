@@ -8,7 +8,8 @@ MSE, PSNR and SSIM on the display image (clipped, sRGB-encoded), relMSE on linea
 
 Outputs in ``--out``: ``metrics.json`` (per image and aggregated), ``metrics.csv``
 (per image), ``table.md`` (per spp), ``curves.png`` (when the run's log.csv is
-found) and ``grid_<frame>.png`` (noisy | ours | OIDN | clean, error maps below).
+found), ``grid_<frame>.png`` (noisy | ours | OIDN | clean, error maps below) and
+``comparison.png`` (one row per scene at ``figure_spp``: noisy | ours | OIDN high | clean).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class EvalConfig:
     split_seed: int = 0
     oidn: bool = True
     grids: int = 8
+    figure_spp: int = 4  # comparison.png: one row per scene at this spp (0: none)
+    figure_rows: int = 6
     threads: int = 0
     run: str = ""  # run folder with log.csv for curves (default: the checkpoint's folder)
     progress: bool = True
@@ -197,6 +200,34 @@ def plot_grid(images: dict[str, np.ndarray], clean: np.ndarray, title: str, out:
     return out
 
 
+def plot_comparison(rows: list[tuple[str, dict[str, np.ndarray], np.ndarray]], title: str, out: Path) -> Path:
+    """One row per frame: noisy | ours | OIDN high | clean, each titled with its display PSNR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in ("noisy", "ours", "oidn_high") if n in rows[0][1]]
+    cols = len(names) + 1
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.6 * cols, 2.75 * len(rows)), squeeze=False)
+    for r, (label, images, clean) in enumerate(rows):
+        ref = metrics.to_display(clean)
+        for c, name in enumerate(names):
+            shown = metrics.to_display(images[name])
+            axes[r, c].imshow(shown)
+            axes[r, c].set_title(f"{name} {metrics.psnr(shown, ref):.2f} dB", fontsize=9)
+        axes[r, -1].imshow(ref)
+        axes[r, -1].set_title(f"clean ({label})", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def _split_args(cfg: EvalConfig, model: Any) -> tuple[float, float, int, str]:
     """The split the checkpoint was trained with, else the command-line one."""
     saved = getattr(model, "config", {}) or {}
@@ -229,6 +260,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     passes = model.info.inputs
     rows: list[dict[str, Any]] = []
     grids: list[str] = []
+    figure_rows: list[tuple[str, dict[str, np.ndarray], np.ndarray]] = []
     for i, pair in enumerate(tqdm(chosen, desc="evaluating", unit="img", disable=not cfg.progress)):
         frame = read_image(pair.noisy)
         clean = sanitize_color(read_image(pair.clean).color[..., :3])
@@ -249,11 +281,17 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         for name, img in results.items():
             row |= {f"{name}_{k}": v for k, v in image_metrics(img, clean).items()}
         rows.append(row)
+        if pair.spp == cfg.figure_spp and len(figure_rows) < cfg.figure_rows:
+            figure_rows.append((pair.label, results, clean))
         if i < cfg.grids:
             grids.append(
                 str(plot_grid(results, clean, f"{pair.label} ({model.label})", out / f"grid_{pair.label}.png"))
             )
 
+    comparison = None
+    if figure_rows:
+        title = f"{cfg.figure_spp} spp, display PSNR against the clean render ({model.label})"
+        comparison = str(plot_comparison(figure_rows, title, out / "comparison.png"))
     agg = aggregate(rows)
     run_dir = Path(cfg.run) if cfg.run else (Path(cfg.checkpoint).parent if cfg.checkpoint else None)
     curves = None
@@ -267,7 +305,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "frames": len(rows),
         "metrics": agg,
         "per_image": rows,
-        "plots": {"curves": curves, "grids": grids},
+        "plots": {"curves": curves, "grids": grids, "comparison": comparison},
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as f:
