@@ -246,7 +246,8 @@ class ModifiedUNet(nn.Module):
         for s in reversed(range(cfg.kernel_scales - 1)):
             # Replace the fine estimate's low frequencies with the coarse estimate's, by a learnt amount.
             fine, alpha = filtered[s], blends[s][:, :1]
-            out = fine + alpha * (_upsample(out) - _upsample(F.avg_pool2d(fine, 2)))
+            # up() is linear, so up(coarse) - up(down(fine)) is one upsampling of the difference.
+            out = fine + alpha * _upsample(out - F.avg_pool2d(fine, 2))
         if cfg.demodulate:
             albedo = inputs[:, 3:6] + DEMODULATE_EPS
             remodulated = tf.forward(tf.inverse(out[:, 3:], "log", xp=torch).clamp(min=0) * albedo, "log", xp=torch)
@@ -274,8 +275,8 @@ def apply_kernels(planes: torch.Tensor, weights: torch.Tensor, size: int) -> tor
     r = size // 2
     h, w = planes.shape[-2:]
     padded = F.pad(planes, (r, r, r, r), mode="replicate") if r else planes
-    out = torch.zeros_like(planes)
-    for i in range(size * size):
+    out = weights[:, :1] * padded[:, :, :h, :w]
+    for i in range(1, size * size):
         dy, dx = divmod(i, size)
         out = out + weights[:, i : i + 1] * padded[:, :, dy : dy + h, dx : dx + w]
     return out
