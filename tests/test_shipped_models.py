@@ -55,10 +55,10 @@ def test_shipped_models_reduce_noise():
     albedo = np.full_like(clean, 0.8)
     normal = np.zeros_like(clean)
     normal[..., 2] = 1.0
+    err_noisy = float(np.mean((noisy - clean) ** 2))
     for path in _shipped():
         model = load_model(path)
         out = denoise(model, noisy, albedo, normal, tiling="full").image[..., :3]
-        err_noisy = float(np.mean((noisy - clean) ** 2))
         err_out = float(np.mean((out - clean) ** 2))
         assert np.isfinite(out).all()
         assert err_out < 0.25 * err_noisy, f"{path.name}: MSE {err_out:.4g} vs noisy {err_noisy:.4g}"
