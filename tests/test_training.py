@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 
 from blender_denoise_addon.core import load_model, read_image  # noqa: E402
 from blender_denoise_addon.core.denoise import denoise, frame_exposure, sanitize_color  # noqa: E402
+from blender_denoise_addon.core.errors import DenoiseError  # noqa: E402
 from training.dataset import (  # noqa: E402
     FullImageDataset,
     Pair,
@@ -300,6 +301,31 @@ def test_export_matches_torch_and_loads_in_the_core(exported, run_dir):
         net.head.bias += 0.5
     with pytest.raises(Exception, match="differ"):
         check_parity(net, exported, model.info, 1e-4)
+
+
+def test_init_fine_tunes_from_an_exported_model_or_a_checkpoint(exported, run_dir, dataset, tmp_path):
+    from training.train import load_checkpoint, load_initial_weights
+
+    trained = load_checkpoint(run_dir / "best.pt")["model"]
+    for source in (exported, run_dir / "best.pt"):
+        net = ModifiedUNet(UNetConfig(width=8, growth=8, depth=2))
+        load_initial_weights(net, source)
+        for k, v in net.state_dict().items():
+            torch.testing.assert_close(v, trained[k], msg=f"{source.name}: {k}")
+    # Through the CLI: with a vanishing learning rate, one step leaves the weights where --init put them.
+    out = tmp_path / "fine"
+    assert _train(dataset, out, "--epochs", "1", "--max-steps", "1", "--lr", "1e-12", "--init", str(exported)) == 0
+    tuned = load_checkpoint(out / "last.pt")
+    assert tuned["config"]["init"] == str(exported)
+    for k, v in tuned["model"].items():
+        torch.testing.assert_close(v, trained[k], atol=1e-6, rtol=0)
+    # Another architecture, or a file that is not a model, is refused by name.
+    with pytest.raises(DenoiseError, match="does not fit this model"):
+        load_initial_weights(ModifiedUNet(UNetConfig(width=12, growth=8, depth=2)), exported)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(DenoiseError, match="cannot read"):
+        load_initial_weights(ModifiedUNet(UNetConfig(width=8, growth=8, depth=2)), bad)
 
 
 def test_exported_model_tiles_seamlessly_and_runs_in_denoise_image(exported, dataset, tmp_path):

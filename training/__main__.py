@@ -96,6 +96,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         metavar="CKPT",
         help="continue from a checkpoint (use 'auto' for OUT/last.pt); the model and split must match",
     )
+    g.add_argument(
+        "--init",
+        default="",
+        metavar="WEIGHTS",
+        help="fine-tune: start from the weights of a .pt checkpoint or an exported .onnx model of the same "
+        "architecture (the optimizer and learning-rate schedule start fresh)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(_run=_run_train)
 

@@ -72,6 +72,7 @@ class TrainConfig:
     workers: int = 0
     threads: int = 0  # 0: torch's default
     resume: str = ""  # checkpoint path, or "auto" for OUT/last.pt
+    init: str = ""  # start from these weights (.pt or exported .onnx); a fresh optimizer and schedule
     max_steps: int = 0  # 0: no cap (tests and smoke runs cap it)
     progress: bool = True
 
@@ -128,6 +129,47 @@ def build_model(checkpoint: dict[str, Any]) -> tuple[ModifiedUNet, UNetConfig, s
     model = ModifiedUNet(cfg)
     model.load_state_dict(checkpoint["model"])
     return model, cfg, checkpoint["transfer"]
+
+
+def initial_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Weights to start a run from: a checkpoint's ``model``, or an exported model's initializers.
+
+    Exported models keep PyTorch's parameter names (the TorchScript exporter names each
+    initializer after its parameter), so a shipped ``.onnx`` can be fine-tuned without its
+    checkpoint.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        return load_checkpoint(path)["model"]
+    if not path.is_file():
+        raise DenoiseError(f"model not found: {path}")
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 - onnx raises several types for a bad file
+        raise DenoiseError(f"cannot read {path} as an ONNX model: {e}") from e
+    return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in proto.graph.initializer}
+
+
+def load_initial_weights(model: ModifiedUNet, path: str | Path) -> None:
+    """Copy every parameter and buffer of ``model`` from ``path``; names and shapes must all match."""
+    weights = initial_weights(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    wrong = [
+        f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    if missing or wrong:
+        raise DenoiseError(
+            f"--init {path} does not fit this model (same --inputs, --width, --growth, --depth, --head, "
+            f"--kernel-* needed): {len(missing)} missing, e.g. {missing[:3]}; {len(wrong)} of another shape, "
+            f"e.g. {wrong[:3]}"
+        )
+    model.load_state_dict({k: weights[k].to(v.dtype) for k, v in own.items()})
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -234,6 +276,8 @@ def train(cfg: TrainConfig) -> Path:
     model = ModifiedUNet(mcfg)
     if mcfg.head == "direct" and not cfg.residual:  # a residual head starts at the identity instead
         init_output_bias(model, cfg.transfer)
+    if cfg.init and state is None:  # a resumed run already has its weights
+        load_initial_weights(model, cfg.init)
     loss_fn = DenoiseLoss(cfg.loss_weights())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(train_loader)
