@@ -167,3 +167,28 @@ def test_memory_is_bounded_by_tiles_not_frame(chain7):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < frame_bytes * 1.5, f"peak {peak / 1e6:.1f} MB for a {frame_bytes / 1e6:.1f} MB frame"
+
+
+@pytest.mark.parametrize(
+    "h,w,tiles",
+    [(1080, 1920, 1), (1920, 1080, 1), (1088, 1920, 1), (2160, 3840, 6), (1, 1, 1), (16384, 16384, 196)],
+)
+def test_auto_tile_is_the_whole_frame_up_to_1080p_then_the_largest_within_the_budget(h, w, tiles):
+    from blender_denoise_addon.core.defaults import TILING
+    from blender_denoise_addon.core.tiling import auto_tile
+
+    # The shipped models' overlap (224) and alignment (16).
+    tile = auto_tile(h, w, 224, 16)
+    plan = plan_tiles(h, w, "sliding", tile, 224, 16, 108)
+    assert len(plan) == tiles
+    assert all(t.y.size * t.x.size <= TILING.max_tile_pixels for t in plan)
+    # A wider overlap raises the floor so it stays a modest share of the tile.
+    assert auto_tile(4000, 4000, 600, 16) == 2400
+
+
+def test_default_tile_denoises_a_small_frame_in_one_tile_like_full(small_unet):
+    color, albedo, normal = frame(40, 72, seed=5)
+    auto = denoise(small_unet, color, albedo, normal)
+    assert auto.stats.tiling == "sliding" and auto.stats.tiles == 1
+    full = denoise(small_unet, color, albedo, normal, tiling="full").image
+    np.testing.assert_allclose(auto.image, full, rtol=1e-5, atol=1e-6)

@@ -29,7 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="full frame, grid tiles or sliding window (default %(default)s)",
     )
     p.add_argument(
-        "--tile", type=int, help="tile size in pixels (default: 512, or larger when the model's overlap needs it)"
+        "--tile",
+        type=int,
+        help="tile size in pixels (default: automatic, the whole frame up to 1920x1088, else the largest "
+        "tiles of that area)",
     )
     p.add_argument("--overlap", type=int, help="sliding-window overlap in pixels (default: receptive field - 1, exact)")
     p.add_argument("--batch", type=int, default=TILING.batch, help="tiles per inference call (default %(default)s)")

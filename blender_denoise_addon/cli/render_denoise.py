@@ -26,7 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scene", help="scene name (default: the file's active scene)")
     p.add_argument("--model", help="ONNX model (default: the bundled model that fits the passes)")
     p.add_argument("--tiling", choices=TILING_MODES, default="sliding", help="default %(default)s")
-    p.add_argument("--tile", type=int, help="tile size in pixels (default: 512, or more for a large overlap)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        help="tile size in pixels (default: automatic, the whole frame up to 1920x1088, else the largest "
+        "tiles of that area)",
+    )
     p.add_argument("--overlap", type=int, help="sliding-window overlap (default: exact, from the receptive field)")
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
     p.add_argument("--no-albedo", action="store_true", help="don't feed the albedo pass")

@@ -12,7 +12,7 @@ from . import transfer as tf
 from .defaults import TILING
 from .errors import DenoiseCancelled, DenoiseError, MissingPassError
 from .model import Model
-from .tiling import Tile, align_up, plan_tiles, reflect_index
+from .tiling import Tile, auto_tile, plan_tiles, reflect_index
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
@@ -160,6 +160,7 @@ def denoise(
 ) -> DenoiseResult:
     """Denoise one frame. ``color`` is H x W x 3 or 4 linear; alpha passes through.
 
+    ``tile=None`` picks :func:`~.tiling.auto_tile`: one tile for frames up to 1920x1088.
     Extra passes the model does not take are ignored; missing ones raise
     MissingPassError. Memory beyond the input and output frames is bounded by
     ``batch`` tiles.
@@ -181,8 +182,7 @@ def denoise(
     if overlap is not None and overlap < 0:
         raise DenoiseError(f"overlap must be 0 or more, got {overlap}")
     if tile is None:
-        # Keep the overlap a modest share of each tile.
-        tile = max(TILING.tile, align_up(4 * ov, info.alignment))
+        tile = auto_tile(height, width, ov, info.alignment)
     elif tile < 1:
         raise DenoiseError(f"tile size must be at least 1, got {tile}")
     tiles = plan_tiles(height, width, tiling, tile, ov, info.alignment, info.halo)

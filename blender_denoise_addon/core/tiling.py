@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .defaults import TILING_MODES
+from .defaults import TILING, TILING_MODES
 from .errors import DenoiseError
 
 
@@ -123,6 +123,21 @@ def plan_axis(n: int, mode: str, tile: int, overlap: int, alignment: int, halo: 
         w = _ramp_weights(keep0, keep1, left, right)
         tiles.append(AxisTile(o, size, keep0, k1, None if w is None else w[: k1 - keep0]))
     return tiles
+
+
+def auto_tile(height: int, width: int, overlap: int, alignment: int) -> int:
+    """The tile edge ``denoise`` uses when none is given.
+
+    The whole frame when its padded area fits ``TILING.max_tile_pixels`` (no pixel is
+    computed twice), else the largest square tile within that area, never below
+    ``TILING.tile`` or four times the overlap (so the overlap stays a modest share).
+    """
+    a = max(alignment, 1)
+    ph, pw = align_up(max(height, 1), a), align_up(max(width, 1), a)
+    if ph * pw <= TILING.max_tile_pixels:
+        return max(ph, pw)
+    largest = math.isqrt(TILING.max_tile_pixels) // a * a
+    return max(largest, align_up(TILING.tile, a), align_up(4 * max(overlap, 0), a))
 
 
 def plan_tiles(height: int, width: int, mode: str, tile: int, overlap: int, alignment: int, halo: int) -> list[Tile]:

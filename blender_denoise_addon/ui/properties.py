@@ -8,7 +8,6 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from ..blender_io import Options
-from ..core.defaults import TILING
 
 TILING_ITEMS = [
     ("SLIDING", "Sliding Window", "Overlapping tiles, seamless (exact when the overlap covers the receptive field)"),
@@ -36,9 +35,12 @@ class AIDenoiseSettings(bpy.types.PropertyGroup):
     )
     tile_size: IntProperty(  # type: ignore[valid-type]
         name="Tile Size",
-        description="Tile edge in pixels (rounded up to the model's alignment)",
-        default=TILING.tile,
-        min=16,
+        description=(
+            "Tile edge in pixels (rounded up to the model's alignment). 0: automatic, the whole frame up to "
+            "1920x1088 and the largest tiles of that area beyond it (fastest; bigger tiles take more memory)"
+        ),
+        default=0,
+        min=0,
         soft_max=2048,
         subtype="PIXEL",
     )
@@ -86,7 +88,7 @@ def options(settings: Any, model_path: str | None) -> Options:
     """Panel settings -> core options."""
     return Options(
         tiling=settings.tiling.lower(),
-        tile=settings.tile_size,
+        tile=settings.tile_size or None,
         overlap=None if settings.auto_overlap else settings.overlap,
         threads=settings.threads or None,
         use_albedo=settings.use_albedo,
