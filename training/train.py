@@ -154,7 +154,12 @@ def initial_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_initial_weights(model: ModifiedUNet, path: str | Path) -> None:
-    """Copy every parameter and buffer of ``model`` from ``path``; names and shapes must all match."""
+    """Copy every parameter and buffer of ``model`` from ``path``."""
+    model.load_state_dict(fitted_weights(model, path))
+
+
+def fitted_weights(model: ModifiedUNet, path: str | Path) -> dict[str, torch.Tensor]:
+    """``model``'s state dict, read from ``path``; every name and shape must match."""
     weights = initial_weights(path)
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
@@ -169,7 +174,7 @@ def load_initial_weights(model: ModifiedUNet, path: str | Path) -> None:
             f"--kernel-* needed): {len(missing)} missing, e.g. {missing[:3]}; {len(wrong)} of another shape, "
             f"e.g. {wrong[:3]}"
         )
-    model.load_state_dict({k: weights[k].to(v.dtype) for k, v in own.items()})
+    return {k: weights[k].to(v.dtype) for k, v in own.items()}
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -254,6 +259,11 @@ def train(cfg: TrainConfig) -> Path:
     (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
 
     mcfg = cfg.model_config()
+    init = None
+    if cfg.init and state is None:  # a resumed run already has its weights
+        # Checked before the data loads, on a throwaway model that must not use up the seeded RNG.
+        with torch.random.fork_rng():
+            init = fitted_weights(ModifiedUNet(mcfg), cfg.init)
     pairs = find_pairs(cfg.data, cfg.source, cfg.spp or None)
     splits = split_pairs(pairs, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     (out / SPLIT_FILE).write_text(
@@ -276,8 +286,8 @@ def train(cfg: TrainConfig) -> Path:
     model = ModifiedUNet(mcfg)
     if mcfg.head == "direct" and not cfg.residual:  # a residual head starts at the identity instead
         init_output_bias(model, cfg.transfer)
-    if cfg.init and state is None:  # a resumed run already has its weights
-        load_initial_weights(model, cfg.init)
+    if init is not None:
+        model.load_state_dict(init)
     loss_fn = DenoiseLoss(cfg.loss_weights())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(train_loader)

@@ -31,8 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tile",
         type=int,
-        help="tile size in pixels (default: automatic, the whole frame up to 1920x1088, else the largest "
-        "tiles of that area)",
+        help=f"tile size in pixels (default: {TILING.auto_tile_text})",
     )
     p.add_argument("--overlap", type=int, help="sliding-window overlap in pixels (default: receptive field - 1, exact)")
     p.add_argument("--batch", type=int, default=TILING.batch, help="tiles per inference call (default %(default)s)")

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.defaults import TILING_MODES
+from ..core.defaults import TILING, TILING_MODES
 from ..core.errors import DenoiseError
 from ..core.imageio import IMAGE_SUFFIXES, write_image
 
@@ -29,8 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tile",
         type=int,
-        help="tile size in pixels (default: automatic, the whole frame up to 1920x1088, else the largest "
-        "tiles of that area)",
+        help=f"tile size in pixels (default: {TILING.auto_tile_text})",
     )
     p.add_argument("--overlap", type=int, help="sliding-window overlap (default: exact, from the receptive field)")
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")

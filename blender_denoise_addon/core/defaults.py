@@ -15,12 +15,22 @@ class TilingDefaults:
     # The smallest automatic tile: 512 keeps per-tile activations of a base-sized U-Net
     # around 0.5 GB while the overlap (from the receptive field) stays a small fraction.
     tile: int = 512
-    # Automatic tiles hold at most this many (padded) pixels: a 1920x1080 frame, padded to
+    # Automatic tiles hold at most this frame's (padded) pixels: a 1920x1080 frame, padded to
     # 1920x1088, is one tile. Every overlapping pixel is computed twice, so fewer, larger
     # tiles are faster (the shipped model: 1.5x at 1080p); this bounds the memory instead
     # (about 2.4 GB with the shipped models, 3.3 GB with an OIDN-base-sized U-Net).
-    max_tile_pixels: int = 1920 * 1088
+    max_tile_frame: tuple[int, int] = (1920, 1088)
     batch: int = 1
+
+    @property
+    def max_tile_pixels(self) -> int:
+        return self.max_tile_frame[0] * self.max_tile_frame[1]
+
+    @property
+    def auto_tile_text(self) -> str:
+        """What the automatic tile does, for help texts and tooltips."""
+        w, h = self.max_tile_frame
+        return f"automatic: the whole frame up to {w}x{h} pixels, else the largest tiles of that area"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from ..blender_io import Options
+from ..core.defaults import TILING
 
 TILING_ITEMS = [
     ("SLIDING", "Sliding Window", "Overlapping tiles, seamless (exact when the overlap covers the receptive field)"),
@@ -36,8 +37,8 @@ class AIDenoiseSettings(bpy.types.PropertyGroup):
     tile_size: IntProperty(  # type: ignore[valid-type]
         name="Tile Size",
         description=(
-            "Tile edge in pixels (rounded up to the model's alignment). 0: automatic, the whole frame up to "
-            "1920x1088 and the largest tiles of that area beyond it (fastest; bigger tiles take more memory)"
+            f"Tile edge in pixels (rounded up to the model's alignment). 0: {TILING.auto_tile_text} "
+            "(fastest; bigger tiles take more memory)"
         ),
         default=0,
         min=0,
