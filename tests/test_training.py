@@ -28,7 +28,7 @@ from training.dataset import (  # noqa: E402
     split_pairs,
     to_network,
 )
-from training.model import ModifiedUNet, UNetConfig, count_parameters  # noqa: E402
+from training.model import UPSAMPLES, ModifiedUNet, UNetConfig, count_parameters, widened_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--width", "8", "--growth", "8", "--depth", "2"]
@@ -174,11 +174,12 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
         UNetConfig(inputs="color", width=4, growth=2, depth=1),
         UNetConfig(inputs="color", width=4, growth=2, depth=2),
         UNetConfig(inputs="color", width=4, growth=2, depth=3),
+        UNetConfig(inputs="color", width=4, growth=2, depth=3, upsample="transpose"),
         UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=1),
         UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=3, kernel_size=3),
         UNetConfig(inputs="color,albedo", width=4, growth=2, depth=2, head="kernel", kernel_scales=2, demodulate=True),
     ],
-    ids=["d1", "d2", "d3", "kernel-1scale", "kernel-3scales", "kernel-demodulate"],
+    ids=["d1", "d2", "d3", "d3-transpose", "kernel-1scale", "kernel-3scales", "kernel-demodulate"],
 )
 def test_receptive_field_is_exact_for_every_phase(cfg):
     torch.manual_seed(0)
@@ -200,7 +201,12 @@ def test_default_model_is_base_sized_and_macs_match_the_layers():
     net = ModifiedUNet(cfg)
     assert 0.5e6 < count_parameters(net) < 1.0e6  # OIDN 'base' is ~0.9 M
     assert (cfg.alignment, cfg.receptive_field) == (16, 215)
-    small = UNetConfig(width=6, growth=4, depth=2)
+    for up in UPSAMPLES:
+        _check_macs(UNetConfig(width=6, growth=4, depth=2, upsample=up))
+    _check_macs(UNetConfig(width=6, growth=4, depth=2, head="kernel", kernel_size=3, kernel_scales=2))
+
+
+def _check_macs(small: UNetConfig) -> None:
     macs = 0.0
 
     def hook(mod, inp, out):
@@ -214,7 +220,29 @@ def test_default_model_is_base_sized_and_macs_match_the_layers():
     for m in model.modules():
         m.register_forward_hook(hook)
     model(torch.rand(1, small.in_channels, 32, 32))
-    assert macs / (32 * 32) == pytest.approx(small.macs_per_pixel())
+    conv_macs = small.macs_per_pixel()
+    if small.head == "kernel":  # the per-pixel weighted sums are not convolutions
+        k2 = small.kernel_size**2
+        conv_macs -= sum(4.0**-s * k2 * 3 for s in range(small.kernel_scales))
+    assert macs / (32 * 32) == pytest.approx(conv_macs)
+
+
+@pytest.mark.parametrize("upsample", UPSAMPLES)
+@pytest.mark.parametrize("head", ["direct", "kernel"])
+def test_widening_keeps_what_the_network_computes(head, upsample):
+    kw = dict(inputs="color,albedo,normal", depth=2, head=head, kernel_size=3, kernel_scales=3, upsample=upsample)
+    torch.manual_seed(0)
+    small = ModifiedUNet(UNetConfig(width=4, growth=2, **kw)).eval()
+    wide = ModifiedUNet(UNetConfig(width=6, growth=5, **kw)).eval()
+    state = widened_state(wide, small.state_dict())
+    wide.load_state_dict(state)
+    x = torch.rand(2, 9, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), small(x), atol=1e-5, rtol=0)
+    # The new channels are live (random weights in, zero weights out), so training can use them.
+    assert state["encoders.1.0.weight"][2:].abs().sum() > 0
+    with pytest.raises(ValueError, match="wider than this network"):
+        widened_state(small, wide.state_dict())
 
 
 # --- training ----------------------------------------------------------------
@@ -261,7 +289,7 @@ def test_overfits_a_fixed_batch(dataset):
     loss_fn = DenoiseLoss()
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     first = loss_fn(net(x), y)[0].item()
-    for _ in range(150):
+    for _ in range(250):
         loss, _ = loss_fn(net(x), y)
         opt.zero_grad()
         loss.backward()
@@ -304,7 +332,7 @@ def test_export_matches_torch_and_loads_in_the_core(exported, run_dir):
 
 
 def test_init_fine_tunes_from_an_exported_model_or_a_checkpoint(exported, run_dir, dataset, tmp_path):
-    from training.train import load_checkpoint, load_initial_weights
+    from training.train import build_model, fitted_weights, load_checkpoint, load_initial_weights
 
     trained = load_checkpoint(run_dir / "best.pt")["model"]
     for source in (exported, run_dir / "best.pt"):
@@ -319,6 +347,19 @@ def test_init_fine_tunes_from_an_exported_model_or_a_checkpoint(exported, run_di
     assert tuned["config"]["init"] == str(exported)
     for k, v in tuned["model"].items():
         torch.testing.assert_close(v, trained[k], atol=1e-6, rtol=0)
+    # --widen: a wider network starts out computing what the exported one does.
+    wide_out = tmp_path / "wide"
+    args = ("--epochs", "1", "--max-steps", "1", "--lr", "1e-12", "--init", str(exported), "--widen")
+    assert _train(dataset, wide_out, *args, "--growth", "12") == 0
+    wide, wide_cfg, _ = build_model(load_checkpoint(wide_out / "last.pt"))
+    assert wide_cfg.channels == [8, 20, 32]
+    net = ModifiedUNet(UNetConfig(width=8, growth=8, depth=2))
+    load_initial_weights(net, exported)
+    x = torch.rand(1, net.config.in_channels, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(wide.eval()(x), net.eval()(x), atol=1e-5, rtol=0)
+    with pytest.raises(DenoiseError, match="--widen"):
+        fitted_weights(ModifiedUNet(UNetConfig(width=4, growth=8, depth=2)), exported, widen=True)
     # Another architecture, or a file that is not a model, is refused by name.
     with pytest.raises(DenoiseError, match="does not fit this model"):
         load_initial_weights(ModifiedUNet(UNetConfig(width=12, growth=8, depth=2)), exported)

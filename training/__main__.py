@@ -71,6 +71,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="kernel head: also filter color / albedo and blend the two per pixel (needs albedo)",
     )
+    g.add_argument(
+        "--upsample",
+        choices=("nearest", "transpose"),  # training.model.UPSAMPLES (not imported: it loads torch)
+        default="nearest",
+        help="decoder upsampling: 'nearest' (fast in onnxruntime) or 'transpose' (a learnt 2x2 transposed conv; "
+        "the v1/v2 models)",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=30, help="passes over the training crops")
     g.add_argument("--batch-size", type=int, default=16, help="crops per step")
@@ -102,6 +109,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         metavar="WEIGHTS",
         help="fine-tune: start from the weights of a .pt checkpoint or an exported .onnx model of the same "
         "architecture (the optimizer and learning-rate schedule start fresh)",
+    )
+    g.add_argument(
+        "--widen",
+        action="store_true",
+        help="with --init: the weights may come from a narrower network (smaller --width/--growth, otherwise the "
+        "same); they fill the first channels, the new ones start with no influence, so training starts from the "
+        "old model's output",
     )
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(_run=_run_train)

@@ -25,6 +25,10 @@ from blender_denoise_addon.core import transfer as tf
 from blender_denoise_addon.core.contract import INPUT_SETS, ModelInfo
 
 HEADS = ("direct", "kernel")
+# 'transpose': a learnt 2x2 stride-2 transposed conv (v1/v2 models). 'nearest': pixel
+# repetition, as OIDN does; the decoder conv after it learns the rest, and onnxruntime keeps
+# the whole U-Net in its blocked (NCHWc) layout, which ConvTranspose breaks.
+UPSAMPLES = ("transpose", "nearest")
 # Added to the albedo before dividing by it, so black albedo does not blow up irradiance.
 DEMODULATE_EPS = 0.01
 
@@ -47,12 +51,15 @@ class UNetConfig:
     kernel_size: int = 5  # per scale, odd
     kernel_scales: int = 4  # full resolution plus this many - 1 halvings, at most depth + 1
     demodulate: bool = False  # kernel head with albedo only; needs the log transfer
+    upsample: str = "nearest"
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_SETS:
             raise ValueError(f"inputs must be one of {', '.join(INPUT_SETS)}, got {self.inputs!r}")
         if self.width < 1 or self.growth < 0 or self.depth < 1:
             raise ValueError(f"need width >= 1, growth >= 0, depth >= 1; got {self}")
+        if self.upsample not in UPSAMPLES:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLES)}, got {self.upsample!r}")
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.head == "kernel":
@@ -139,7 +146,8 @@ class UNetConfig:
             total += scale * 9 * (cin * c + c * c)
             cin = c
         for i in reversed(range(self.depth)):
-            total += 4.0 ** -(i + 1) * 4 * ch[i + 1] ** 2  # 2x2 transposed conv, per coarse pixel
+            if self.upsample == "transpose":
+                total += 4.0 ** -(i + 1) * 4 * ch[i + 1] ** 2  # 2x2 transposed conv, per coarse pixel
             total += 4.0**-i * 9 * ((ch[i + 1] + ch[i]) * ch[i] + ch[i] * ch[i])
         if self.head == "direct":
             return total + ch[0] * 3
@@ -191,7 +199,11 @@ class ModifiedUNet(nn.Module):
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for i in reversed(range(config.depth)):
-            self.ups.append(nn.Sequential(nn.ConvTranspose2d(ch[i + 1], ch[i + 1], 2, stride=2), nn.ReLU(inplace=True)))
+            if config.upsample == "transpose":
+                up = nn.Sequential(nn.ConvTranspose2d(ch[i + 1], ch[i + 1], 2, stride=2), nn.ReLU(inplace=True))
+            else:
+                up = nn.Upsample(scale_factor=2.0, mode="nearest")
+            self.ups.append(up)
             self.decoders.append(_block(ch[i + 1] + ch[i], ch[i]))
         if config.head == "kernel":
             # Per scale s: k*k kernel logits, a coarse-to-fine blend weight and (at s = 0)
@@ -279,6 +291,58 @@ def apply_kernels(planes: torch.Tensor, weights: torch.Tensor, size: int) -> tor
     for i in range(1, size * size):
         dy, dx = divmod(i, size)
         out = out + weights[:, i : i + 1] * padded[:, :, dy : dy + h, dx : dx + w]
+    return out
+
+
+def widened_state(model: ModifiedUNet, small: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``model``'s state dict with a narrower network's weights in its first channels.
+
+    ``small`` must be a state dict of the same layout (inputs, depth, head, upsample) with
+    at most as many channels per level. Function-preserving widening (Net2Net, Chen et al.
+    2016): old channels get the old weights and zero weights from the new channels, so the
+    wide network computes exactly what the small one did; the new channels keep ``model``'s
+    random initialisation, and training grows their influence from zero.
+    """
+    cfg = model.config
+    own = model.state_dict()
+    big = cfg.channels
+    old = [int(small[f"encoders.{i}.0.weight"].shape[0]) for i in range(cfg.depth + 1)]
+    if any(o > b for o, b in zip(old, big, strict=True)):
+        raise ValueError(f"the weights have channels {old}, wider than this network's {big}")
+    r = torch.arange
+    # Parameter prefix -> (old output channels, old input channels), as indices into the wide layer.
+    where: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    cin = r(cfg.in_channels)
+    for i in range(cfg.depth + 1):
+        where[f"encoders.{i}.0"] = (r(old[i]), cin)
+        where[f"encoders.{i}.2"] = (r(old[i]), r(old[i]))
+        cin = r(old[i])
+    for j, lv in enumerate(reversed(range(cfg.depth))):
+        where[f"ups.{j}.0"] = (r(old[lv + 1]), r(old[lv + 1]))
+        # The decoder reads cat(upsampled coarse features, skip): the skip starts after all the coarse ones.
+        where[f"decoders.{j}.0"] = (r(old[lv]), torch.cat([r(old[lv + 1]), big[lv + 1] + r(old[lv])]))
+        where[f"decoders.{j}.2"] = (r(old[lv]), r(old[lv]))
+    for s in range(cfg.kernel_scales if cfg.head == "kernel" else 0):
+        where[f"kernel_heads.{s}"] = (r(cfg.kernel_size**2 + 2), r(old[s]))
+    where["head"] = (r(3), r(old[0]))
+    out: dict[str, torch.Tensor] = {}
+    for name, value in own.items():
+        prefix, kind = name.rsplit(".", 1)
+        rows, cols = where[prefix]
+        w = value.clone()
+        # ConvTranspose2d stores (in, out, kh, kw): view it as (out, in, ...) like Conv2d.
+        view = w.transpose(0, 1) if prefix.startswith("ups.") and kind == "weight" else w
+        src = small[name].to(w.dtype)
+        src = src.transpose(0, 1) if view is not w else src
+        want = (len(rows), len(cols)) if kind == "weight" else (len(rows),)
+        if tuple(src.shape[: len(want)]) != want or src.shape[len(want) :] != view.shape[len(want) :]:
+            raise ValueError(f"{name}: shape {tuple(small[name].shape)} does not fit {tuple(value.shape)}")
+        if kind == "weight":
+            view[rows] = 0.0
+            view[rows[:, None], cols[None, :]] = src
+        else:
+            view[rows] = src
+        out[name] = w
     return out
 
 

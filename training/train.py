@@ -27,7 +27,7 @@ from blender_denoise_addon.core.errors import DenoiseError
 
 from .dataset import FullImageDataset, PairCache, RandomCropDataset, find_pairs, split_pairs, to_network
 from .losses import DenoiseLoss, LossWeights
-from .model import ModifiedUNet, UNetConfig, count_parameters
+from .model import ModifiedUNet, UNetConfig, count_parameters, widened_state
 
 CONFIG_FILE = "config.json"
 SPLIT_FILE = "split.json"
@@ -52,6 +52,7 @@ class TrainConfig:
     kernel_size: int = 5
     kernel_scales: int = 4
     demodulate: bool = False
+    upsample: str = "nearest"
     epochs: int = 30
     batch_size: int = 16
     patch: int = 64
@@ -73,6 +74,7 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
     resume: str = ""  # checkpoint path, or "auto" for OUT/last.pt
     init: str = ""  # start from these weights (.pt or exported .onnx); a fresh optimizer and schedule
+    widen: bool = False  # with init: the weights may come from a narrower network (model.widened_state)
     max_steps: int = 0  # 0: no cap (tests and smoke runs cap it)
     progress: bool = True
 
@@ -87,6 +89,7 @@ class TrainConfig:
             kernel_size=self.kernel_size,
             kernel_scales=self.kernel_scales,
             demodulate=self.demodulate,
+            upsample=self.upsample,
         )
 
     def loss_weights(self) -> LossWeights:
@@ -95,7 +98,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        # Runs from before the 'upsample' option all used transposed convs.
+        return cls(**{"upsample": "transpose"} | {k: v for k, v in d.items() if k in known})
 
 
 def seed_everything(seed: int) -> None:
@@ -125,7 +129,8 @@ def init_output_bias(model: ModifiedUNet, transfer: str) -> None:
 
 def build_model(checkpoint: dict[str, Any]) -> tuple[ModifiedUNet, UNetConfig, str]:
     """(model with weights, its config, its transfer) from a loaded checkpoint."""
-    cfg = UNetConfig(**checkpoint["model_config"])
+    # Checkpoints from before the 'upsample' option all used transposed convs.
+    cfg = UNetConfig(**{"upsample": "transpose", **checkpoint["model_config"]})
     model = ModifiedUNet(cfg)
     model.load_state_dict(checkpoint["model"])
     return model, cfg, checkpoint["transfer"]
@@ -158,10 +163,19 @@ def load_initial_weights(model: ModifiedUNet, path: str | Path) -> None:
     model.load_state_dict(fitted_weights(model, path))
 
 
-def fitted_weights(model: ModifiedUNet, path: str | Path) -> dict[str, torch.Tensor]:
-    """``model``'s state dict, read from ``path``; every name and shape must match."""
+def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -> dict[str, torch.Tensor]:
+    """``model``'s state dict, read from ``path``; every name and shape must match.
+
+    With ``widen``, ``path`` may hold a narrower network of the same layout: its weights fill
+    the first channels and the result computes what it did (see ``widened_state``).
+    """
     weights = initial_weights(path)
     own = model.state_dict()
+    if widen:
+        try:
+            weights = widened_state(model, weights)
+        except (KeyError, ValueError) as e:
+            raise DenoiseError(f"--init {path} --widen: {e}") from None
     missing = [k for k in own if k not in weights]
     wrong = [
         f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}"
@@ -263,7 +277,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.init and state is None:  # a resumed run already has its weights
         # Checked before the data loads, on a throwaway model that must not use up the seeded RNG.
         with torch.random.fork_rng():
-            init = fitted_weights(ModifiedUNet(mcfg), cfg.init)
+            init = fitted_weights(ModifiedUNet(mcfg), cfg.init, cfg.widen)
     pairs = find_pairs(cfg.data, cfg.source, cfg.spp or None)
     splits = split_pairs(pairs, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     (out / SPLIT_FILE).write_text(

@@ -1,0 +1,100 @@
+"""onnxruntime time of candidate U-Net shapes at one frame size, side by side in one run.
+
+    .venv/bin/python benchmarks/bench_architectures.py [--size 1920x1080] [--threads 2] [--repeats 3]
+
+Multiply-adds are a poor guide to CPU time: onnxruntime runs convolutions in a blocked
+(NCHWc) layout and converts around operators without a blocked kernel (ConvTranspose),
+and pads channel counts up to the block (16 with AVX-512). So this exports each shape
+with random weights (same cost as trained ones) and times ``session.run`` on one
+full frame with color, albedo and normal (the model alone: no tiling or transfer).
+Seconds are the median of ``--repeats`` runs after a warm-up; ``vs first`` is the first
+row's seconds divided by the row's (above 1: faster than the first row, the v2 shape).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+KERNEL_HEAD = {"head": "kernel", "kernel_size": 3, "kernel_scales": 5, "depth": 4}
+# (label, UNetConfig arguments); the first row is the shape of the v1/v2 models.
+SHAPES: list[tuple[str, dict]] = [
+    ("v2: width 16 growth 8 transpose", {"width": 16, "growth": 8, "upsample": "transpose"}),
+    ("width 16 growth 8 nearest", {"width": 16, "growth": 8, "upsample": "nearest"}),
+    ("v3: width 16 growth 16 transpose", {"width": 16, "growth": 16, "upsample": "transpose"}),
+    ("width 16 growth 16 nearest", {"width": 16, "growth": 16, "upsample": "nearest"}),
+    ("width 24 growth 8 nearest", {"width": 24, "growth": 8, "upsample": "nearest"}),
+    ("width 32 growth 16 nearest (OIDN base widths)", {"width": 32, "growth": 16, "upsample": "nearest"}),
+]
+
+
+def time_shape(kw: dict, height: int, width: int, threads: int, repeats: int, folder: Path) -> tuple[float, float, int]:
+    """(median seconds, kMAC per pixel, parameters) of one shape."""
+    import onnxruntime as ort
+    import torch
+
+    from training.model import ModifiedUNet, UNetConfig, count_parameters
+
+    torch.manual_seed(0)
+    cfg = UNetConfig(inputs="color,albedo,normal", **KERNEL_HEAD, **kw)
+    net = ModifiedUNet(cfg).eval()
+    path = folder / "model.onnx"
+    dims = {0: "N", 2: "H", 3: "W"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (torch.rand(1, cfg.in_channels, 32, 32),),
+            str(path),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": dims, "output": dims},
+            opset_version=17,
+            dynamo=False,
+        )
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    pad = cfg.alignment
+    h, w = -(-height // pad) * pad, -(-width // pad) * pad
+    x = np.random.default_rng(0).random((1, cfg.in_channels, h, w), dtype=np.float32)
+    sess.run(None, {"input": x})
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sess.run(None, {"input": x})
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), cfg.macs_per_pixel() / 1e3, count_parameters(net)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT (padded up to the alignment)")
+    ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up; the median is reported")
+    args = ap.parse_args()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    print(f"{args.size}, {args.threads} threads, kernel head (3x3, 5 scales), color + albedo + normal")
+    print(f"{'shape':48s} {'kMAC/px':>8s} {'params':>9s} {'seconds':>8s} {'vs first':>8s}")
+    first = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, kw in SHAPES:
+            sec, kmac, params = time_shape(kw, height, width, args.threads, args.repeats, Path(tmp))
+            first = first or sec
+            print(f"{label:48s} {kmac:8.1f} {params:9,d} {sec:8.3f} {first / sec:8.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
