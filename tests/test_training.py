@@ -5,6 +5,7 @@ The tiny dataset is made once per session by the real generator (bpy, 32x32, few
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from blender_denoise_addon.core import load_model, read_image  # noqa: E402
+from blender_denoise_addon.core import transfer as tf  # noqa: E402
 from blender_denoise_addon.core.denoise import denoise, frame_exposure, sanitize_color  # noqa: E402
 from blender_denoise_addon.core.errors import DenoiseError  # noqa: E402
 from training.dataset import (  # noqa: E402
@@ -28,7 +30,14 @@ from training.dataset import (  # noqa: E402
     split_pairs,
     to_network,
 )
-from training.model import UPSAMPLES, ModifiedUNet, UNetConfig, count_parameters, widened_state  # noqa: E402
+from training.model import (  # noqa: E402
+    KERNEL_SPACES,
+    UPSAMPLES,
+    ModifiedUNet,
+    UNetConfig,
+    count_parameters,
+    widened_state,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--width", "8", "--growth", "8", "--depth", "2"]
@@ -139,8 +148,6 @@ def test_crops_are_reproducible_and_carry_the_full_frame_exposure(dataset):
 
 
 def test_to_network_applies_the_core_transfer_with_each_exposure():
-    from blender_denoise_addon.core import transfer as tf
-
     color = torch.rand(2, 3, 4, 4) * 10
     batch = {"color": color, "target": color, "albedo": torch.rand(2, 3, 4, 4), "exposure": torch.tensor([0.5, 2.0])}
     x, y = to_network(batch, "log")
@@ -178,8 +185,9 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
         UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=1),
         UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=3, kernel_size=3),
         UNetConfig(inputs="color,albedo", width=4, growth=2, depth=2, head="kernel", kernel_scales=2, demodulate=True),
+        UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=3, kernel_space="linear"),
     ],
-    ids=["d1", "d2", "d3", "d3-transpose", "kernel-1scale", "kernel-3scales", "kernel-demodulate"],
+    ids=["d1", "d2", "d3", "d3-transpose", "kernel-1scale", "kernel-3scales", "kernel-demodulate", "kernel-linear"],
 )
 def test_receptive_field_is_exact_for_every_phase(cfg):
     torch.manual_seed(0)
@@ -389,20 +397,23 @@ def test_exported_model_tiles_seamlessly_and_runs_in_denoise_image(exported, dat
     np.testing.assert_allclose(result, full[..., :3], atol=1e-4)
 
 
-def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path):
-    """The kernel-predicting, demodulating head: train, export (parity), sliding == full."""
+@pytest.mark.parametrize("variant", [["--demodulate"], ["--kernel-space", "linear", "--upsample", "transpose"]])
+def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path, variant):
+    """The kernel head (demodulating, or averaging linear radiance): train, export (parity), sliding == full."""
     from training.__main__ import main
     from training.export import check_parity
     from training.train import build_model, load_checkpoint
 
     run = tmp_path / "run"
-    extra = ["--head", "kernel", "--kernel-size", "3", "--kernel-scales", "3", "--demodulate", "--epochs", "1"]
+    extra = ["--head", "kernel", "--kernel-size", "3", "--kernel-scales", "3", *variant, "--epochs", "1"]
     assert _train(dataset, run, *extra) == 0
     path = tmp_path / "kernel.onnx"
     assert main(["export", "--checkpoint", str(run / "best.pt"), "-o", str(path)]) == 0
     model = load_model(path)
     net, cfg, _ = build_model(load_checkpoint(run / "best.pt"))
-    assert (cfg.head, cfg.demodulate, model.info.receptive_field) == ("kernel", True, cfg.receptive_field)
+    assert (cfg.head, model.info.receptive_field) == ("kernel", cfg.receptive_field)
+    space = "linear" if "linear" in variant else "log"
+    assert (cfg.demodulate, cfg.kernel_space) == ("--demodulate" in variant, space)
     assert check_parity(net.eval(), path, model.info, 1e-4) <= 1e-4
     frame = read_image(find_pairs(dataset)[0].noisy)
     big = [np.tile(a, (3, 3, 1)) for a in (frame.color, frame.albedo, frame.normal)]
@@ -410,6 +421,26 @@ def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path):
     sliding = denoise(model, *big, tiling="sliding", tile=64)
     assert sliding.stats.tiles > 1
     np.testing.assert_allclose(sliding.image, whole.image, atol=1e-5)
+
+
+def test_linear_kernel_space_keeps_the_mean_of_sparse_noise():
+    """Uniform kernels on a 0 / bright checkerboard: linear averaging keeps its mean, log averaging does not."""
+    from training.train import reset_blends
+
+    v = 8.0  # linear radiance after exposure
+    lin = torch.zeros(1, 3, 32, 32)
+    lin[..., ::2, ::2] = lin[..., 1::2, 1::2] = v
+    x = tf.forward(lin, "log", xp=torch)
+    means = {}
+    for space in KERNEL_SPACES:
+        cfg = UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
+        net = ModifiedUNet(dataclasses.replace(cfg, kernel_space=space)).eval()
+        state = {k: torch.zeros_like(t) if k.startswith("kernel_heads") else t for k, t in net.state_dict().items()}
+        net.load_state_dict(reset_blends(state, net.config))  # zero logits: uniform kernels, blends 0.5
+        with torch.no_grad():
+            means[space] = float(tf.inverse(net(x), "log", xp=torch)[..., 4:-4, 4:-4].mean())
+    assert means["linear"] == pytest.approx(v / 2, rel=0.02)
+    assert means["log"] < 0.5 * means["linear"]
 
 
 def test_kernel_weights_average_neighbours():

@@ -78,6 +78,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help="decoder upsampling: 'nearest' (fast in onnxruntime) or 'transpose' (a learnt 2x2 transposed conv; "
         "the v1/v2 models)",
     )
+    g.add_argument(
+        "--kernel-space",
+        choices=("log", "linear"),  # training.model.KERNEL_SPACES
+        default="log",
+        help="kernel head: average in the network's log space or on linear (exposure-scaled) radiance, "
+        "which keeps block means unbiased",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=30, help="passes over the training crops")
     g.add_argument("--batch-size", type=int, default=16, help="crops per step")
@@ -116,6 +123,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help="with --init: the weights may come from a narrower network (smaller --width/--growth, otherwise the "
         "same); they fill the first channels, the new ones start with no influence, so training starts from the "
         "old model's output",
+    )
+    g.add_argument(
+        "--reset-blends",
+        action="store_true",
+        help="with --init: the kernel head's coarse-to-fine blend weights restart at 0.5 (e.g. when changing "
+        "--kernel-space: blends learnt towards 0 have almost no gradient left)",
     )
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(_run=_run_train)

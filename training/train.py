@@ -53,6 +53,7 @@ class TrainConfig:
     kernel_scales: int = 4
     demodulate: bool = False
     upsample: str = "nearest"
+    kernel_space: str = "log"
     epochs: int = 30
     batch_size: int = 16
     patch: int = 64
@@ -75,6 +76,7 @@ class TrainConfig:
     resume: str = ""  # checkpoint path, or "auto" for OUT/last.pt
     init: str = ""  # start from these weights (.pt or exported .onnx); a fresh optimizer and schedule
     widen: bool = False  # with init: the weights may come from a narrower network (model.widened_state)
+    reset_blends: bool = False  # with init: the kernel head's scale blends restart at 0.5
     max_steps: int = 0  # 0: no cap (tests and smoke runs cap it)
     progress: bool = True
 
@@ -90,6 +92,7 @@ class TrainConfig:
             kernel_scales=self.kernel_scales,
             demodulate=self.demodulate,
             upsample=self.upsample,
+            kernel_space=self.kernel_space,
         )
 
     def loss_weights(self) -> LossWeights:
@@ -189,6 +192,22 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
             f"e.g. {wrong[:3]}"
         )
     return {k: weights[k].to(v.dtype) for k, v in own.items()}
+
+
+def reset_blends(state: dict[str, torch.Tensor], cfg: UNetConfig) -> dict[str, torch.Tensor]:
+    """``state`` with every kernel-head blend logit at 0 (weight 0.5), the kernels kept.
+
+    A sigmoid blend trained towards 0 (e.g. in log space, where coarse means are biased dark)
+    has almost no gradient left, so a run that changes ``kernel_space`` restarts them.
+    """
+    k2 = cfg.kernel_size**2
+    state = dict(state)
+    for s in range(cfg.kernel_scales if cfg.head == "kernel" else 0):
+        for kind in ("weight", "bias"):
+            name = f"kernel_heads.{s}.{kind}"
+            state[name] = state[name].clone()
+            state[name][k2:] = 0.0
+    return state
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -301,6 +320,8 @@ def train(cfg: TrainConfig) -> Path:
     if mcfg.head == "direct" and not cfg.residual:  # a residual head starts at the identity instead
         init_output_bias(model, cfg.transfer)
     if init is not None:
+        if cfg.reset_blends:
+            init = reset_blends(init, mcfg)
         model.load_state_dict(init)
     loss_fn = DenoiseLoss(cfg.loss_weights())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
