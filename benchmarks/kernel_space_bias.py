@@ -10,9 +10,10 @@ over the mean of the clean ones, minus 1, both taken back to linear radiance. An
 unbiased space gives about 0; the ``log`` space is negative (a mean of logs is the log
 of a geometric mean, and noisy radiance is skewed).
 
-With ``--model`` (an exported kernel-head model and its shape flags; defaults: the v2
-shape) it also prints, per scene, the median coarse-to-fine blend weight the model uses
-at each scale (0: that scale's coarser estimate is ignored).
+With ``--model`` (an exported kernel-head model) it also prints, per scene, the median
+coarse-to-fine blend weight the model uses at each scale (0: that scale's coarser estimate
+is ignored). Exports without ``training.model_config`` metadata (v1, v2) need the shape
+flags; the defaults are the v2 shape.
 """
 
 from __future__ import annotations
@@ -55,9 +56,10 @@ def blend_medians(model: str, shape: dict, scene_input: np.ndarray) -> list[floa
     import torch
 
     from training.model import ModifiedUNet, UNetConfig
-    from training.train import initial_weights
+    from training.train import initial_config, initial_weights
 
-    cfg = UNetConfig(head="kernel", kernel_size=3, kernel_scales=5, depth=4, **shape)
+    saved = initial_config(model)  # exports since v3 carry their config; older ones need the flags
+    cfg = UNetConfig(**saved) if saved else UNetConfig(head="kernel", kernel_size=3, kernel_scales=5, depth=4, **shape)
     net = ModifiedUNet(cfg).eval()
     net.load_state_dict(initial_weights(model))
     feats: list[torch.Tensor] = []

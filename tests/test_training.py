@@ -186,8 +186,19 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
         UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=3, kernel_size=3),
         UNetConfig(inputs="color,albedo", width=4, growth=2, depth=2, head="kernel", kernel_scales=2, demodulate=True),
         UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=3, kernel_space="linear"),
+        UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=2, kernel_space="both"),
     ],
-    ids=["d1", "d2", "d3", "d3-transpose", "kernel-1scale", "kernel-3scales", "kernel-demodulate", "kernel-linear"],
+    ids=[
+        "d1",
+        "d2",
+        "d3",
+        "d3-transpose",
+        "kernel-1scale",
+        "kernel-3scales",
+        "kernel-demodulate",
+        "kernel-linear",
+        "kernel-both",
+    ],
 )
 def test_receptive_field_is_exact_for_every_phase(cfg):
     torch.manual_seed(0)
@@ -368,6 +379,10 @@ def test_init_fine_tunes_from_an_exported_model_or_a_checkpoint(exported, run_di
         torch.testing.assert_close(wide.eval()(x), net.eval()(x), atol=1e-5, rtol=0)
     with pytest.raises(DenoiseError, match="--widen"):
         fitted_weights(ModifiedUNet(UNetConfig(width=4, growth=8, depth=2)), exported, widen=True)
+    # The export records how the network was built: settings that keep the shapes but change the function
+    # are named, as the flags to pass.
+    with pytest.raises(DenoiseError, match="pass --upsample nearest"):
+        load_initial_weights(ModifiedUNet(UNetConfig(width=8, growth=8, depth=2, upsample="transpose")), exported)
     # Another architecture, or a file that is not a model, is refused by name.
     with pytest.raises(DenoiseError, match="does not fit this model"):
         load_initial_weights(ModifiedUNet(UNetConfig(width=12, growth=8, depth=2)), exported)
@@ -397,7 +412,9 @@ def test_exported_model_tiles_seamlessly_and_runs_in_denoise_image(exported, dat
     np.testing.assert_allclose(result, full[..., :3], atol=1e-4)
 
 
-@pytest.mark.parametrize("variant", [["--demodulate"], ["--kernel-space", "linear", "--upsample", "transpose"]])
+@pytest.mark.parametrize(
+    "variant", [["--demodulate"], ["--kernel-space", "linear", "--upsample", "transpose"], ["--kernel-space", "both"]]
+)
 def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path, variant):
     """The kernel head (demodulating, or averaging linear radiance): train, export (parity), sliding == full."""
     from training.__main__ import main
@@ -412,7 +429,7 @@ def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path, vari
     model = load_model(path)
     net, cfg, _ = build_model(load_checkpoint(run / "best.pt"))
     assert (cfg.head, model.info.receptive_field) == ("kernel", cfg.receptive_field)
-    space = "linear" if "linear" in variant else "log"
+    space = variant[1] if "--kernel-space" in variant else "log"
     assert (cfg.demodulate, cfg.kernel_space) == ("--demodulate" in variant, space)
     assert check_parity(net.eval(), path, model.info, 1e-4) <= 1e-4
     frame = read_image(find_pairs(dataset)[0].noisy)

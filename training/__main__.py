@@ -80,10 +80,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument(
         "--kernel-space",
-        choices=("log", "linear"),  # training.model.KERNEL_SPACES
+        choices=("log", "linear", "both"),  # training.model.KERNEL_SPACES
         default="log",
-        help="kernel head: average in the network's log space or on linear (exposure-scaled) radiance, "
-        "which keeps block means unbiased",
+        help="kernel head: average in the network's log space, on linear (exposure-scaled) radiance, which "
+        "keeps block means unbiased, or both with a learnt per-pixel blend",
     )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=30, help="passes over the training crops")

@@ -8,6 +8,7 @@ core's ``load_model`` must accept it; otherwise the file is removed and export f
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -25,6 +26,8 @@ from .model import ModifiedUNet
 from .train import build_model, load_checkpoint
 
 OPSET = 17
+# Not part of the add-on's contract: how the network was built, so `train --init` can check it.
+MODEL_CONFIG_KEY = "training.model_config"
 MAX_BYTES = 10 * 1024 * 1024  # what the add-on can reasonably ship
 
 
@@ -97,7 +100,7 @@ def export(checkpoint: str | Path, out: str | Path, name: str = "", tolerance: f
                 dynamo=False,
             )
         proto = onnx.load(str(tmp))
-        helper.set_model_props(proto, info.metadata())
+        helper.set_model_props(proto, info.metadata() | {MODEL_CONFIG_KEY: json.dumps(cfg.to_dict())})
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
         diff = check_parity(net, tmp, info, tolerance)

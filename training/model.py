@@ -6,7 +6,8 @@
   noisy neighbours, so it can never leave the range of the input: no invented highlights,
   and it learns from little data. With ``demodulate`` the same kernels also filter the
   irradiance (color / albedo), which keeps textures sharp, and a learnt per-pixel weight
-  picks between the two.
+  picks between the two. ``kernel_space`` says whether kernels average the network's log
+  values, linear radiance (unbiased block means) or both, blended per pixel.
 
 The output is the clean image in the transfer space named in the model's metadata
 (see ``blender_denoise_addon.core.transfer``), in [0, 1].
@@ -29,7 +30,7 @@ HEADS = ("direct", "kernel")
 # repetition, as OIDN does; the decoder conv after it learns the rest, and onnxruntime keeps
 # the whole U-Net in its blocked (NCHWc) layout, which ConvTranspose breaks.
 UPSAMPLES = ("transpose", "nearest")
-KERNEL_SPACES = ("log", "linear")
+KERNEL_SPACES = ("log", "linear", "both")
 # Added to the albedo before dividing by it, so black albedo does not blow up irradiance.
 DEMODULATE_EPS = 0.01
 
@@ -53,9 +54,10 @@ class UNetConfig:
     kernel_scales: int = 4  # full resolution plus this many - 1 halvings, at most depth + 1
     demodulate: bool = False  # kernel head with albedo only; needs the log transfer
     upsample: str = "nearest"
-    # Where the kernel head averages: 'log' (the network space) or 'linear' (exposure-scaled
-    # radiance). A mean of log values is a biased, too dark estimate of noisy radiance (at 4 spp
-    # by 10-95 % over 4x4 blocks on the test scenes), which makes the coarse scales useless.
+    # Where the kernel head averages: 'log' (the network space), 'linear' (exposure-scaled
+    # radiance), or 'both' with a learnt per-pixel blend. A mean of log values is a biased, too
+    # dark estimate of noisy radiance (at 4 spp by 10-94 % over 4x4 blocks on the test scenes),
+    # which makes the coarse scales useless; a linear mean spreads fireflies.
     kernel_space: str = "log"
 
     def __post_init__(self) -> None:
@@ -78,8 +80,8 @@ class UNetConfig:
             raise ValueError("demodulate needs the kernel head and an albedo input")
         if self.kernel_space not in KERNEL_SPACES:
             raise ValueError(f"kernel_space must be one of {', '.join(KERNEL_SPACES)}, got {self.kernel_space!r}")
-        if self.kernel_space == "linear" and (self.head != "kernel" or self.demodulate):
-            raise ValueError("kernel_space 'linear' needs the kernel head without demodulate")
+        if self.kernel_space != "log" and (self.head != "kernel" or self.demodulate):
+            raise ValueError(f"kernel_space {self.kernel_space!r} needs the kernel head without demodulate")
 
     @property
     def in_channels(self) -> int:
@@ -162,7 +164,7 @@ class UNetConfig:
             return total + ch[0] * 3
         # 1x1 convs to kernel logits (+ blend weights) per scale, then the weighted sums.
         k2 = self.kernel_size**2
-        planes = 6 if self.demodulate else 3
+        planes = 6 if self.demodulate or self.kernel_space == "both" else 3
         for s in range(self.kernel_scales):
             total += 4.0**-s * (ch[s] * (k2 + 2) + k2 * planes)
         return total
@@ -254,6 +256,8 @@ class ModifiedUNet(nn.Module):
         planes = inputs[:, :3]
         if cfg.kernel_space == "linear":  # the inputs already carry the frame's exposure
             planes = tf.inverse(planes, "log", xp=torch)
+        elif cfg.kernel_space == "both":  # the same kernels on both; channels 3-5 are linear
+            planes = torch.cat([planes, tf.inverse(planes, "log", xp=torch)], dim=1)
         if cfg.demodulate:
             albedo = inputs[:, 3:6] + DEMODULATE_EPS
             irradiance = tf.inverse(planes, "log", xp=torch) / albedo
@@ -278,6 +282,9 @@ class ModifiedUNet(nn.Module):
             out = beta * remodulated + (1 - beta) * out[:, :3]
         if cfg.kernel_space == "linear":
             out = tf.forward(out.clamp(min=0.0), "log", xp=torch)
+        elif cfg.kernel_space == "both":  # scale 0's second blend weight (demodulate's otherwise) picks
+            gamma = blends[0][:, 1:2]
+            out = gamma * tf.forward(out[:, 3:].clamp(min=0.0), "log", xp=torch) + (1 - gamma) * out[:, :3]
         return out.clamp(0.0, 1.0)
 
 

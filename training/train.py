@@ -161,6 +161,32 @@ def initial_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in proto.graph.initializer}
 
 
+# Options that change what the weights compute without changing their shapes: --init must match them.
+_FUNCTION_FIELDS = ("inputs", "depth", "residual", "head", "kernel_size", "kernel_scales", "demodulate", "upsample")
+_FUNCTION_FIELDS += ("kernel_space",)
+
+
+def _flag(field: str, value: Any) -> str:
+    name = "--" + field.replace("_", "-")
+    if isinstance(value, bool):
+        return name if value else f"no {name}"
+    return f"{name} {value}"
+
+
+def initial_config(path: str | Path) -> dict[str, Any] | None:
+    """The model config ``path`` was trained with: a checkpoint's, or an export's metadata (None if absent)."""
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        saved = dict(load_checkpoint(path)["model_config"])
+        return {"upsample": "transpose"} | saved  # from before the option: transposed convs
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    from .export import MODEL_CONFIG_KEY
+
+    return json.loads(meta[MODEL_CONFIG_KEY]) if MODEL_CONFIG_KEY in meta else None
+
+
 def load_initial_weights(model: ModifiedUNet, path: str | Path) -> None:
     """Copy every parameter and buffer of ``model`` from ``path``."""
     model.load_state_dict(fitted_weights(model, path))
@@ -173,6 +199,12 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
     the first channels and the result computes what it did (see ``widened_state``).
     """
     weights = initial_weights(path)
+    saved = initial_config(path)
+    if saved is not None:
+        differ = [k for k in _FUNCTION_FIELDS if k in saved and saved[k] != getattr(model.config, k)]
+        if differ:
+            flags = ", ".join(_flag(k, saved[k]) for k in differ)
+            raise DenoiseError(f"--init {path} was trained with other settings; to start from it, pass {flags}")
     own = model.state_dict()
     if widen:
         try:
