@@ -32,7 +32,11 @@ KERNEL_HEAD = {"head": "kernel", "kernel_size": 3, "kernel_scales": 5, "depth": 
 SHAPES: list[tuple[str, dict]] = [
     ("v2: width 16 growth 8 transpose", {"width": 16, "growth": 8, "upsample": "transpose"}),
     ("width 16 growth 8 nearest", {"width": 16, "growth": 8, "upsample": "nearest"}),
-    ("v3: width 16 growth 16 transpose", {"width": 16, "growth": 16, "upsample": "transpose"}),
+    ("width 16 growth 16 transpose", {"width": 16, "growth": 16, "upsample": "transpose"}),
+    (
+        "v3: width 16 growth 16 transpose, kernels on both",
+        {"width": 16, "growth": 16, "upsample": "transpose", "kernel_space": "both"},
+    ),
     ("width 16 growth 16 nearest", {"width": 16, "growth": 16, "upsample": "nearest"}),
     ("width 24 growth 8 nearest", {"width": 24, "growth": 8, "upsample": "nearest"}),
     ("width 32 growth 16 nearest (OIDN base widths)", {"width": 32, "growth": 16, "upsample": "nearest"}),
@@ -87,13 +91,13 @@ def main() -> None:
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     print(f"{args.size}, {args.threads} threads, kernel head (3x3, 5 scales), color + albedo + normal")
-    print(f"{'shape':48s} {'kMAC/px':>8s} {'params':>9s} {'seconds':>8s} {'vs first':>8s}")
+    print(f"{'shape':56s} {'kMAC/px':>8s} {'params':>9s} {'seconds':>8s} {'vs first':>8s}")
     first = None
     with tempfile.TemporaryDirectory() as tmp:
         for label, kw in SHAPES:
             sec, kmac, params = time_shape(kw, height, width, args.threads, args.repeats, Path(tmp))
             first = first or sec
-            print(f"{label:48s} {kmac:8.1f} {params:9,d} {sec:8.3f} {first / sec:8.2f}x", flush=True)
+            print(f"{label:56s} {kmac:8.1f} {params:9,d} {sec:8.3f} {first / sec:8.2f}x", flush=True)
 
 
 if __name__ == "__main__":

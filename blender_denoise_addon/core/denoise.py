@@ -198,7 +198,8 @@ def denoise(
         if cancel is not None and cancel():
             raise DenoiseCancelled(f"cancelled after {b0} of {total} tiles")
         group = tiles[b0 : b0 + batch]
-        x = np.stack([_network_input(t, color, albedo, normal, info.transfer, exposure) for t in group])
+        parts = [_network_input(t, color, albedo, normal, info.transfer, exposure) for t in group]
+        x = parts[0][None] if len(parts) == 1 else np.stack(parts)  # one tile: a view, no copy of the frame
         y = model.run(x)
         batches += 1
         for t, yt in zip(group, y, strict=False):
