@@ -31,6 +31,8 @@ HEADS = ("direct", "kernel")
 # the whole U-Net in its blocked (NCHWc) layout, which ConvTranspose breaks.
 UPSAMPLES = ("transpose", "nearest")
 KERNEL_SPACES = ("log", "linear", "both")
+# Settings saved before their option existed (configs without the key) meant these values.
+LEGACY_DEFAULTS: dict[str, Any] = {"upsample": "transpose"}
 # Added to the albedo before dividing by it, so black albedo does not blow up irradiance.
 DEMODULATE_EPS = 0.01
 

@@ -27,7 +27,7 @@ from blender_denoise_addon.core.errors import DenoiseError
 
 from .dataset import FullImageDataset, PairCache, RandomCropDataset, find_pairs, split_pairs, to_network
 from .losses import DenoiseLoss, LossWeights
-from .model import ModifiedUNet, UNetConfig, count_parameters, widened_state
+from .model import LEGACY_DEFAULTS, ModifiedUNet, UNetConfig, count_parameters, widened_state
 
 CONFIG_FILE = "config.json"
 SPLIT_FILE = "split.json"
@@ -101,8 +101,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        # Runs from before the 'upsample' option all used transposed convs.
-        return cls(**{"upsample": "transpose"} | {k: v for k, v in d.items() if k in known})
+        return cls(**LEGACY_DEFAULTS | {k: v for k, v in d.items() if k in known})
 
 
 def seed_everything(seed: int) -> None:
@@ -132,8 +131,7 @@ def init_output_bias(model: ModifiedUNet, transfer: str) -> None:
 
 def build_model(checkpoint: dict[str, Any]) -> tuple[ModifiedUNet, UNetConfig, str]:
     """(model with weights, its config, its transfer) from a loaded checkpoint."""
-    # Checkpoints from before the 'upsample' option all used transposed convs.
-    cfg = UNetConfig(**{"upsample": "transpose", **checkpoint["model_config"]})
+    cfg = UNetConfig(**LEGACY_DEFAULTS | checkpoint["model_config"])
     model = ModifiedUNet(cfg)
     model.load_state_dict(checkpoint["model"])
     return model, cfg, checkpoint["transfer"]
@@ -177,8 +175,7 @@ def initial_config(path: str | Path) -> dict[str, Any] | None:
     """The model config ``path`` was trained with: a checkpoint's, or an export's metadata (None if absent)."""
     path = Path(path)
     if path.suffix.lower() != ".onnx":
-        saved = dict(load_checkpoint(path)["model_config"])
-        return {"upsample": "transpose"} | saved  # from before the option: transposed convs
+        return LEGACY_DEFAULTS | load_checkpoint(path)["model_config"]
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
