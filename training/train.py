@@ -160,8 +160,17 @@ def initial_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 # Options that change what the weights compute without changing their shapes: --init must match them.
-_FUNCTION_FIELDS = ("inputs", "depth", "residual", "head", "kernel_size", "kernel_scales", "demodulate", "upsample")
-_FUNCTION_FIELDS += ("kernel_space",)
+_FUNCTION_FIELDS = (
+    "inputs",
+    "depth",
+    "residual",
+    "head",
+    "kernel_size",
+    "kernel_scales",
+    "demodulate",
+    "upsample",
+    "kernel_space",
+)
 
 
 def _flag(field: str, value: Any) -> str:
