@@ -18,7 +18,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,25 +47,15 @@ def time_shape(kw: dict, height: int, width: int, threads: int, repeats: int, fo
     import onnxruntime as ort
     import torch
 
+    from blender_denoise_addon.core.contract import INPUT_NAME
+    from training.export import trace_to_onnx
     from training.model import ModifiedUNet, UNetConfig, count_parameters
 
     torch.manual_seed(0)
     cfg = UNetConfig(inputs="color,albedo,normal", **KERNEL_HEAD, **kw)
     net = ModifiedUNet(cfg).eval()
     path = folder / "model.onnx"
-    dims = {0: "N", 2: "H", 3: "W"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            net,
-            (torch.rand(1, cfg.in_channels, 32, 32),),
-            str(path),
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": dims, "output": dims},
-            opset_version=17,
-            dynamo=False,
-        )
+    trace_to_onnx(net, cfg.model_info("log"), path)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
@@ -74,11 +63,11 @@ def time_shape(kw: dict, height: int, width: int, threads: int, repeats: int, fo
     pad = cfg.alignment
     h, w = -(-height // pad) * pad, -(-width // pad) * pad
     x = np.random.default_rng(0).random((1, cfg.in_channels, h, w), dtype=np.float32)
-    sess.run(None, {"input": x})
+    sess.run(None, {INPUT_NAME: x})
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        sess.run(None, {"input": x})
+        sess.run(None, {INPUT_NAME: x})
         times.append(time.perf_counter() - t)
     return statistics.median(times), cfg.macs_per_pixel() / 1e3, count_parameters(net)
 

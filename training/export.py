@@ -71,6 +71,26 @@ def check_parity(net: ModifiedUNet, path: Path, info: ModelInfo, tolerance: floa
     return worst
 
 
+def trace_to_onnx(net: ModifiedUNet, info: ModelInfo, path: Path) -> None:
+    """Write ``net`` as opset-17 ONNX with the contract's names and dynamic N, H, W (no metadata)."""
+    a = info.alignment
+    dummy = torch.from_numpy(random_input(info, 1, 2 * a, 2 * a))
+    dims = {0: "N", 2: "H", 3: "W"}
+    # The TorchScript exporter: the dynamo one needs onnxscript, which we do not ship.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            net,
+            (dummy,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: dims, OUTPUT_NAME: dims},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
 def export(checkpoint: str | Path, out: str | Path, name: str = "", tolerance: float = 1e-4) -> ExportReport:
     import onnx
     from onnx import helper
@@ -82,23 +102,8 @@ def export(checkpoint: str | Path, out: str | Path, name: str = "", tolerance: f
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
-    a = cfg.alignment
-    dummy = torch.from_numpy(random_input(info, 1, 2 * a, 2 * a))
-    dims = {0: "N", 2: "H", 3: "W"}
     try:
-        # The TorchScript exporter: the dynamo one needs onnxscript, which we do not ship.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                net,
-                (dummy,),
-                str(tmp),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: dims, OUTPUT_NAME: dims},
-                opset_version=OPSET,
-                dynamo=False,
-            )
+        trace_to_onnx(net, info, tmp)
         proto = onnx.load(str(tmp))
         helper.set_model_props(proto, info.metadata() | {MODEL_CONFIG_KEY: json.dumps(cfg.to_dict())})
         onnx.checker.check_model(proto)
