@@ -1,6 +1,6 @@
 """onnxruntime time of candidate U-Net shapes at one frame size, side by side in one run.
 
-    .venv/bin/python benchmarks/bench_architectures.py [--size 1920x1080] [--threads 2] [--repeats 3]
+    .venv/bin/python benchmarks/bench_architectures.py [--size 1920x1080] [--threads 2] [--repeats 3] [--only v3]
 
 Multiply-adds are a poor guide to CPU time: onnxruntime runs convolutions in a blocked
 (NCHWc) layout and converts around operators without a blocked kernel (ConvTranspose),
@@ -36,7 +36,15 @@ SHAPES: list[tuple[str, dict]] = [
         "v3: width 16 growth 16 transpose, kernels on both",
         {"width": 16, "growth": 16, "upsample": "transpose", "kernel_space": "both"},
     ),
+    (
+        "v3 + demodulate (linear irradiance, 9 planes)",
+        {"width": 16, "growth": 16, "upsample": "transpose", "kernel_space": "both", "demodulate": True},
+    ),
     ("width 16 growth 16 nearest", {"width": 16, "growth": 16, "upsample": "nearest"}),
+    (
+        "width 16 growth 16 nearest, both + demodulate",
+        {"width": 16, "growth": 16, "upsample": "nearest", "kernel_space": "both", "demodulate": True},
+    ),
     ("width 24 growth 8 nearest", {"width": 24, "growth": 8, "upsample": "nearest"}),
     ("width 32 growth 16 nearest (OIDN base widths)", {"width": 32, "growth": 16, "upsample": "nearest"}),
 ]
@@ -77,13 +85,16 @@ def main() -> None:
     ap.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT (padded up to the alignment)")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up; the median is reported")
+    ap.add_argument("--only", default="", help="time only the shapes whose label contains this text (the first too)")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     print(f"{args.size}, {args.threads} threads, kernel head (3x3, 5 scales), color + albedo + normal")
     print(f"{'shape':56s} {'kMAC/px':>8s} {'params':>9s} {'seconds':>8s} {'vs first':>8s}")
     first = None
     with tempfile.TemporaryDirectory() as tmp:
-        for label, kw in SHAPES:
+        for i, (label, kw) in enumerate(SHAPES):
+            if i and args.only not in label:
+                continue
             sec, kmac, params = time_shape(kw, height, width, args.threads, args.repeats, Path(tmp))
             first = first or sec
             print(f"{label:56s} {kmac:8.1f} {params:9,d} {sec:8.3f} {first / sec:8.2f}x", flush=True)

@@ -192,3 +192,31 @@ def test_default_tile_denoises_a_small_frame_in_one_tile_like_full(small_unet):
     assert auto.stats.tiling == "sliding" and auto.stats.tiles == 1
     full = denoise(small_unet, color, albedo, normal, tiling="full").image
     np.testing.assert_allclose(auto.image, full, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "origin_y, origin_x, size", [(0, 0, 16), (-5, 3, 16), (7, -9, 24), (20, 25, 16), (-40, -40, 96), (30, 0, 8)]
+)
+def test_tile_input_mirrors_outside_the_image_like_reflect_index(origin_y, origin_x, size):
+    """The network input is copied from views inside the image and mirrored outside it, as ``reflect_index`` says."""
+    from blender_denoise_addon.core import transfer as tf
+    from blender_denoise_addon.core.denoise import _network_input
+    from blender_denoise_addon.core.tiling import AxisTile, Tile, reflect_index
+
+    rng = np.random.default_rng(1)
+    h, w = 33, 31
+    color = rng.standard_normal((h, w, 4)).astype(np.float32) * 3
+    color[2, 3, 1] = np.nan
+    color[5, 0, 0] = np.inf
+    albedo = rng.random((h, w, 3), dtype=np.float32) * 1.5
+    normal = rng.standard_normal((h, w, 3)).astype(np.float32)
+    tile = Tile(AxisTile(origin_y, size, 0, 1, None), AxisTile(origin_x, size, 0, 1, None))
+    x = _network_input(tile, color, albedo, normal, "log", 0.7)
+    rows = reflect_index(np.arange(origin_y, origin_y + size), h)[:, None]
+    cols = reflect_index(np.arange(origin_x, origin_x + size), w)[None, :]
+    c = color[rows, cols, :3]
+    c = np.where(np.isfinite(c) & (c > 0), c, 0)
+    want = np.concatenate(
+        [tf.forward(c, "log", 0.7), np.clip(albedo[rows, cols], 0, 1), np.clip(normal[rows, cols], -1, 1)], axis=-1
+    )
+    np.testing.assert_array_equal(x, want.transpose(2, 0, 1))

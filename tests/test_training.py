@@ -187,6 +187,16 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
         UNetConfig(inputs="color,albedo", width=4, growth=2, depth=2, head="kernel", kernel_scales=2, demodulate=True),
         UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=3, kernel_space="linear"),
         UNetConfig(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=2, kernel_space="both"),
+        UNetConfig(
+            inputs="color,albedo",
+            width=4,
+            growth=2,
+            depth=2,
+            head="kernel",
+            kernel_scales=2,
+            kernel_space="both",
+            demodulate=True,
+        ),
     ],
     ids=[
         "d1",
@@ -198,6 +208,7 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
         "kernel-demodulate",
         "kernel-linear",
         "kernel-both",
+        "kernel-both-demodulate",
     ],
 )
 def test_receptive_field_is_exact_for_every_phase(cfg):
@@ -223,6 +234,18 @@ def test_default_model_is_base_sized_and_macs_match_the_layers():
     for up in UPSAMPLES:
         _check_macs(UNetConfig(width=6, growth=4, depth=2, upsample=up))
     _check_macs(UNetConfig(width=6, growth=4, depth=2, head="kernel", kernel_size=3, kernel_scales=2))
+    _check_macs(
+        UNetConfig(
+            width=6,
+            growth=4,
+            depth=2,
+            head="kernel",
+            kernel_size=3,
+            kernel_scales=2,
+            kernel_space="both",
+            demodulate=True,
+        )
+    )
 
 
 def _check_macs(small: UNetConfig) -> None:
@@ -242,7 +265,7 @@ def _check_macs(small: UNetConfig) -> None:
     conv_macs = small.macs_per_pixel()
     if small.head == "kernel":  # the per-pixel weighted sums are not convolutions
         k2 = small.kernel_size**2
-        conv_macs -= sum(4.0**-s * k2 * 3 for s in range(small.kernel_scales))
+        conv_macs -= sum(4.0**-s * k2 * small.planes for s in range(small.kernel_scales))
     assert macs / (32 * 32) == pytest.approx(conv_macs)
 
 
@@ -413,7 +436,13 @@ def test_exported_model_tiles_seamlessly_and_runs_in_denoise_image(exported, dat
 
 
 @pytest.mark.parametrize(
-    "variant", [["--demodulate"], ["--kernel-space", "linear", "--upsample", "transpose"], ["--kernel-space", "both"]]
+    "variant",
+    [
+        ["--demodulate"],
+        ["--kernel-space", "linear", "--upsample", "transpose"],
+        ["--kernel-space", "both"],
+        ["--kernel-space", "both", "--demodulate"],
+    ],
 )
 def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path, variant):
     """The kernel head (demodulating, or averaging linear radiance): train, export (parity), sliding == full."""
@@ -429,7 +458,7 @@ def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path, vari
     model = load_model(path)
     net, cfg, _ = build_model(load_checkpoint(run / "best.pt"))
     assert (cfg.head, model.info.receptive_field) == ("kernel", cfg.receptive_field)
-    space = variant[1] if "--kernel-space" in variant else "log"
+    space = variant[variant.index("--kernel-space") + 1] if "--kernel-space" in variant else "log"
     assert (cfg.demodulate, cfg.kernel_space) == ("--demodulate" in variant, space)
     assert check_parity(net.eval(), path, model.info, 1e-4) <= 1e-4
     frame = read_image(find_pairs(dataset)[0].noisy)
@@ -458,6 +487,71 @@ def test_linear_kernel_space_keeps_the_mean_of_sparse_noise():
             means[space] = float(tf.inverse(net(x), "log", xp=torch)[..., 4:-4, 4:-4].mean())
     assert means["linear"] == pytest.approx(v / 2, rel=0.02)
     assert means["log"] < 0.5 * means["linear"]
+
+
+def _uniform_kernels(net: ModifiedUNet, picker: float) -> None:
+    """Zero kernel logits (box filters), coarse blends 0.5, and every picker logit at ``picker``."""
+    k2 = net.config.kernel_size**2
+    with torch.no_grad():
+        for head in net.kernel_heads:
+            head.weight.zero_()
+            head.bias.zero_()
+            head.bias[k2 + 1 :] = picker
+
+
+def test_linear_demodulation_keeps_albedo_texture():
+    """Noisy flat light on a checkerboard albedo: box kernels blur it; demodulated, the texture comes back."""
+    cfg = UNetConfig(
+        inputs="color,albedo",
+        width=4,
+        growth=2,
+        depth=2,
+        head="kernel",
+        kernel_size=3,
+        kernel_scales=3,
+        kernel_space="linear",
+        demodulate=True,
+    )
+    torch.manual_seed(0)
+    albedo = torch.full((1, 3, 32, 32), 0.2)
+    albedo[..., ::2, ::2] = albedo[..., 1::2, 1::2] = 0.8
+    light = 1.0 + 0.3 * torch.randn(1, 1, 32, 32)  # noisy irradiance, mean 1
+    x = torch.cat([tf.forward(albedo * light, "log", xp=torch), albedo], dim=1)
+    truth = albedo  # clean radiance: albedo x irradiance 1
+    errors = {}
+    for name, picker in (("plain", -30.0), ("demodulated", 30.0)):
+        net = ModifiedUNet(cfg).eval()
+        _uniform_kernels(net, picker)
+        with torch.no_grad():
+            out = tf.inverse(net(x), "log", xp=torch)[..., 4:-4, 4:-4]
+        errors[name] = float((out - truth[..., 4:-4, 4:-4]).abs().mean())
+    assert errors["demodulated"] < 0.1 < errors["plain"]
+
+
+def test_demodulate_grows_a_model_that_matches_where_albedo_is_flat(tmp_path):
+    """--widen --demodulate: the source's weights, a new picker at 0.5; flat albedo makes both paths agree."""
+    kw = dict(inputs="color,albedo,normal", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
+    torch.manual_seed(0)
+    small = ModifiedUNet(UNetConfig(kernel_space="both", **kw)).eval()
+    grown = ModifiedUNet(UNetConfig(kernel_space="both", demodulate=True, **kw)).eval()
+    state = widened_state(grown, small.state_dict())
+    grown.load_state_dict(state)
+    assert float(state["kernel_heads.0.weight"][-1].abs().sum() + state["kernel_heads.0.bias"][-1].abs()) == 0
+    x = torch.rand(2, 9, 32, 32)
+    x[:, 3:6] = torch.rand(2, 3, 1, 1)
+    with torch.no_grad():  # float32 rounding of color / albedo * albedo: 1e-5 at worst
+        torch.testing.assert_close(grown(x), small(x), atol=5e-5, rtol=0)
+        x[:, 3:6] = torch.rand(2, 3, 32, 32)
+        assert float((grown(x) - small(x)).abs().max()) > 1e-3
+    # From a file (what --init reads): only --widen may add --demodulate.
+    from training.train import fitted_weights
+
+    path = tmp_path / "small.pt"
+    torch.save({"model": small.state_dict(), "model_config": small.config.to_dict()}, path)
+    for k, v in fitted_weights(grown, path, widen=True).items():
+        torch.testing.assert_close(v, state[k])
+    with pytest.raises(DenoiseError, match="pass no --demodulate"):
+        fitted_weights(grown, path)
 
 
 def test_kernel_weights_average_neighbours():

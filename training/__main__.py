@@ -69,7 +69,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--demodulate",
         action="store_true",
-        help="kernel head: also filter color / albedo and blend the two per pixel (needs albedo)",
+        help="kernel head: also filter color / albedo, multiply back by albedo and blend with the plain result "
+        "per pixel (needs albedo); with --kernel-space linear or both the irradiance is averaged linearly",
     )
     g.add_argument(
         "--upsample",
@@ -122,7 +123,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --init: the weights may come from a narrower network (smaller --width/--growth, otherwise the "
         "same); they fill the first channels, the new ones start with no influence, so training starts from the "
-        "old model's output",
+        "old model's output; with --demodulate (kernel space linear or both) the weights may come from a model "
+        "without it, whose remodulated result then starts blended in at 0.5",
     )
     g.add_argument(
         "--reset-blends",

@@ -54,7 +54,10 @@ class UNetConfig:
     head: str = "direct"
     kernel_size: int = 5  # per scale, odd
     kernel_scales: int = 4  # full resolution plus this many - 1 halvings, at most depth + 1
-    demodulate: bool = False  # kernel head with albedo only; needs the log transfer
+    # Kernel head with albedo: the same kernels also filter irradiance (color / albedo), multiplied
+    # back by the albedo afterwards, with a learnt per-pixel weight; in kernel_space 'log' the
+    # irradiance is averaged in log, otherwise linearly. Needs the log transfer.
+    demodulate: bool = False
     upsample: str = "nearest"
     # Where the kernel head averages: 'log' (the network space), 'linear' (exposure-scaled
     # radiance), or 'both' with a learnt per-pixel blend. A mean of log values is a biased, too
@@ -82,8 +85,8 @@ class UNetConfig:
             raise ValueError("demodulate needs the kernel head and an albedo input")
         if self.kernel_space not in KERNEL_SPACES:
             raise ValueError(f"kernel_space must be one of {', '.join(KERNEL_SPACES)}, got {self.kernel_space!r}")
-        if self.kernel_space != "log" and (self.head != "kernel" or self.demodulate):
-            raise ValueError(f"kernel_space {self.kernel_space!r} needs the kernel head without demodulate")
+        if self.kernel_space != "log" and self.head != "kernel":
+            raise ValueError(f"kernel_space {self.kernel_space!r} needs the kernel head")
 
     @property
     def in_channels(self) -> int:
@@ -92,6 +95,19 @@ class UNetConfig:
     @property
     def channels(self) -> list[int]:
         return [self.width + self.growth * i for i in range(self.depth + 1)]
+
+    @property
+    def planes(self) -> int:
+        """Channels the kernel head filters: log and/or linear color, then demodulated irradiance."""
+        return 3 * ((2 if self.kernel_space == "both" else 1) + self.demodulate)
+
+    @property
+    def blend_channels(self) -> int:
+        """Per-scale blend logits: coarse-to-fine, then the pickers (linear vs log, then demodulated).
+
+        Always at least two, so models saved before 'both' and 'demodulate' combined keep their shapes.
+        """
+        return 1 + max(1, (self.kernel_space == "both") + self.demodulate)
 
     @property
     def alignment(self) -> int:
@@ -166,9 +182,8 @@ class UNetConfig:
             return total + ch[0] * 3
         # 1x1 convs to kernel logits (+ blend weights) per scale, then the weighted sums.
         k2 = self.kernel_size**2
-        planes = 6 if self.demodulate or self.kernel_space == "both" else 3
         for s in range(self.kernel_scales):
-            total += 4.0**-s * (ch[s] * (k2 + 2) + k2 * planes)
+            total += 4.0**-s * (ch[s] * (k2 + self.blend_channels) + k2 * self.planes)
         return total
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,10 +234,12 @@ class ModifiedUNet(nn.Module):
             self.ups.append(up)
             self.decoders.append(_block(ch[i + 1] + ch[i], ch[i]))
         if config.head == "kernel":
-            # Per scale s: k*k kernel logits, a coarse-to-fine blend weight and (at s = 0)
-            # the demodulated-vs-plain weight.
+            # Per scale s: k*k kernel logits, a coarse-to-fine blend weight and (used at s = 0)
+            # the weights that pick between the filtered planes.
             k2 = config.kernel_size**2
-            self.kernel_heads = nn.ModuleList(nn.Conv2d(ch[s], k2 + 2, 1) for s in range(config.kernel_scales))
+            self.kernel_heads = nn.ModuleList(
+                nn.Conv2d(ch[s], k2 + config.blend_channels, 1) for s in range(config.kernel_scales)
+            )
         else:
             self.head = nn.Conv2d(ch[0], 3, 1)
             if config.residual:
@@ -256,14 +273,18 @@ class ModifiedUNet(nn.Module):
         cfg = self.config
         k2 = cfg.kernel_size**2
         planes = inputs[:, :3]
-        if cfg.kernel_space == "linear":  # the inputs already carry the frame's exposure
-            planes = tf.inverse(planes, "log", xp=torch)
+        # The inputs already carry the frame's exposure.
+        linear = tf.inverse(planes, "log", xp=torch) if cfg.kernel_space != "log" or cfg.demodulate else planes
+        if cfg.kernel_space == "linear":
+            planes = linear
         elif cfg.kernel_space == "both":  # the same kernels on both; channels 3-5 are linear
-            planes = torch.cat([planes, tf.inverse(planes, "log", xp=torch)], dim=1)
-        if cfg.demodulate:
+            planes = torch.cat([planes, linear], dim=1)
+        if cfg.demodulate:  # the last three channels: irradiance
             albedo = inputs[:, 3:6] + DEMODULATE_EPS
-            irradiance = tf.inverse(planes, "log", xp=torch) / albedo
-            planes = torch.cat([planes, tf.forward(irradiance, "log", xp=torch)], dim=1)
+            irradiance = linear / albedo
+            if cfg.kernel_space == "log":
+                irradiance = tf.forward(irradiance, "log", xp=torch)
+            planes = torch.cat([planes, irradiance], dim=1)
         filtered, blends = [], []
         for s in range(cfg.kernel_scales):
             if s > 0:
@@ -277,14 +298,17 @@ class ModifiedUNet(nn.Module):
             fine, alpha = filtered[s], blends[s][:, :1]
             # up() is linear, so up(coarse) - up(down(fine)) is one upsampling of the difference.
             out = fine + alpha * _upsample(out - F.avg_pool2d(fine, 2))
-        if cfg.demodulate:
-            albedo = inputs[:, 3:6] + DEMODULATE_EPS
-            remodulated = tf.forward(tf.inverse(out[:, 3:], "log", xp=torch).clamp(min=0) * albedo, "log", xp=torch)
-            beta = blends[0][:, 1:2]
-            out = beta * remodulated + (1 - beta) * out[:, :3]
+        if cfg.demodulate:  # scale 0's last blend weight picks remodulated over plain
+            beta = blends[0][:, -1:]
+            if cfg.kernel_space == "log":
+                remodulated = tf.inverse(out[:, -3:], "log", xp=torch).clamp(min=0) * albedo
+                remodulated = tf.forward(remodulated, "log", xp=torch)
+            else:
+                remodulated = out[:, -3:].clamp(min=0) * albedo
+            out = torch.cat([out[:, :-6], beta * remodulated + (1 - beta) * out[:, -6:-3]], dim=1)
         if cfg.kernel_space == "linear":
             out = tf.forward(out.clamp(min=0.0), "log", xp=torch)
-        elif cfg.kernel_space == "both":  # scale 0's second blend weight (demodulate's otherwise) picks
+        elif cfg.kernel_space == "both":  # scale 0's second blend weight picks linear over log
             gamma = blends[0][:, 1:2]
             out = gamma * tf.forward(out[:, 3:].clamp(min=0.0), "log", xp=torch) + (1 - gamma) * out[:, :3]
         return out.clamp(0.0, 1.0)
@@ -345,7 +369,8 @@ def widened_state(model: ModifiedUNet, small: dict[str, torch.Tensor]) -> dict[s
         where[f"decoders.{j}.0"] = (r(old[lv]), torch.cat([r(old[lv + 1]), big[lv + 1] + r(old[lv])]))
         where[f"decoders.{j}.2"] = (r(old[lv]), r(old[lv]))
     for s in range(cfg.kernel_scales if cfg.head == "kernel" else 0):
-        where[f"kernel_heads.{s}"] = (r(cfg.kernel_size**2 + 2), r(old[s]))
+        # A model grown by --demodulate has more blend logits: the new ones start at 0 (weight 0.5).
+        where[f"kernel_heads.{s}"] = (r(int(small[f"kernel_heads.{s}.bias"].shape[0])), r(old[s]))
     where["head"] = (r(3), r(old[0]))
     out: dict[str, torch.Tensor] = {}
     for name, value in own.items():
@@ -359,6 +384,8 @@ def widened_state(model: ModifiedUNet, small: dict[str, torch.Tensor]) -> dict[s
         want = (len(rows), len(cols)) if kind == "weight" else (len(rows),)
         if tuple(src.shape[: len(want)]) != want or src.shape[len(want) :] != view.shape[len(want) :]:
             raise ValueError(f"{name}: shape {tuple(small[name].shape)} does not fit {tuple(value.shape)}")
+        if prefix.startswith("kernel_heads."):
+            view[len(rows) :] = 0.0
         if kind == "weight":
             view[rows] = 0.0
             view[rows[:, None], cols[None, :]] = src

@@ -202,12 +202,16 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
     """``model``'s state dict, read from ``path``; every name and shape must match.
 
     With ``widen``, ``path`` may hold a narrower network of the same layout: its weights fill
-    the first channels and the result computes what it did (see ``widened_state``).
+    the first channels and the result computes what it did (see ``widened_state``). It may
+    also lack ``demodulate`` (kernel space linear or both): the demodulated result then starts
+    blended in at weight 0.5.
     """
     weights = initial_weights(path)
     saved = initial_config(path)
     if saved is not None:
         differ = [k for k in _FUNCTION_FIELDS if k in saved and saved[k] != getattr(model.config, k)]
+        if widen and differ == ["demodulate"] and model.config.demodulate and model.config.kernel_space != "log":
+            differ = []  # grown: widened_state adds the demodulated path, half-blended in
         if differ:
             flags = ", ".join(_flag(k, saved[k]) for k in differ)
             raise DenoiseError(f"--init {path} was trained with other settings; to start from it, pass {flags}")

@@ -56,33 +56,43 @@ class DenoiseResult:
     stats: DenoiseStats
 
 
+def _sanitize_inplace(c: np.ndarray) -> np.ndarray:
+    bad = ~np.isfinite(c)
+    bad |= c < 0  # NaN compares False, so NaN is caught above only
+    np.copyto(c, np.float32(0), where=bad)
+    return c
+
+
 def sanitize_color(color: np.ndarray) -> np.ndarray:
     """NaN, Inf and negative -> 0. Returns a new float32 array."""
-    c = np.asarray(color, dtype=np.float32)
-    return np.where(np.isfinite(c) & (c > 0), c, np.float32(0)).astype(np.float32, copy=False)
+    return _sanitize_inplace(np.array(color, dtype=np.float32))
 
 
-def _clip_nan_to_zero(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def _clip_inplace(y: np.ndarray, lo: float, hi: float) -> np.ndarray:
     # np.clip keeps NaN (and maps +/-Inf to the bounds); NaN then becomes 0. Faster than nan_to_num.
-    y = np.clip(np.asarray(x, np.float32), lo, hi)
+    np.clip(y, lo, hi, out=y)
     np.copyto(y, np.float32(0), where=np.isnan(y))
     return y
 
 
 def prepare_albedo(albedo: np.ndarray) -> np.ndarray:
-    """Blender's Denoising Albedo, NaN -> 0, clipped to [0, 1]."""
-    return _clip_nan_to_zero(albedo, 0.0, 1.0)
+    """Blender's Denoising Albedo, NaN -> 0, clipped to [0, 1]. Returns a new float32 array."""
+    return _clip_inplace(np.array(albedo, dtype=np.float32), 0.0, 1.0)
 
 
 def prepare_normal(normal: np.ndarray) -> np.ndarray:
-    """Camera-space normals as Blender writes them, kept in [-1, 1]; NaN -> 0."""
-    return _clip_nan_to_zero(normal, -1.0, 1.0)
+    """Camera-space normals as Blender writes them, kept in [-1, 1]; NaN -> 0. Returns a new float32 array."""
+    return _clip_inplace(np.array(normal, dtype=np.float32), -1.0, 1.0)
 
 
 def count_bad(color: np.ndarray) -> InputReport:
     rep = InputReport()
     for y0 in range(0, color.shape[0], 512):
-        c = color[y0 : y0 + 512, :, :3]
+        chunk = color[y0 : y0 + 512]
+        # NaN fails the first test. All channels: a contiguous reduction; a bad alpha only costs the exact count.
+        if chunk.size and chunk.min() >= 0 and chunk.max() < np.inf:
+            continue
+        c = chunk[..., :3]
         nan = np.isnan(c)
         inf = np.isinf(c)
         rep.nan += int(nan.sum())
@@ -97,17 +107,31 @@ def frame_exposure(color: np.ndarray, transfer: str) -> float:
     return tf.autoexposure(color, prepare=sanitize_color)
 
 
-def _axis_index(origin: int, size: int, n: int) -> slice | np.ndarray:
-    """A slice (a view, no copy) when the tile lies inside the image, else mirrored indices."""
-    if origin >= 0 and origin + size <= n:
-        return slice(origin, origin + size)
-    return reflect_index(np.arange(origin, origin + size), n)
+def _segments(origin: int, size: int, n: int) -> list[tuple[int, int, slice | np.ndarray]]:
+    """(start, stop, source) pieces of one tile axis: a slice for the part inside the image, mirrored
+    indices for the padding around it."""
+    a, b = max(0, -origin), min(size, n - origin)
+    if a >= b:
+        return [(0, size, reflect_index(np.arange(origin, origin + size), n))]
+    pieces: list[tuple[int, int, slice | np.ndarray]] = [(a, b, slice(origin + a, origin + b))]
+    if a:
+        pieces.append((0, a, reflect_index(np.arange(origin, origin + a), n)))
+    if b < size:
+        pieces.append((b, size, reflect_index(np.arange(origin + b, origin + size), n)))
+    return pieces
 
 
-def _gather(arr: np.ndarray, rows: slice | np.ndarray, cols: slice | np.ndarray) -> np.ndarray:
-    a = arr[rows] if isinstance(rows, slice) else arr.take(rows, axis=0)
-    a = a[:, cols] if isinstance(cols, slice) else a.take(cols, axis=1)
-    return a[..., :3]
+def _copy_tile(dst: np.ndarray, src: np.ndarray, tile: Tile) -> None:
+    """dst (3 x h x w) = the tile's window of src (H x W x >= 3), mirrored outside the image.
+
+    Copies the inside straight from views; only the few padding rows and columns are gathered.
+    """
+    d = dst.transpose(1, 2, 0)
+    h, w = src.shape[:2]
+    for r0, r1, rows in _segments(tile.y.origin, tile.y.size, h):
+        band = src[rows] if isinstance(rows, slice) else src.take(rows, axis=0)
+        for c0, c1, cols in _segments(tile.x.origin, tile.x.size, w):
+            d[r0:r1, c0:c1] = band[:, cols, :3] if isinstance(cols, slice) else band[:, cols][..., :3]
 
 
 def _network_input(
@@ -118,17 +142,20 @@ def _network_input(
     transfer: str,
     exposure: float,
 ) -> np.ndarray:
-    """C x h x w float32 network input for one tile, prepared as the contract says."""
-    h, w = color.shape[:2]
-    rows = _axis_index(tile.y.origin, tile.y.size, h)
-    cols = _axis_index(tile.x.origin, tile.x.size, w)
+    """C x h x w float32 network input for one tile, prepared as the contract says (in place: no frame copies)."""
     extra = [p for p in (albedo, normal) if p is not None]
     out = np.empty((3 + 3 * len(extra), tile.y.size, tile.x.size), np.float32)
-    out[0:3] = tf.forward(sanitize_color(_gather(color, rows, cols)), transfer, exposure).transpose(2, 0, 1)
+    _copy_tile(out[0:3], color, tile)
+    c = _sanitize_inplace(out[0:3])
+    y = tf.forward(c, transfer, exposure, inplace=True)
+    if y is not c:
+        out[0:3] = y
     if albedo is not None:
-        out[3:6] = prepare_albedo(_gather(albedo, rows, cols)).transpose(2, 0, 1)
+        _copy_tile(out[3:6], albedo, tile)
+        _clip_inplace(out[3:6], 0.0, 1.0)
     if normal is not None:
-        out[6:9] = prepare_normal(_gather(normal, rows, cols)).transpose(2, 0, 1)
+        _copy_tile(out[6:9], normal, tile)
+        _clip_inplace(out[6:9], -1.0, 1.0)
     return out
 
 
@@ -206,7 +233,7 @@ def denoise(
             ky = slice(t.y.keep0 - t.y.origin, t.y.keep1 - t.y.origin)
             kx = slice(t.x.keep0 - t.x.origin, t.x.keep1 - t.x.origin)
             lin = tf.inverse(yt[:, ky, kx].transpose(1, 2, 0), info.transfer, exposure)
-            lin = np.where(np.isfinite(lin), lin, np.float32(0))
+            np.copyto(lin, np.float32(0), where=~np.isfinite(lin))
             w = t.weights
             region = out[t.y.keep0 : t.y.keep1, t.x.keep0 : t.x.keep1]
             region += lin if w is None else lin * w[..., None]

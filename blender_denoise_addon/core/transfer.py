@@ -49,13 +49,19 @@ def srgb_decode(y: Any, xp: Any = np) -> Any:
     return xp.where(y <= 0.04045, y / 12.92, ((xp.clip(y, 0.04045, None) + 0.055) / 1.055) ** 2.4)
 
 
-def forward(x: Any, name: str, exposure: float = 1.0, xp: Any = np) -> Any:
-    """Linear, non-negative color -> network space."""
+def forward(x: Any, name: str, exposure: float = 1.0, xp: Any = np, inplace: bool = False) -> Any:
+    """Linear, non-negative color -> network space. ``inplace`` (numpy): may overwrite and return ``x``."""
     _check(name)
     if name == "linear":
         return x
     if name == "srgb":
         return srgb_encode(x, xp)
+    if inplace and xp is np:  # the same operations in the same order, without full-frame temporaries
+        np.multiply(x, exposure / LOG_EPS, out=x)
+        x += 1.0
+        np.log2(x, out=x)
+        x /= _LOG_NORM
+        return x
     return xp.log2(1.0 + x * (exposure / LOG_EPS)) / _LOG_NORM
 
 
@@ -91,8 +97,8 @@ def autoexposure(color: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray] 
     per_row = np.empty((h, wb), dtype=np.float64)
     for y0 in range(0, h, 256):
         rows = color[y0 : y0 + 256, :, :3]
-        lum = luminance((prepare(rows) if prepare else rows).astype(np.float64))
-        per_row[y0 : y0 + 256] = np.add.reduceat(lum, col_starts, axis=1)
+        lum = luminance(prepare(rows) if prepare else np.asarray(rows, np.float32))
+        per_row[y0 : y0 + 256] = np.add.reduceat(lum, col_starts, axis=1, dtype=np.float64)
     sums = np.add.reduceat(per_row, row_starts, axis=0)
     counts = np.outer(np.diff(np.append(row_starts, h)), np.diff(np.append(col_starts, w)))
     means = sums / counts
