@@ -30,7 +30,7 @@ class TilingDefaults:
     def auto_tile_text(self) -> str:
         """What the automatic tile does, for help texts and tooltips."""
         w, h = self.max_tile_frame
-        return f"automatic: the whole frame up to {w}x{h} pixels, else the largest tiles of that area"
+        return f"automatic: the whole frame up to {w}x{h} pixels, else tiles of at most that area"
 
 
 @dataclass(frozen=True)
