@@ -196,6 +196,7 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
             kernel_scales=2,
             kernel_space="both",
             demodulate=True,
+            picker_width=2,
         ),
     ],
     ids=[
@@ -244,6 +245,7 @@ def test_default_model_is_base_sized_and_macs_match_the_layers():
             kernel_scales=2,
             kernel_space="both",
             demodulate=True,
+            picker_width=3,
         )
     )
 
@@ -441,7 +443,7 @@ def test_exported_model_tiles_seamlessly_and_runs_in_denoise_image(exported, dat
         ["--demodulate"],
         ["--kernel-space", "linear", "--upsample", "transpose"],
         ["--kernel-space", "both"],
-        ["--kernel-space", "both", "--demodulate"],
+        ["--kernel-space", "both", "--demodulate", "--picker-width", "4"],
     ],
 )
 def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path, variant):
@@ -552,6 +554,13 @@ def test_demodulate_grows_a_model_that_matches_where_albedo_is_flat(tmp_path):
         torch.testing.assert_close(v, state[k])
     with pytest.raises(DenoiseError, match="pass no --demodulate"):
         fitted_weights(grown, path)
+    # --picker-width adds a branch whose zero output layer leaves the function as it was; it learns from there.
+    picked = ModifiedUNet(UNetConfig(kernel_space="both", demodulate=True, picker_width=4, **kw)).eval()
+    picked.load_state_dict(widened_state(picked, grown.state_dict()))
+    with torch.no_grad():
+        torch.testing.assert_close(picked(x), grown(x), atol=1e-6, rtol=0)
+        picked.picker[2].bias.fill_(-5.0)
+        assert float((picked(x) - grown(x)).abs().max()) > 1e-3
 
 
 def test_kernel_weights_average_neighbours():

@@ -73,6 +73,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "per pixel (needs albedo); with --kernel-space linear or both the irradiance is averaged linearly",
     )
     g.add_argument(
+        "--picker-width",
+        type=int,
+        default=0,
+        help="with --demodulate: channels of a small 3x3 conv branch on the inputs that helps pick the "
+        "demodulated or the plain result per pixel (0: none; --widen adds it to a model without it)",
+    )
+    g.add_argument(
         "--upsample",
         choices=("nearest", "transpose"),  # training.model.UPSAMPLES (not imported: it loads torch)
         default="nearest",

@@ -58,6 +58,9 @@ class UNetConfig:
     # back by the albedo afterwards, with a learnt per-pixel weight; in kernel_space 'log' the
     # irradiance is averaged in log, otherwise linearly. Needs the log transfer.
     demodulate: bool = False
+    # With demodulate: channels of a small two-layer 3x3 conv branch on the inputs whose output
+    # adds to the demodulated-vs-plain logit: it sees pixel-level albedo noise directly (0: none).
+    picker_width: int = 0
     upsample: str = "nearest"
     # Where the kernel head averages: 'log' (the network space), 'linear' (exposure-scaled
     # radiance), or 'both' with a learnt per-pixel blend. A mean of log values is a biased, too
@@ -83,6 +86,8 @@ class UNetConfig:
                 raise ValueError(f"kernel_scales must be in 1..{self.depth + 1}, got {self.kernel_scales}")
         if self.demodulate and (self.head != "kernel" or "albedo" not in INPUT_SETS[self.inputs]):
             raise ValueError("demodulate needs the kernel head and an albedo input")
+        if self.picker_width and not self.demodulate:
+            raise ValueError("picker_width needs demodulate")
         if self.kernel_space not in KERNEL_SPACES:
             raise ValueError(f"kernel_space must be one of {', '.join(KERNEL_SPACES)}, got {self.kernel_space!r}")
         if self.kernel_space != "log" and self.head != "kernel":
@@ -184,7 +189,7 @@ class UNetConfig:
         k2 = self.kernel_size**2
         for s in range(self.kernel_scales):
             total += 4.0**-s * (ch[s] * (k2 + self.blend_channels) + k2 * self.planes)
-        return total
+        return total + 9 * (self.in_channels * self.picker_width + self.picker_width)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -240,6 +245,16 @@ class ModifiedUNet(nn.Module):
             self.kernel_heads = nn.ModuleList(
                 nn.Conv2d(ch[s], k2 + config.blend_channels, 1) for s in range(config.kernel_scales)
             )
+            if config.picker_width:
+                pw = config.picker_width
+                self.picker = nn.Sequential(
+                    nn.Conv2d(config.in_channels, pw, 3, padding=1),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(pw, 1, 3, padding=1),
+                )
+                # Zero out: adding the branch to a trained model starts from what it computed.
+                nn.init.zeros_(self.picker[2].weight)
+                nn.init.zeros_(self.picker[2].bias)
         else:
             self.head = nn.Conv2d(ch[0], 3, 1)
             if config.residual:
@@ -290,6 +305,8 @@ class ModifiedUNet(nn.Module):
             if s > 0:
                 planes = F.avg_pool2d(planes, 2)
             logits = self.kernel_heads[s](features[s])
+            if s == 0 and cfg.picker_width:
+                logits = torch.cat([logits[:, :-1], logits[:, -1:] + self.picker(inputs)], dim=1)
             filtered.append(apply_kernels(planes, _softmax_channels(logits[:, :k2]), cfg.kernel_size))
             blends.append(torch.sigmoid(logits[:, k2:]))
         out = filtered[-1]
@@ -375,6 +392,9 @@ def widened_state(model: ModifiedUNet, small: dict[str, torch.Tensor]) -> dict[s
     out: dict[str, torch.Tensor] = {}
     for name, value in own.items():
         prefix, kind = name.rsplit(".", 1)
+        if prefix.startswith("picker."):  # not widened; a model grown by --picker-width starts with its own
+            out[name] = small[name].clone() if name in small else value.clone()
+            continue
         rows, cols = where[prefix]
         w = value.clone()
         # ConvTranspose2d stores (in, out, kh, kw): view it as (out, in, ...) like Conv2d.

@@ -52,6 +52,7 @@ class TrainConfig:
     kernel_size: int = 5
     kernel_scales: int = 4
     demodulate: bool = False
+    picker_width: int = 0
     upsample: str = "nearest"
     kernel_space: str = "log"
     epochs: int = 30
@@ -91,6 +92,7 @@ class TrainConfig:
             kernel_size=self.kernel_size,
             kernel_scales=self.kernel_scales,
             demodulate=self.demodulate,
+            picker_width=self.picker_width,
             upsample=self.upsample,
             kernel_space=self.kernel_space,
         )
