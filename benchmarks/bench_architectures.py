@@ -40,6 +40,17 @@ SHAPES: list[tuple[str, dict]] = [
         "v3 + demodulate (linear irradiance, 9 planes)",
         {"width": 16, "growth": 16, "upsample": "transpose", "kernel_space": "both", "demodulate": True},
     ),
+    (
+        "v4 aux: v3 + demodulate + picker branch (8)",
+        {
+            "width": 16,
+            "growth": 16,
+            "upsample": "transpose",
+            "kernel_space": "both",
+            "demodulate": True,
+            "picker_width": 8,
+        },
+    ),
     ("width 16 growth 16 nearest", {"width": 16, "growth": 16, "upsample": "nearest"}),
     (
         "width 16 growth 16 nearest, both + demodulate",
