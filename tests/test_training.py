@@ -671,3 +671,21 @@ def test_residual_model_starts_at_its_input_and_exports(tmp_path):
     aux = np.random.default_rng(1).random((24, 40, 3), dtype=np.float32)
     out = denoise(m, color, aux, aux * 2 - 1, tiling="full").image
     assert out.shape == (24, 40, 3) and np.isfinite(out).all()
+
+
+def test_widen_converts_a_transpose_model_to_nearest_upsampling(tmp_path):
+    """--widen --upsample nearest from a transpose model: everything but the transposed convs is kept."""
+    from training.train import fitted_weights
+
+    kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
+    torch.manual_seed(0)
+    old = ModifiedUNet(UNetConfig(upsample="transpose", **kw))
+    path = tmp_path / "old.pt"
+    torch.save({"model": old.state_dict(), "model_config": old.config.to_dict()}, path)
+    new = ModifiedUNet(UNetConfig(upsample="nearest", **kw))
+    state = fitted_weights(new, path, widen=True)
+    assert not any(k.startswith("ups.") for k in state)
+    for k, v in state.items():
+        torch.testing.assert_close(v, old.state_dict()[k])
+    with pytest.raises(DenoiseError, match="pass --upsample transpose"):
+        fitted_weights(new, path)

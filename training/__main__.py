@@ -131,7 +131,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help="with --init: the weights may come from a narrower network (smaller --width/--growth, otherwise the "
         "same); they fill the first channels, the new ones start with no influence, so training starts from the "
         "old model's output; with --demodulate (kernel space linear or both) the weights may come from a model "
-        "without it, whose remodulated result then starts blended in at 0.5",
+        "without it, whose remodulated result then starts blended in at 0.5; with --upsample nearest from a "
+        "'transpose' model, whose transposed convs are dropped (not function-preserving: fine-tune)",
     )
     g.add_argument(
         "--reset-blends",

@@ -206,14 +206,19 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
     With ``widen``, ``path`` may hold a narrower network of the same layout: its weights fill
     the first channels and the result computes what it did (see ``widened_state``). It may
     also lack ``demodulate`` (kernel space linear or both): the demodulated result then starts
-    blended in at weight 0.5.
+    blended in at weight 0.5. And a ``transpose`` model may become a ``nearest`` one: its
+    transposed convs are dropped (this one is not function-preserving: fine-tune it).
     """
     weights = initial_weights(path)
     saved = initial_config(path)
     if saved is not None:
         differ = [k for k in _FUNCTION_FIELDS if k in saved and saved[k] != getattr(model.config, k)]
-        if widen and differ == ["demodulate"] and model.config.demodulate and model.config.kernel_space != "log":
-            differ = []  # grown: widened_state adds the demodulated path, half-blended in
+        if widen and "demodulate" in differ and model.config.demodulate and model.config.kernel_space != "log":
+            differ.remove("demodulate")  # grown: widened_state adds the demodulated path, half-blended in
+        if widen and differ == ["upsample"] and model.config.upsample == "nearest":
+            # Converted: the learnt 2x2 transposed convs are dropped; not function-preserving, so fine-tune.
+            differ = []
+            weights = {k: v for k, v in weights.items() if not k.startswith("ups.")}
         if differ:
             flags = ", ".join(_flag(k, saved[k]) for k in differ)
             raise DenoiseError(f"--init {path} was trained with other settings; to start from it, pass {flags}")

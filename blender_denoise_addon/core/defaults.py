@@ -18,7 +18,7 @@ class TilingDefaults:
     # Automatic tiles hold at most this frame's (padded) pixels: a 1920x1080 frame, padded to
     # 1920x1088, is one tile. Every overlapping pixel is computed twice, so fewer, larger
     # tiles are faster (the shipped model: 1.5x at 1080p); this bounds the memory instead
-    # (about 2.4 GB with the shipped models, 3.3 GB with an OIDN-base-sized U-Net).
+    # (about 3.1 GB peak with the shipped models, 3.3 GB with an OIDN-base-sized U-Net).
     max_tile_frame: tuple[int, int] = (1920, 1088)
     batch: int = 1
 

@@ -208,11 +208,10 @@ def denoise(
     ov = info.default_overlap() if overlap is None else overlap
     if overlap is not None and overlap < 0:
         raise DenoiseError(f"overlap must be 0 or more, got {overlap}")
-    if tile is None:
-        tile = auto_tile(height, width, ov, info.alignment)
-    elif tile < 1:
+    if tile is not None and tile < 1:
         raise DenoiseError(f"tile size must be at least 1, got {tile}")
-    tiles = plan_tiles(height, width, tiling, tile, ov, info.alignment, info.halo)
+    shape = auto_tile(height, width, ov, info.alignment) if tile is None else (tile, tile)
+    tiles = plan_tiles(height, width, tiling, shape, ov, info.alignment, info.halo)
 
     report = count_bad(color)
     exposure = frame_exposure(color, info.transfer)
