@@ -51,6 +51,17 @@ SHAPES: list[tuple[str, dict]] = [
             "picker_width": 8,
         },
     ),
+    (
+        "v4 aux with nearest upsampling",
+        {
+            "width": 16,
+            "growth": 16,
+            "upsample": "nearest",
+            "kernel_space": "both",
+            "demodulate": True,
+            "picker_width": 8,
+        },
+    ),
     ("width 16 growth 16 nearest", {"width": 16, "growth": 16, "upsample": "nearest"}),
     (
         "width 16 growth 16 nearest, both + demodulate",
