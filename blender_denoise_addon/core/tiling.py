@@ -76,6 +76,13 @@ def _ramp_weights(
     return w.astype(np.float32)
 
 
+def _sliding_count(padded: int, size: int, overlap: int) -> int:
+    """Tiles ``plan_axis`` puts on an axis of ``padded`` pixels (sizes and overlap aligned)."""
+    if padded <= size:
+        return 1
+    return math.ceil((padded - size) / (size - overlap)) + 1
+
+
 def plan_axis(n: int, mode: str, tile: int, overlap: int, alignment: int, halo: int) -> list[AxisTile]:
     if n < 1:
         raise DenoiseError(f"image size must be at least 1 pixel, got {n}")
@@ -93,8 +100,7 @@ def plan_axis(n: int, mode: str, tile: int, overlap: int, alignment: int, halo: 
     ov = align_up(max(overlap, 0), a)
     if ov >= size:
         raise DenoiseError(f"overlap {ov} must be smaller than the tile size {size}")
-    stride = size - ov
-    count = math.ceil((padded - size) / stride) + 1
+    count = _sliding_count(padded, size, ov)
     span = (padded - size) / (count - 1)
     origins = [a * round(j * span / a) for j in range(count)]
     # Cut between tiles j and j+1 at the middle of their overlap.
@@ -123,13 +129,6 @@ def plan_axis(n: int, mode: str, tile: int, overlap: int, alignment: int, halo: 
         w = _ramp_weights(keep0, keep1, left, right)
         tiles.append(AxisTile(o, size, keep0, k1, None if w is None else w[: k1 - keep0]))
     return tiles
-
-
-def _sliding_count(padded: int, size: int, overlap: int) -> int:
-    """Tiles ``plan_axis`` puts on an axis of ``padded`` pixels (sizes and overlap aligned)."""
-    if padded <= size:
-        return 1
-    return math.ceil((padded - size) / (size - overlap)) + 1
 
 
 def auto_tile(height: int, width: int, overlap: int, alignment: int) -> tuple[int, int]:
