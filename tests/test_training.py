@@ -341,6 +341,32 @@ def test_overfits_a_fixed_batch(dataset):
     assert loss.item() < first / 10, (first, loss.item())
 
 
+def test_display_loss_is_the_display_mse_that_psnr_scores():
+    from blender_denoise_addon.core import metrics
+    from training.losses import DenoiseLoss, LossWeights
+
+    rng = np.random.default_rng(3)
+    # Linear HDR frames, some pixels far above 1 (the display clips them), each its own exposure.
+    target = rng.gamma(0.8, 0.4, (2, 3, 16, 16)).astype(np.float32)
+    pred = (target * rng.uniform(0.5, 1.5, target.shape)).astype(np.float32)
+    exposure = torch.tensor([0.7, 3.0])
+    ex = exposure.view(-1, 1, 1, 1)
+    p = tf.forward(torch.from_numpy(pred), "log", ex, xp=torch).requires_grad_()
+    t = tf.forward(torch.from_numpy(target), "log", ex, xp=torch)
+    loss_fn = DenoiseLoss(LossWeights(mse=0, ssim=0, display=1), "log")
+    total, terms = loss_fn(p, t, exposure)
+    want = metrics.mse(metrics.to_display(pred.transpose(0, 2, 3, 1)), metrics.to_display(target.transpose(0, 2, 3, 1)))
+    assert terms["display"] == pytest.approx(want, rel=1e-3)
+    total.backward()
+    # Only what the display shows has a gradient: nothing where both are clipped at white.
+    clipped = torch.from_numpy((pred > 1) & (target > 1))
+    assert clipped.any() and (~clipped).any()
+    assert float(p.grad[clipped].abs().max()) == 0.0
+    assert float(p.grad[~clipped].abs().max()) > 0.0
+    with pytest.raises(ValueError, match="exposure"):
+        loss_fn(p, t)
+
+
 # --- export and the core ----------------------------------------------------
 
 

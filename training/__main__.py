@@ -107,6 +107,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--w-ssim", type=float, default=1.0, help="weight of the (1 - SSIM) term")
     g.add_argument("--w-l1", type=float, default=0.0, help="weight of an L1 term")
     g.add_argument("--w-gradient", type=float, default=0.0, help="weight of an image-gradient L1 term")
+    g.add_argument(
+        "--w-display",
+        type=float,
+        default=0.0,
+        help="weight of an MSE term on the display image (clipped, sRGB-encoded linear color: what PSNR scores)",
+    )
     g.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no cap; for smoke runs)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, crops and shuffling (saved in config.json)")

@@ -1,7 +1,12 @@
-"""The training loss: w_mse * MSE + w_ssim * (1 - SSIM), plus optional L1 and gradient terms.
+"""The training loss: w_mse * MSE + w_ssim * (1 - SSIM), plus optional L1, gradient and display terms.
 
 Computed in the network's transfer space (the sigmoid output's space), where the
 values lie in [0, 1], so SSIM uses data_range=1. SSIM is pytorch-msssim's.
+
+The display term is the MSE of the display images (linear color clipped to [0, 1],
+sRGB-encoded: ``core.metrics.to_display``), the image that display PSNR scores. The
+transfer-space terms weigh every stop of brightness alike, up to highlights far above
+1, where the display clips; this term weighs errors as the display shows them.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import torch
 from pytorch_msssim import ssim
 from torch import nn
 
+from blender_denoise_addon.core import transfer as tf
+
 
 @dataclass(frozen=True)
 class LossWeights:
@@ -19,9 +26,10 @@ class LossWeights:
     ssim: float = 1.0
     l1: float = 0.0
     gradient: float = 0.0
+    display: float = 0.0
 
     def __post_init__(self) -> None:
-        if min(self.mse, self.ssim, self.l1, self.gradient) < 0 or not any(asdict(self).values()):
+        if min(asdict(self).values()) < 0 or not any(asdict(self).values()):
             raise ValueError(f"loss weights must be >= 0 and not all zero, got {self}")
 
 
@@ -40,13 +48,23 @@ def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class DenoiseLoss(nn.Module):
-    """Returns (total, {term: value}) so the log can show each term."""
+    """Returns (total, {term: value}) so the log can show each term.
 
-    def __init__(self, weights: LossWeights | None = None) -> None:
+    ``transfer`` is the space ``pred`` and ``target`` are in; the display term maps them back
+    to linear with each frame's ``exposure`` (N values, or one for all).
+    """
+
+    def __init__(self, weights: LossWeights | None = None, transfer: str = "log") -> None:
         super().__init__()
         self.weights = weights or LossWeights()
+        self.transfer = transfer
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def display(self, y: torch.Tensor, exposure: torch.Tensor | float) -> torch.Tensor:
+        return tf.srgb_encode(tf.inverse(y, self.transfer, exposure, xp=torch), xp=torch)
+
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, exposure: torch.Tensor | float | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         w = self.weights
         terms: dict[str, torch.Tensor] = {}
         if w.mse:
@@ -58,5 +76,11 @@ class DenoiseLoss(nn.Module):
         if w.gradient:
             (px, py), (tx, ty) = _gradients(pred), _gradients(target)
             terms["gradient"] = torch.mean(torch.abs(px - tx)) + torch.mean(torch.abs(py - ty))
+        if w.display:
+            if exposure is None:
+                raise ValueError("the display loss term needs each frame's exposure")
+            if isinstance(exposure, torch.Tensor):
+                exposure = exposure.to(pred.dtype).view(-1, 1, 1, 1)
+            terms["display"] = torch.mean((self.display(pred, exposure) - self.display(target, exposure)) ** 2)
         total = sum((getattr(w, k) * v for k, v in terms.items()), torch.zeros((), device=pred.device))
         return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -68,6 +68,7 @@ class TrainConfig:
     w_ssim: float = 1.0
     w_l1: float = 0.0
     w_gradient: float = 0.0
+    w_display: float = 0.0
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
@@ -98,7 +99,9 @@ class TrainConfig:
         )
 
     def loss_weights(self) -> LossWeights:
-        return LossWeights(mse=self.w_mse, ssim=self.w_ssim, l1=self.w_l1, gradient=self.w_gradient)
+        return LossWeights(
+            mse=self.w_mse, ssim=self.w_ssim, l1=self.w_l1, gradient=self.w_gradient, display=self.w_display
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -282,7 +285,7 @@ def evaluate_loss(model: ModifiedUNet, loader: DataLoader, loss_fn: DenoiseLoss,
             x, y = to_network(batch, transfer)
             h, w = int(batch["height"][0]), int(batch["width"][0])
             pred = model(x)[..., :h, :w]
-            total, terms = loss_fn(pred, y[..., :h, :w])
+            total, terms = loss_fn(pred, y[..., :h, :w], batch["exposure"])
             for k, v in ({"loss": float(total)} | terms).items():
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
@@ -372,7 +375,7 @@ def train(cfg: TrainConfig) -> Path:
         if cfg.reset_blends:
             init = reset_blends(init, mcfg)
         model.load_state_dict(init)
-    loss_fn = DenoiseLoss(cfg.loss_weights())
+    loss_fn = DenoiseLoss(cfg.loss_weights(), cfg.transfer)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(train_loader)
     if cfg.max_steps:
@@ -420,7 +423,7 @@ def train(cfg: TrainConfig) -> Path:
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not cfg.progress)
         for batch in bar:
             x, y = to_network(batch, cfg.transfer)
-            loss, terms = loss_fn(model(x), y)
+            loss, terms = loss_fn(model(x), y, batch["exposure"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
