@@ -653,6 +653,27 @@ def test_evaluate_writes_metrics_table_and_plots(run_dir, dataset, tmp_path):
     assert "| 1 | noisy |" in table and "| all | oidn_high |" in table
 
 
+def test_evaluate_means_leave_out_frames_equal_to_their_reference():
+    from training.evaluate import aggregate, table_markdown
+
+    def row(spp: int, psnr: float) -> dict:
+        m = {
+            "mse": 0.0 if psnr == np.inf else 10 ** (-psnr / 10),
+            "psnr": psnr,
+            "ssim": 1.0,
+            "relmse": 0.0,
+            "flip": 0.0,
+        }
+        return {"spp": spp} | {f"{k}_{n}": v for k in ("noisy", "ours") for n, v in m.items()}
+
+    # An all-black render: noisy and denoised both equal the black reference.
+    agg = aggregate([row(1, 20.0), row(1, 30.0), row(1, np.inf), row(4, np.inf)])
+    assert agg["1"]["ours"]["psnr"] == pytest.approx(25.0)
+    assert agg["1"]["ours"]["exact"] == 1 and agg["all"]["ours"]["exact"] == 2
+    assert agg["4"]["ours"]["psnr"] == np.inf  # nothing to average
+    assert "left out of the PSNR means): noisy 2, ours 2" in table_markdown(agg)
+
+
 def test_evaluate_an_exported_model_on_png_pairs(exported, dataset, tmp_path):
     from training.__main__ import main
 

@@ -110,8 +110,18 @@ def image_metrics(result: np.ndarray, reference: np.ndarray) -> dict[str, float]
     return {"mse": metrics.mse(da, db), "flip": flip(da, db)} | metrics.report(result, reference)
 
 
+def _mean_psnr(values: list[float]) -> float:
+    """Mean in dB over the frames that differ from their reference (inf, if none does)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.inf
+
+
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """{spp or 'all': {method: {metric: mean}}}; PSNR is averaged in dB, as is usual."""
+    """{spp or 'all': {method: {metric: mean, "exact": frames}}}; PSNR is averaged in dB, as is usual.
+
+    A frame equal to its reference (an all-black render, say) has an infinite PSNR, which
+    would make the mean infinite: PSNR averages the other frames, and ``exact`` counts them.
+    """
     groups: dict[str, list[dict[str, Any]]] = {"all": rows}
     for r in rows:
         groups.setdefault(str(r["spp"]), []).append(r)
@@ -121,7 +131,10 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
         for m in METHODS:
             vals = [r for r in group if f"{m}_psnr" in r]
             if vals:
-                out[key][m] = {k: float(np.mean([r[f"{m}_{k}"] for r in vals])) for k in METRICS}
+                out[key][m] = {k: float(np.mean([r[f"{m}_{k}"] for r in vals])) for k in METRICS if k != "psnr"}
+                psnrs = [float(r[f"{m}_psnr"]) for r in vals]
+                out[key][m]["psnr"] = _mean_psnr(psnrs)
+                out[key][m]["exact"] = float(sum(not math.isfinite(v) for v in psnrs))
     return out
 
 
@@ -135,6 +148,10 @@ def table_markdown(agg: dict[str, dict[str, dict[str, float]]]) -> str:
         for m, v in agg[key].items():
             cells = f"{v['mse']:.3e} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['flip']:.4f} | {v['relmse']:.3e}"
             lines.append(f"| {key} | {m} | {cells} |")
+    exact = {m: int(v.get("exact", 0)) for m, v in agg["all"].items() if v.get("exact")}
+    if exact:
+        counts = ", ".join(f"{m} {n}" for m, n in exact.items())
+        lines.append(f"\nFrames equal to their reference (left out of the PSNR means): {counts}.")
     return "\n".join(lines) + "\n"
 
 
