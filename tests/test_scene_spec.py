@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from blender_denoise_addon.core import dataset_files as df
@@ -18,6 +19,25 @@ def test_spec_is_deterministic_and_json() -> None:
     assert a != ss.scene_spec(7, 4)
     assert a != ss.scene_spec(8, 3)
     assert json.loads(json.dumps(a)) == a
+
+
+def test_another_attempt_draws_another_scene_and_says_so() -> None:
+    first = ss.scene_spec(7, 3, 0)
+    assert "attempt" not in first  # attempt 0 is the scene every earlier dataset has
+    again = ss.scene_spec(7, 3, 1)
+    assert again["attempt"] == 1 and again["index"] == 3
+    assert {k: v for k, v in again.items() if k != "attempt"} != first
+
+
+def test_is_lit_needs_one_percent_of_pixels_above_black() -> None:
+    img = np.zeros((20, 20, 3), np.float32)
+    assert not ss.is_lit(img)
+    img[0, :3, 1] = 0.5  # 3 of 400 pixels: 0.75 %
+    assert not ss.is_lit(img)
+    img[0, :4, 2] = np.inf  # Inf is not light: still 3 pixels
+    assert not ss.is_lit(img)
+    img[1, :4, 0] = 1e-3
+    assert ss.is_lit(img)
 
 
 def test_specs_cover_the_variety() -> None:

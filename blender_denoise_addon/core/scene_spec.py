@@ -174,8 +174,8 @@ def render_seed(seed: int, index: int, spp: int, clean: bool = False) -> int:
     return int(ss.generate_state(1, dtype=np.uint32)[0] & 0x7FFFFFFF)
 
 
-def _rng(seed: int, index: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, index]))
+def _rng(seed: int, index: int, attempt: int = 0) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, index] + ([attempt] if attempt else [])))
 
 
 # ---------------------------------------------------------------------------
@@ -420,9 +420,27 @@ def _room(ctx: _Ctx, radius: float) -> dict[str, Any]:
     }
 
 
-def scene_spec(seed: int, index: int) -> dict[str, Any]:
-    """The random scene for sample ``index`` of a dataset with ``seed``. Deterministic."""
-    rng = _rng(seed, index)
+# Draws per sample: the generator re-draws a scene whose probe render is black (see ``is_lit``).
+MAX_ATTEMPTS = 4
+
+
+def is_lit(probe_rgb: np.ndarray, min_fraction: float = 0.01) -> bool:
+    """Whether a probe render shows anything: at least ``min_fraction`` of its pixels not black.
+
+    About 1.4 % of random scenes render entirely black (a camera inside an object, or daylight
+    that no opening lets into a room with a black world): nothing to learn, and their metrics
+    are meaningless, so the generator draws another scene for that sample instead.
+    """
+    rgb = np.nan_to_num(np.asarray(probe_rgb, np.float32)[..., :3], nan=0.0, posinf=0.0, neginf=0.0)
+    return bool(np.mean(rgb.max(axis=-1) > 1e-6) >= min_fraction)
+
+
+def scene_spec(seed: int, index: int, attempt: int = 0) -> dict[str, Any]:
+    """The random scene for sample ``index`` of a dataset with ``seed``. Deterministic.
+
+    ``attempt`` > 0 draws another scene for the same sample (when an earlier draw rendered black).
+    """
+    rng = _rng(seed, index, attempt)
     layout = str(rng.choice(LAYOUTS, p=[0.35, 0.2, 0.3, 0.15]))
     # Scene scale spans two orders of magnitude: matters for SSS radii, fog density, DOF.
     scale = _f(np.exp(rng.uniform(np.log(0.2), np.log(8.0))))
@@ -552,7 +570,7 @@ def scene_spec(seed: int, index: int) -> dict[str, Any]:
             "anisotropy": _f(rng.uniform(-0.3, 0.8)),
         }
 
-    return {
+    spec = {
         "spec_version": SPEC_VERSION,
         "seed": int(seed),
         "index": int(index),
@@ -567,6 +585,9 @@ def scene_spec(seed: int, index: int) -> dict[str, Any]:
         "camera": camera,
         "volume": volume,
     }
+    if attempt:
+        spec["attempt"] = int(attempt)
+    return spec
 
 
 def spec_summary(spec: dict[str, Any]) -> dict[str, Any]:

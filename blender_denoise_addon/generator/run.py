@@ -106,10 +106,8 @@ class DatasetJob:
             p.unlink(missing_ok=True)
         df.sample_dir(root, index).mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        spec = ss.scene_spec(st.seed, index)
-        built = build_scene(spec)
+        spec, built, render_settings = self._lit_scene(index)
         try:
-            render_settings = configure(built.scene, st)
             build_seconds = time.perf_counter() - t0
             noisy = []
             for spp in st.noisy_spp:
@@ -167,6 +165,33 @@ class DatasetJob:
         }
         df.write_json_atomic(df.record_path(root, index), record)  # last: marks the sample complete
         yield Step(index, "sample", None, sample_done=True)
+
+    def _lit_scene(self, index: int) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+        """The first of the sample's scene draws whose 1 spp probe render is not black.
+
+        The probe (same resolution, its own fixed seed) is deterministic, so a resumed run picks
+        the same draw; it is deleted at once. After ``MAX_ATTEMPTS`` black draws the last is kept.
+        """
+        st = self.settings
+        probe = df.sample_dir(self.root, index) / f".probe{df.PARTIAL}.exr"
+        for attempt in range(ss.MAX_ATTEMPTS):
+            spec = ss.scene_spec(st.seed, index, attempt)
+            built = build_scene(spec)
+            try:
+                render_settings = configure(built.scene, st)
+                if attempt == ss.MAX_ATTEMPTS - 1:
+                    return spec, built, render_settings
+                render_exr(built.scene, probe, 1, ss.render_seed(st.seed, index, 0), quiet=self.quiet)
+                lit = ss.is_lit(read_image(probe).color)
+            except BaseException:
+                built.remove()
+                raise
+            finally:
+                probe.unlink(missing_ok=True)
+            if lit:
+                return spec, built, render_settings
+            built.remove()
+        raise AssertionError("unreachable")
 
     def _write_pngs(self, index: int) -> float:
         clean = read_image(df.clean_exr(self.root, index)).color
