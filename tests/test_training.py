@@ -365,6 +365,13 @@ def test_display_loss_is_the_display_mse_that_psnr_scores():
     assert float(p.grad[~clipped].abs().max()) > 0.0
     with pytest.raises(ValueError, match="exposure"):
         loss_fn(p, t)
+    # The psnr term: each frame's PSNR shortfall below 50 dB, averaged over frames.
+    _, terms = DenoiseLoss(LossWeights(mse=0, ssim=0, psnr=1), "log")(p, t, exposure)
+    shortfall = [
+        50 - metrics.psnr(metrics.to_display(a.transpose(1, 2, 0)), metrics.to_display(b.transpose(1, 2, 0)))
+        for a, b in zip(pred, target, strict=True)
+    ]
+    assert terms["psnr"] == pytest.approx(np.mean(shortfall), abs=0.05)
 
 
 # --- export and the core ----------------------------------------------------

@@ -113,6 +113,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         default=0.0,
         help="weight of an MSE term on the display image (clipped, sRGB-encoded linear color: what PSNR scores)",
     )
+    g.add_argument(
+        "--w-psnr",
+        type=float,
+        default=0.0,
+        help="weight of a term that is each frame's display PSNR below 50 dB, averaged (evaluation averages PSNR)",
+    )
     g.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no cap; for smoke runs)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, crops and shuffling (saved in config.json)")

@@ -1,4 +1,4 @@
-"""The training loss: w_mse * MSE + w_ssim * (1 - SSIM), plus optional L1, gradient and display terms.
+"""The training loss: w_mse * MSE + w_ssim * (1 - SSIM), plus optional L1, gradient, display and psnr terms.
 
 Computed in the network's transfer space (the sigmoid output's space), where the
 values lie in [0, 1], so SSIM uses data_range=1. SSIM is pytorch-msssim's.
@@ -7,6 +7,11 @@ The display term is the MSE of the display images (linear color clipped to [0, 1
 sRGB-encoded: ``core.metrics.to_display``), the image that display PSNR scores. The
 transfer-space terms weigh every stop of brightness alike, up to highlights far above
 1, where the display clips; this term weighs errors as the display shows them.
+
+The psnr term is each frame's display PSNR shortfall, ``10 log10(1 + MSE / 1e-5)`` (about
+50 dB minus the frame's PSNR, softly capped at 50 dB), averaged over the batch. Evaluation
+averages PSNR in dB over frames, which weighs a frame's error relative to how clean it
+already is: a pooled MSE lets the worst frames dominate, this term does not.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ class LossWeights:
     l1: float = 0.0
     gradient: float = 0.0
     display: float = 0.0
+    psnr: float = 0.0
 
     def __post_init__(self) -> None:
         if min(asdict(self).values()) < 0 or not any(asdict(self).values()):
@@ -45,6 +51,10 @@ def ssim_value(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def _gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+# Display MSE of a 50 dB frame: the psnr term stops rewarding frames cleaner than that.
+PSNR_FLOOR = 1e-5
 
 
 class DenoiseLoss(nn.Module):
@@ -76,11 +86,15 @@ class DenoiseLoss(nn.Module):
         if w.gradient:
             (px, py), (tx, ty) = _gradients(pred), _gradients(target)
             terms["gradient"] = torch.mean(torch.abs(px - tx)) + torch.mean(torch.abs(py - ty))
-        if w.display:
+        if w.display or w.psnr:
             if exposure is None:
-                raise ValueError("the display loss term needs each frame's exposure")
+                raise ValueError("the display and psnr loss terms need each frame's exposure")
             if isinstance(exposure, torch.Tensor):
                 exposure = exposure.to(pred.dtype).view(-1, 1, 1, 1)
-            terms["display"] = torch.mean((self.display(pred, exposure) - self.display(target, exposure)) ** 2)
+            frame_mse = torch.mean((self.display(pred, exposure) - self.display(target, exposure)) ** 2, dim=(1, 2, 3))
+            if w.display:
+                terms["display"] = torch.mean(frame_mse)
+            if w.psnr:
+                terms["psnr"] = torch.mean(10.0 * torch.log10(1.0 + frame_mse / PSNR_FLOOR))
         total = sum((getattr(w, k) * v for k, v in terms.items()), torch.zeros((), device=pred.device))
         return total, {k: float(v.detach()) for k, v in terms.items()}

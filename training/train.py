@@ -69,6 +69,7 @@ class TrainConfig:
     w_l1: float = 0.0
     w_gradient: float = 0.0
     w_display: float = 0.0
+    w_psnr: float = 0.0
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
