@@ -45,9 +45,25 @@ class ExportReport:
 
 
 def random_input(info: ModelInfo, n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
-    """Plausible network-space input: transferred color and albedo in [0, 1], normals in [-1, 1]."""
+    """Plausible network-space input: albedo in [0, 1], normals in [-1, 1], and transferred
+    color in [0, 0.6] (up to about 9 stops above the autoexposure key) with 3 % of the pixels
+    anywhere up to 1 (isolated highlights, up to the half-float maximum).
+
+    Not uniform in [0, 1]: whole neighbourhoods thousands of times brighter than the key never
+    occur after autoexposure, and there float32 rounding of the linear-space kernels alone
+    (same weights, another summation order) made onnxruntime and PyTorch differ by 7e-4 on a
+    model that agrees within 2e-6 on real frames.
+    """
     rng = np.random.default_rng(seed)
-    parts = [rng.random((n, 3, h, w)) if p != "normal" else rng.uniform(-1, 1, (n, 3, h, w)) for p in info.inputs]
+    parts = []
+    for p in info.inputs:
+        if p == "normal":
+            parts.append(rng.uniform(-1, 1, (n, 3, h, w)))
+        elif p == "color":
+            hot = rng.random((n, 1, h, w)) < 0.03
+            parts.append(np.where(hot, rng.uniform(0.6, 1.0, (n, 3, h, w)), rng.uniform(0.0, 0.6, (n, 3, h, w))))
+        else:
+            parts.append(rng.random((n, 3, h, w)))
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
