@@ -374,6 +374,43 @@ def test_display_loss_is_the_display_mse_that_psnr_scores():
     assert terms["psnr"] == pytest.approx(np.mean(shortfall), abs=0.05)
 
 
+def test_validation_psnr_is_the_mean_display_psnr_that_evaluation_reports():
+    from blender_denoise_addon.core import metrics
+    from training.losses import DenoiseLoss, LossWeights
+    from training.train import evaluate_loss
+
+    rng = np.random.default_rng(4)
+    target = rng.gamma(0.8, 0.4, (3, 3, 16, 16)).astype(np.float32)
+    pred = (target * rng.uniform(0.5, 1.5, target.shape)).astype(np.float32)
+    pred[2] = target[2]  # a frame equal to its target: inf PSNR, left out of the mean
+    exposure = [0.7, 3.0, 1.0]
+    batches = [
+        {
+            "color": torch.from_numpy(pred[i : i + 1]),
+            "target": torch.from_numpy(target[i : i + 1]),
+            "exposure": torch.tensor([exposure[i]]),
+            "height": torch.tensor([16]),
+            "width": torch.tensor([16]),
+        }
+        for i in range(3)
+    ]
+
+    class Identity(torch.nn.Module):  # the "denoiser" returns its input: the prediction is pred
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    # The loss weights do not change psnr_db: runs with other loss terms compare on it.
+    for weights in (LossWeights(), LossWeights(mse=0, ssim=0, psnr=1)):
+        val = evaluate_loss(Identity(), batches, DenoiseLoss(weights, "log"), "log")  # type: ignore[arg-type]
+        want = np.mean(
+            [
+                metrics.psnr(metrics.to_display(p.transpose(1, 2, 0)), metrics.to_display(t.transpose(1, 2, 0)))
+                for p, t in zip(pred[:2], target[:2], strict=True)
+            ]
+        )
+        assert val["psnr_db"] == pytest.approx(want, abs=0.02)
+
+
 # --- export and the core ----------------------------------------------------
 
 

@@ -277,21 +277,33 @@ def _loader(ds: Any, batch: int, shuffle: bool, workers: int, seed: int) -> Data
 
 
 def evaluate_loss(model: ModifiedUNet, loader: DataLoader, loss_fn: DenoiseLoss, transfer: str) -> dict[str, float]:
-    """Mean loss terms over full frames (padding cropped off before the loss)."""
+    """Mean loss terms over full frames (padding cropped off before the loss), and ``psnr_db``.
+
+    ``psnr_db`` is the mean display PSNR over frames, what evaluation reports, whatever the loss
+    weights: runs with different loss terms compare on it. Frames equal to their target are
+    left out of it (inf), as in evaluation.
+    """
     model.eval()
     sums: dict[str, float] = {}
     n = 0
+    psnrs: list[float] = []
     with torch.no_grad():
         for batch in loader:
             x, y = to_network(batch, transfer)
             h, w = int(batch["height"][0]), int(batch["width"][0])
-            pred = model(x)[..., :h, :w]
-            total, terms = loss_fn(pred, y[..., :h, :w], batch["exposure"])
+            pred, target = model(x)[..., :h, :w], y[..., :h, :w]
+            total, terms = loss_fn(pred, target, batch["exposure"])
             for k, v in ({"loss": float(total)} | terms).items():
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
+            exposure = batch["exposure"].to(pred.dtype).view(-1, 1, 1, 1)
+            frame_mse = torch.mean(
+                (loss_fn.display(pred, exposure) - loss_fn.display(target, exposure)) ** 2, dim=(1, 2, 3)
+            )
+            psnrs += [float(-10.0 * torch.log10(m)) for m in frame_mse.double() if m > 0]
     model.train()
-    return {k: v / max(1, n) for k, v in sums.items()}
+    means = {k: v / max(1, n) for k, v in sums.items()}
+    return means | {"psnr_db": sum(psnrs) / len(psnrs) if psnrs else math.nan}
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:
@@ -452,7 +464,7 @@ def train(cfg: TrainConfig) -> Path:
         if improved:
             _save(out / BEST, state)
         print(
-            f"epoch {epoch + 1}: train {row['train_loss']:.5f} val {val['loss']:.5f}"
+            f"epoch {epoch + 1}: train {row['train_loss']:.5f} val {val['loss']:.5f} ({val['psnr_db']:.2f} dB)"
             f"{' (best)' if improved else ''} lr {row['lr']:.2e} {row['seconds']:.1f}s",
             file=sys.stderr,
         )
