@@ -374,6 +374,17 @@ def test_display_loss_is_the_display_mse_that_psnr_scores():
     assert terms["psnr"] == pytest.approx(np.mean(shortfall), abs=0.05)
 
 
+def test_every_loss_weight_flag_reaches_the_loss():
+    from dataclasses import fields
+
+    from training.losses import LossWeights
+    from training.train import TrainConfig
+
+    for i, f in enumerate(fields(LossWeights)):
+        weights = TrainConfig(data="d", out="o", **{f"w_{f.name}": 0.25 + i}).loss_weights()  # type: ignore[arg-type]
+        assert getattr(weights, f.name) == 0.25 + i, f.name
+
+
 def test_validation_psnr_is_the_mean_display_psnr_that_evaluation_reports():
     from blender_denoise_addon.core import metrics
     from training.losses import DenoiseLoss, LossWeights

@@ -100,9 +100,8 @@ class TrainConfig:
         )
 
     def loss_weights(self) -> LossWeights:
-        return LossWeights(
-            mse=self.w_mse, ssim=self.w_ssim, l1=self.w_l1, gradient=self.w_gradient, display=self.w_display
-        )
+        # Every LossWeights term has its w_<term> field here: a new term cannot be left out.
+        return LossWeights(**{f.name: getattr(self, f"w_{f.name}") for f in fields(LossWeights)})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
