@@ -72,6 +72,14 @@ class DenoiseLoss(nn.Module):
     def display(self, y: torch.Tensor, exposure: torch.Tensor | float) -> torch.Tensor:
         return tf.srgb_encode(tf.inverse(y, self.transfer, exposure, xp=torch), xp=torch)
 
+    def frame_display_mse(
+        self, pred: torch.Tensor, target: torch.Tensor, exposure: torch.Tensor | float
+    ) -> torch.Tensor:
+        """Each frame's display MSE (N values): what display PSNR scores."""
+        if isinstance(exposure, torch.Tensor):
+            exposure = exposure.to(pred.dtype).view(-1, 1, 1, 1)
+        return torch.mean((self.display(pred, exposure) - self.display(target, exposure)) ** 2, dim=(1, 2, 3))
+
     def forward(
         self, pred: torch.Tensor, target: torch.Tensor, exposure: torch.Tensor | float | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -89,9 +97,7 @@ class DenoiseLoss(nn.Module):
         if w.display or w.psnr:
             if exposure is None:
                 raise ValueError("the display and psnr loss terms need each frame's exposure")
-            if isinstance(exposure, torch.Tensor):
-                exposure = exposure.to(pred.dtype).view(-1, 1, 1, 1)
-            frame_mse = torch.mean((self.display(pred, exposure) - self.display(target, exposure)) ** 2, dim=(1, 2, 3))
+            frame_mse = self.frame_display_mse(pred, target, exposure)
             if w.display:
                 terms["display"] = torch.mean(frame_mse)
             if w.psnr:

@@ -295,10 +295,7 @@ def evaluate_loss(model: ModifiedUNet, loader: DataLoader, loss_fn: DenoiseLoss,
             for k, v in ({"loss": float(total)} | terms).items():
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
-            exposure = batch["exposure"].to(pred.dtype).view(-1, 1, 1, 1)
-            frame_mse = torch.mean(
-                (loss_fn.display(pred, exposure) - loss_fn.display(target, exposure)) ** 2, dim=(1, 2, 3)
-            )
+            frame_mse = loss_fn.frame_display_mse(pred, target, batch["exposure"])
             psnrs += [float(-10.0 * torch.log10(m)) for m in frame_mse.double() if m > 0]
     model.train()
     means = {k: v / max(1, n) for k, v in sums.items()}
