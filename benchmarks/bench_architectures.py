@@ -27,6 +27,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 KERNEL_HEAD = {"head": "kernel", "kernel_size": 3, "kernel_scales": 5, "depth": 4}
+V5 = {
+    "width": 16,
+    "growth": 16,
+    "upsample": "nearest",
+    "kernel_space": "both",
+    "demodulate": True,
+    "picker_width": 8,
+}
 # (label, UNetConfig arguments); the first row is the shape of the v1/v2 models.
 SHAPES: list[tuple[str, dict]] = [
     ("v2: width 16 growth 8 transpose", {"width": 16, "growth": 8, "upsample": "transpose"}),
@@ -51,17 +59,11 @@ SHAPES: list[tuple[str, dict]] = [
             "picker_width": 8,
         },
     ),
-    (
-        "v4 aux with nearest upsampling",
-        {
-            "width": 16,
-            "growth": 16,
-            "upsample": "nearest",
-            "kernel_space": "both",
-            "demodulate": True,
-            "picker_width": 8,
-        },
-    ),
+    ("v5 aux: v4 aux with nearest upsampling", V5),
+    ("v5 aux + refine branch (8)", V5 | {"refine_width": 8}),
+    ("v5 aux + refine branch (16)", V5 | {"refine_width": 16}),
+    ("v5 aux + post kernel (3)", V5 | {"post_kernel": 3}),
+    ("v5 aux + post kernel (3) + refine branch (8)", V5 | {"post_kernel": 3, "refine_width": 8}),
     ("width 16 growth 16 nearest", {"width": 16, "growth": 16, "upsample": "nearest"}),
     (
         "width 16 growth 16 nearest, both + demodulate",

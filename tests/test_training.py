@@ -172,6 +172,10 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
                 strip(child)
 
     strip(net)
+    with torch.no_grad():  # branches that start at zero (picker, refine) must carry gradient too
+        for param in net.parameters():
+            if not param.abs().sum():
+                param.normal_(0.0, 0.1)
     return net
 
 
@@ -198,6 +202,19 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
             demodulate=True,
             picker_width=2,
         ),
+        UNetConfig(
+            inputs="color,albedo",
+            width=4,
+            growth=2,
+            depth=2,
+            head="kernel",
+            kernel_size=3,
+            kernel_scales=3,
+            kernel_space="both",
+            demodulate=True,
+            refine_width=3,
+            post_kernel=3,
+        ),
     ],
     ids=[
         "d1",
@@ -210,6 +227,7 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
         "kernel-linear",
         "kernel-both",
         "kernel-both-demodulate",
+        "kernel-refine-post",
     ],
 )
 def test_receptive_field_is_exact_for_every_phase(cfg):
@@ -246,6 +264,8 @@ def test_default_model_is_base_sized_and_macs_match_the_layers():
             kernel_space="both",
             demodulate=True,
             picker_width=3,
+            refine_width=5,
+            post_kernel=3,
         )
     )
 
@@ -268,6 +288,7 @@ def _check_macs(small: UNetConfig) -> None:
     if small.head == "kernel":  # the per-pixel weighted sums are not convolutions
         k2 = small.kernel_size**2
         conv_macs -= sum(4.0**-s * k2 * small.planes for s in range(small.kernel_scales))
+        conv_macs -= small.post_kernel**2 * 3
     assert macs / (32 * 32) == pytest.approx(conv_macs)
 
 
@@ -642,6 +663,57 @@ def test_demodulate_grows_a_model_that_matches_where_albedo_is_flat(tmp_path):
         torch.testing.assert_close(picked(x), grown(x), atol=1e-6, rtol=0)
         picked.picker[2].bias.fill_(-5.0)
         assert float((picked(x) - grown(x)).abs().max()) > 1e-3
+
+
+def test_post_kernel_starts_as_no_change_then_smooths_or_sharpens(tmp_path):
+    """--post-kernel on --init weights without it: the same function; gain 1 box-filters, gain -1 sharpens."""
+    from training.train import fitted_weights
+
+    kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
+    torch.manual_seed(0)
+    plain = ModifiedUNet(UNetConfig(**kw)).eval()
+    post = ModifiedUNet(UNetConfig(post_kernel=3, **kw)).eval()
+    path = tmp_path / "plain.pt"
+    torch.save({"model": plain.state_dict(), "model_config": plain.config.to_dict()}, path)
+    post.load_state_dict(fitted_weights(post, path))
+    x = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
+    with torch.no_grad():
+        base = plain(x)
+        torch.testing.assert_close(post(x), base, atol=0, rtol=0)
+        post.post_head.bias[-1] = 5.0  # gain clamped to 1: the box-filtered result
+        smoothed = post(x)
+        post.post_head.bias[-1] = -1.0
+        sharpened = post(x)
+    box = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(base, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    torch.testing.assert_close(smoothed, box, atol=1e-6, rtol=0)
+    inner = (slice(None), slice(None), slice(2, -2), slice(2, -2))
+    assert float(smoothed[inner].std()) < float(base[inner].std()) < float(sharpened[inner].std())
+
+
+def test_refine_branch_starts_as_the_model_it_grows_and_stays_bounded(tmp_path):
+    """--refine-width on --init weights without it: same function at first, then corrections of at most the bound."""
+    from training.model import REFINE_BOUND
+    from training.train import fitted_weights
+
+    kw = dict(inputs="color,albedo,normal", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
+    torch.manual_seed(0)
+    plain = ModifiedUNet(UNetConfig(kernel_space="both", **kw)).eval()
+    refined = ModifiedUNet(UNetConfig(kernel_space="both", refine_width=4, **kw)).eval()
+    path = tmp_path / "plain.pt"
+    torch.save({"model": plain.state_dict(), "model_config": plain.config.to_dict()}, path)
+    refined.load_state_dict(fitted_weights(refined, path))
+    x = torch.rand(2, 9, 32, 32) * 0.5 + 0.25
+    with torch.no_grad():
+        torch.testing.assert_close(refined(x), plain(x), atol=0, rtol=0)
+        refined.refine[2].bias.fill_(100.0)  # saturated: every pixel pushed up by the whole bound
+        shift = refined(x) - plain(x)
+    assert float(shift.max()) == pytest.approx(REFINE_BOUND, abs=1e-5) and float(shift.min()) > 0
+    # Widened, the branch reads more features: it restarts at zero, so the function is still the source's.
+    wide = ModifiedUNet(UNetConfig(**(kw | {"width": 6}), kernel_space="both", refine_width=4)).eval()
+    wide.load_state_dict(widened_state(wide, refined.state_dict()))
+    with torch.no_grad():
+        torch.testing.assert_close(wide(x), plain(x), atol=1e-5, rtol=0)
+    assert not wide.refine[2].bias.detach().any()
 
 
 def test_kernel_weights_average_neighbours():

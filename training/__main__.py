@@ -80,6 +80,22 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "demodulated or the plain result per pixel (0: none; --widen adds it to a model without it)",
     )
     g.add_argument(
+        "--refine-width",
+        type=int,
+        default=0,
+        help="kernel head: channels of a small 3x3 conv branch on the last decoder features and the filtered "
+        "result that adds a bounded correction to it, to rebuild edges the coarse scales blurred (0: none; "
+        "--init adds it, starting at zero, to a model without it)",
+    )
+    g.add_argument(
+        "--post-kernel",
+        type=int,
+        default=0,
+        help="kernel head: size of one more per-pixel kernel at full resolution over the combined result, blended "
+        "in by a learnt gain, to smooth the pixel-level noise the finest scale leaves (0: none; --init adds it, "
+        "starting as no change, to a model without it)",
+    )
+    g.add_argument(
         "--upsample",
         choices=("nearest", "transpose"),  # training.model.UPSAMPLES (not imported: it loads torch)
         default="nearest",

@@ -35,6 +35,8 @@ KERNEL_SPACES = ("log", "linear", "both")
 LEGACY_DEFAULTS: dict[str, Any] = {"upsample": "transpose"}
 # Added to the albedo before dividing by it, so black albedo does not blow up irradiance.
 DEMODULATE_EPS = 0.01
+# Largest correction the refine branch adds, in the log transfer's units (1/24 is one stop).
+REFINE_BOUND = 0.05
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,16 @@ class UNetConfig:
     # adds to the demodulated-vs-plain logit: it sees pixel-level albedo noise directly (0: none).
     picker_width: int = 0
     upsample: str = "nearest"
+    # Kernel head: channels of a two-layer 3x3 conv branch on the last decoder features and the
+    # filtered result that adds a bounded correction (REFINE_BOUND) to it (0: none). A weighted
+    # average of noisy neighbours cannot rebuild an edge the coarse scales blurred; the
+    # correction can, and its bound keeps it from inventing highlights.
+    refine_width: int = 0
+    # Kernel head: size of one more per-pixel softmax kernel at full resolution, run over the
+    # combined result and blended in by a learnt gain in [-1, 1] (0: none). The finest scale's
+    # 3x3 average leaves pixel-level noise in flat areas that the coarse scales cannot replace
+    # (they swap in low frequencies only); a negative gain sharpens (unsharp masking) instead.
+    post_kernel: int = 0
     # Where the kernel head averages: 'log' (the network space), 'linear' (exposure-scaled
     # radiance), or 'both' with a learnt per-pixel blend. A mean of log values is a biased, too
     # dark estimate of noisy radiance (at 4 spp by 10-94 % over 4x4 blocks on the test scenes),
@@ -88,6 +100,10 @@ class UNetConfig:
             raise ValueError("demodulate needs the kernel head and an albedo input")
         if self.picker_width and not self.demodulate:
             raise ValueError("picker_width needs demodulate")
+        if (self.refine_width or self.post_kernel) and self.head != "kernel":
+            raise ValueError("refine_width and post_kernel need the kernel head")
+        if self.post_kernel < 0 or (self.post_kernel and self.post_kernel % 2 == 0):
+            raise ValueError(f"post_kernel must be odd (or 0: none), got {self.post_kernel}")
         if self.kernel_space not in KERNEL_SPACES:
             raise ValueError(f"kernel_space must be one of {', '.join(KERNEL_SPACES)}, got {self.kernel_space!r}")
         if self.kernel_space != "log" and self.head != "kernel":
@@ -137,8 +153,10 @@ class UNetConfig:
         The deepest path bounds every skip path, so following it is exact.
         """
         radius = 0
+        # The post kernel and the refine branch's two 3x3 convs read the kernel head's output further out.
+        r = (2 if self.refine_width else 0) + self.post_kernel // 2
         for x in range(self.alignment):
-            lo, hi = self._kernel_deps(0, x, x) if self.head == "kernel" else _walk(self._ops(), x, x)
+            lo, hi = self._kernel_deps(0, x - r, x + r) if self.head == "kernel" else _walk(self._ops(), x, x)
             radius = max(radius, x - lo, hi - x)
         return 2 * radius + 1
 
@@ -189,7 +207,10 @@ class UNetConfig:
         k2 = self.kernel_size**2
         for s in range(self.kernel_scales):
             total += 4.0**-s * (ch[s] * (k2 + self.blend_channels) + k2 * self.planes)
-        return total + 9 * (self.in_channels * self.picker_width + self.picker_width)
+        total += 9 * (self.in_channels * self.picker_width + self.picker_width)
+        total += 9 * ((self.channels[0] + 3) * self.refine_width + self.refine_width * 3)
+        p2 = self.post_kernel**2
+        return total + (self.channels[0] * (p2 + 1) + p2 * 3 if self.post_kernel else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -255,6 +276,21 @@ class ModifiedUNet(nn.Module):
                 # Zero out: adding the branch to a trained model starts from what it computed.
                 nn.init.zeros_(self.picker[2].weight)
                 nn.init.zeros_(self.picker[2].bias)
+            if config.post_kernel:
+                # Kernel logits and the gain; all zero: a box kernel blended in at gain 0 (no change).
+                self.post_head = nn.Conv2d(ch[0], config.post_kernel**2 + 1, 1)
+                nn.init.zeros_(self.post_head.weight)
+                nn.init.zeros_(self.post_head.bias)
+            if config.refine_width:
+                rw = config.refine_width
+                self.refine = nn.Sequential(
+                    nn.Conv2d(ch[0] + 3, rw, 3, padding=1),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(rw, 3, 3, padding=1),
+                )
+                # Zero out, as the picker: a refined model starts from what it was grown from.
+                nn.init.zeros_(self.refine[2].weight)
+                nn.init.zeros_(self.refine[2].bias)
         else:
             self.head = nn.Conv2d(ch[0], 3, 1)
             if config.residual:
@@ -328,6 +364,13 @@ class ModifiedUNet(nn.Module):
         elif cfg.kernel_space == "both":  # scale 0's second blend weight picks linear over log
             gamma = blends[0][:, 1:2]
             out = gamma * tf.forward(out[:, 3:].clamp(min=0.0), "log", xp=torch) + (1 - gamma) * out[:, :3]
+        if cfg.post_kernel:
+            logits = self.post_head(features[0])
+            p2 = cfg.post_kernel**2
+            gain = logits[:, p2:].clamp(-1.0, 1.0)
+            out = out + gain * (apply_kernels(out, _softmax_channels(logits[:, :p2]), cfg.post_kernel) - out)
+        if cfg.refine_width:
+            out = out + REFINE_BOUND * torch.tanh(self.refine(torch.cat([features[0], out], dim=1)))
         return out.clamp(0.0, 1.0)
 
 
@@ -389,11 +432,18 @@ def widened_state(model: ModifiedUNet, small: dict[str, torch.Tensor]) -> dict[s
         # A model grown by --demodulate has more blend logits: the new ones start at 0 (weight 0.5).
         where[f"kernel_heads.{s}"] = (r(int(small[f"kernel_heads.{s}.bias"].shape[0])), r(old[s]))
     where["head"] = (r(3), r(old[0]))
+    refine = {k: v for k, v in own.items() if k.startswith(("refine.", "post_head."))}
+    refine_fits = all(k in small and small[k].shape == v.shape for k, v in refine.items())
     out: dict[str, torch.Tensor] = {}
     for name, value in own.items():
         prefix, kind = name.rsplit(".", 1)
         if prefix.startswith("picker."):  # not widened; a model grown by --picker-width starts with its own
             out[name] = small[name].clone() if name in small else value.clone()
+            continue
+        if prefix.startswith(
+            ("refine.", "post_head.")
+        ):  # they read the widened features: restart if they no longer fit
+            out[name] = small[name].clone() if refine_fits else value.clone()
             continue
         rows, cols = where[prefix]
         w = value.clone()

@@ -53,6 +53,8 @@ class TrainConfig:
     kernel_scales: int = 4
     demodulate: bool = False
     picker_width: int = 0
+    refine_width: int = 0
+    post_kernel: int = 0
     upsample: str = "nearest"
     kernel_space: str = "log"
     epochs: int = 30
@@ -95,6 +97,8 @@ class TrainConfig:
             kernel_scales=self.kernel_scales,
             demodulate=self.demodulate,
             picker_width=self.picker_width,
+            refine_width=self.refine_width,
+            post_kernel=self.post_kernel,
             upsample=self.upsample,
             kernel_space=self.kernel_space,
         )
@@ -231,6 +235,9 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
             weights = widened_state(model, weights)
         except (KeyError, ValueError) as e:
             raise DenoiseError(f"--init {path} --widen: {e}") from None
+    # A refine branch or post kernel the source lacks starts as this model built it: its zero output layer
+    # leaves the function as it was.
+    weights = {k: own[k] for k in own if k.startswith(("refine.", "post_head.")) and k not in weights} | weights
     missing = [k for k in own if k not in weights]
     wrong = [
         f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}"
