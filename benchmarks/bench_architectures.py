@@ -64,6 +64,7 @@ SHAPES: list[tuple[str, dict]] = [
     ("v5 aux + refine branch (16)", V5 | {"refine_width": 16}),
     ("v5 aux + post kernel (3)", V5 | {"post_kernel": 3}),
     ("v5 aux + post kernel (3) + refine branch (8)", V5 | {"post_kernel": 3, "refine_width": 8}),
+    ("v5 aux + post kernel (3) + picker on the results", V5 | {"post_kernel": 3, "picker_results": True}),
     ("width 16 growth 16 nearest", {"width": 16, "growth": 16, "upsample": "nearest"}),
     (
         "width 16 growth 16 nearest, both + demodulate",

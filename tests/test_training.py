@@ -214,6 +214,8 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
             demodulate=True,
             refine_width=3,
             post_kernel=3,
+            picker_width=2,
+            picker_results=True,
         ),
     ],
     ids=[
@@ -227,7 +229,7 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
         "kernel-linear",
         "kernel-both",
         "kernel-both-demodulate",
-        "kernel-refine-post",
+        "kernel-refine-post-picker-results",
     ],
 )
 def test_receptive_field_is_exact_for_every_phase(cfg):
@@ -266,6 +268,7 @@ def test_default_model_is_base_sized_and_macs_match_the_layers():
             picker_width=3,
             refine_width=5,
             post_kernel=3,
+            picker_results=True,
         )
     )
 
@@ -688,6 +691,38 @@ def test_post_kernel_starts_as_no_change_then_smooths_or_sharpens(tmp_path):
     torch.testing.assert_close(smoothed, box, atol=1e-6, rtol=0)
     inner = (slice(None), slice(None), slice(2, -2), slice(2, -2))
     assert float(smoothed[inner].std()) < float(base[inner].std()) < float(sharpened[inner].std())
+
+
+def test_picker_results_grow_a_picker_that_then_reads_both_results(tmp_path):
+    """--picker-results on --init weights without it: zero weights on the new inputs, the same function."""
+    from training.train import fitted_weights
+
+    kw = dict(
+        inputs="color,albedo,normal",
+        width=4,
+        growth=2,
+        depth=2,
+        head="kernel",
+        kernel_size=3,
+        kernel_scales=3,
+        kernel_space="both",
+        demodulate=True,
+        picker_width=3,
+    )
+    torch.manual_seed(0)
+    plain = ModifiedUNet(UNetConfig(**kw)).eval()
+    with torch.no_grad():
+        plain.picker[2].weight.normal_(0.0, 0.5)  # a trained picker, so the branch is live
+    grown = ModifiedUNet(UNetConfig(picker_results=True, **kw)).eval()
+    path = tmp_path / "plain.pt"
+    torch.save({"model": plain.state_dict(), "model_config": plain.config.to_dict()}, path)
+    grown.load_state_dict(fitted_weights(grown, path))
+    assert grown.picker[0].weight.shape[1] == 9 + 6 and not grown.picker[0].weight[:, 9:].detach().any()
+    x = torch.rand(2, 9, 32, 32) * 0.5 + 0.25
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x), plain(x), atol=1e-6, rtol=0)
+        grown.picker[0].weight[:, 9:] = 1.0  # now it reads the results
+        assert float((grown(x) - plain(x)).abs().max()) > 1e-4
 
 
 def test_refine_branch_starts_as_the_model_it_grows_and_stays_bounded(tmp_path):

@@ -80,6 +80,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "demodulated or the plain result per pixel (0: none; --widen adds it to a model without it)",
     )
     g.add_argument(
+        "--picker-results",
+        action="store_true",
+        help="with --picker-width: the branch also sees the plain and the remodulated result, to compare them "
+        "(--init adds their inputs, with zero weights, to a model without them)",
+    )
+    g.add_argument(
         "--refine-width",
         type=int,
         default=0,

@@ -63,6 +63,10 @@ class UNetConfig:
     # With demodulate: channels of a small two-layer 3x3 conv branch on the inputs whose output
     # adds to the demodulated-vs-plain logit: it sees pixel-level albedo noise directly (0: none).
     picker_width: int = 0
+    # With picker_width: the branch also sees the plain and remodulated results (in the log
+    # transfer), so it can compare them: where the plain one is blurred across an albedo edge
+    # that the remodulated one keeps sharp, for instance.
+    picker_results: bool = False
     upsample: str = "nearest"
     # Kernel head: channels of a two-layer 3x3 conv branch on the last decoder features and the
     # filtered result that adds a bounded correction (REFINE_BOUND) to it (0: none). A weighted
@@ -100,6 +104,8 @@ class UNetConfig:
             raise ValueError("demodulate needs the kernel head and an albedo input")
         if self.picker_width and not self.demodulate:
             raise ValueError("picker_width needs demodulate")
+        if self.picker_results and not self.picker_width:
+            raise ValueError("picker_results needs picker_width")
         if (self.refine_width or self.post_kernel) and self.head != "kernel":
             raise ValueError("refine_width and post_kernel need the kernel head")
         if self.post_kernel < 0 or (self.post_kernel and self.post_kernel % 2 == 0):
@@ -131,6 +137,11 @@ class UNetConfig:
         return 1 + max(1, (self.kernel_space == "both") + self.demodulate)
 
     @property
+    def picker_in_channels(self) -> int:
+        """The picker branch reads the inputs, and with picker_results the two results (3 + 3)."""
+        return self.in_channels + 6 * self.picker_results
+
+    @property
     def alignment(self) -> int:
         return 2**self.depth
 
@@ -154,7 +165,7 @@ class UNetConfig:
         """
         radius = 0
         # The post kernel and the refine branch's two 3x3 convs read the kernel head's output further out.
-        r = (2 if self.refine_width else 0) + self.post_kernel // 2
+        r = (2 if self.refine_width else 0) + self.post_kernel // 2 + (2 if self.picker_results else 0)
         for x in range(self.alignment):
             lo, hi = self._kernel_deps(0, x - r, x + r) if self.head == "kernel" else _walk(self._ops(), x, x)
             radius = max(radius, x - lo, hi - x)
@@ -207,7 +218,7 @@ class UNetConfig:
         k2 = self.kernel_size**2
         for s in range(self.kernel_scales):
             total += 4.0**-s * (ch[s] * (k2 + self.blend_channels) + k2 * self.planes)
-        total += 9 * (self.in_channels * self.picker_width + self.picker_width)
+        total += 9 * (self.picker_in_channels * self.picker_width + self.picker_width)
         total += 9 * ((self.channels[0] + 3) * self.refine_width + self.refine_width * 3)
         p2 = self.post_kernel**2
         return total + (self.channels[0] * (p2 + 1) + p2 * 3 if self.post_kernel else 0)
@@ -269,7 +280,7 @@ class ModifiedUNet(nn.Module):
             if config.picker_width:
                 pw = config.picker_width
                 self.picker = nn.Sequential(
-                    nn.Conv2d(config.in_channels, pw, 3, padding=1),
+                    nn.Conv2d(config.picker_in_channels, pw, 3, padding=1),
                     nn.ReLU(inplace=True),
                     nn.Conv2d(pw, 1, 3, padding=1),
                 )
@@ -337,11 +348,14 @@ class ModifiedUNet(nn.Module):
                 irradiance = tf.forward(irradiance, "log", xp=torch)
             planes = torch.cat([planes, irradiance], dim=1)
         filtered, blends = [], []
+        picker_logit = inputs[:, :1]  # replaced at scale 0 when the picker reads the results
         for s in range(cfg.kernel_scales):
             if s > 0:
                 planes = F.avg_pool2d(planes, 2)
             logits = self.kernel_heads[s](features[s])
-            if s == 0 and cfg.picker_width:
+            if s == 0 and cfg.picker_results:
+                picker_logit = logits[:, -1:]  # the branch is added once both results exist
+            elif s == 0 and cfg.picker_width:
                 logits = torch.cat([logits[:, :-1], logits[:, -1:] + self.picker(inputs)], dim=1)
             filtered.append(apply_kernels(planes, _softmax_channels(logits[:, :k2]), cfg.kernel_size))
             blends.append(torch.sigmoid(logits[:, k2:]))
@@ -358,6 +372,12 @@ class ModifiedUNet(nn.Module):
                 remodulated = tf.forward(remodulated, "log", xp=torch)
             else:
                 remodulated = out[:, -3:].clamp(min=0) * albedo
+            if cfg.picker_results:
+                plain, remod = out[:, -6:-3], remodulated
+                if cfg.kernel_space != "log":
+                    plain = tf.forward(plain.clamp(min=0.0), "log", xp=torch)
+                    remod = tf.forward(remod, "log", xp=torch)
+                beta = torch.sigmoid(picker_logit + self.picker(torch.cat([inputs, plain, remod], dim=1)))
             out = torch.cat([out[:, :-6], beta * remodulated + (1 - beta) * out[:, -6:-3]], dim=1)
         if cfg.kernel_space == "linear":
             out = tf.forward(out.clamp(min=0.0), "log", xp=torch)

@@ -53,6 +53,7 @@ class TrainConfig:
     kernel_scales: int = 4
     demodulate: bool = False
     picker_width: int = 0
+    picker_results: bool = False
     refine_width: int = 0
     post_kernel: int = 0
     upsample: str = "nearest"
@@ -97,6 +98,7 @@ class TrainConfig:
             kernel_scales=self.kernel_scales,
             demodulate=self.demodulate,
             picker_width=self.picker_width,
+            picker_results=self.picker_results,
             refine_width=self.refine_width,
             post_kernel=self.post_kernel,
             upsample=self.upsample,
@@ -218,6 +220,10 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
     """
     weights = initial_weights(path)
     saved = initial_config(path)
+    picker = weights.get("picker.0.weight")
+    if picker is not None and model.config.picker_results and picker.shape[1] == model.config.in_channels:
+        # Grown by --picker-results: the branch's new inputs (the two results) start with zero weights.
+        weights["picker.0.weight"] = torch.cat([picker, picker.new_zeros(picker.shape[0], 6, *picker.shape[2:])], 1)
     if saved is not None:
         differ = [k for k in _FUNCTION_FIELDS if k in saved and saved[k] != getattr(model.config, k)]
         if widen and "demodulate" in differ and model.config.demodulate and model.config.kernel_space != "log":
