@@ -37,6 +37,9 @@ LEGACY_DEFAULTS: dict[str, Any] = {"upsample": "transpose"}
 DEMODULATE_EPS = 0.01
 # Largest correction the refine branch adds, in the log transfer's units (1/24 is one stop).
 REFINE_BOUND = 0.05
+# Parameter prefixes of the branches after the kernel head that start as no change, so
+# ``train --init`` can add them to a model without them (and restart them when widening).
+LATE_BRANCHES = ("refine.", "post_head.")
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ class UNetConfig:
         The deepest path bounds every skip path, so following it is exact.
         """
         radius = 0
-        # The post kernel and the refine branch's two 3x3 convs read the kernel head's output further out.
+        # The picker on the results, the post kernel and the refine branch read the combined result further out.
         r = (2 if self.refine_width else 0) + self.post_kernel // 2 + (2 if self.picker_results else 0)
         for x in range(self.alignment):
             lo, hi = self._kernel_deps(0, x - r, x + r) if self.head == "kernel" else _walk(self._ops(), x, x)
@@ -348,7 +351,7 @@ class ModifiedUNet(nn.Module):
                 irradiance = tf.forward(irradiance, "log", xp=torch)
             planes = torch.cat([planes, irradiance], dim=1)
         filtered, blends = [], []
-        picker_logit = inputs[:, :1]  # replaced at scale 0 when the picker reads the results
+        picker_logit: torch.Tensor | None = None  # scale 0's, when the picker reads the results
         for s in range(cfg.kernel_scales):
             if s > 0:
                 planes = F.avg_pool2d(planes, 2)
@@ -377,6 +380,7 @@ class ModifiedUNet(nn.Module):
                 if cfg.kernel_space != "log":
                     plain = tf.forward(plain.clamp(min=0.0), "log", xp=torch)
                     remod = tf.forward(remod, "log", xp=torch)
+                assert picker_logit is not None
                 beta = torch.sigmoid(picker_logit + self.picker(torch.cat([inputs, plain, remod], dim=1)))
             out = torch.cat([out[:, :-6], beta * remodulated + (1 - beta) * out[:, -6:-3]], dim=1)
         if cfg.kernel_space == "linear":
@@ -452,18 +456,16 @@ def widened_state(model: ModifiedUNet, small: dict[str, torch.Tensor]) -> dict[s
         # A model grown by --demodulate has more blend logits: the new ones start at 0 (weight 0.5).
         where[f"kernel_heads.{s}"] = (r(int(small[f"kernel_heads.{s}.bias"].shape[0])), r(old[s]))
     where["head"] = (r(3), r(old[0]))
-    refine = {k: v for k, v in own.items() if k.startswith(("refine.", "post_head."))}
-    refine_fits = all(k in small and small[k].shape == v.shape for k, v in refine.items())
+    late = {k: v for k, v in own.items() if k.startswith(LATE_BRANCHES)}
+    late_fits = all(k in small and small[k].shape == v.shape for k, v in late.items())
     out: dict[str, torch.Tensor] = {}
     for name, value in own.items():
         prefix, kind = name.rsplit(".", 1)
         if prefix.startswith("picker."):  # not widened; a model grown by --picker-width starts with its own
             out[name] = small[name].clone() if name in small else value.clone()
             continue
-        if prefix.startswith(
-            ("refine.", "post_head.")
-        ):  # they read the widened features: restart if they no longer fit
-            out[name] = small[name].clone() if refine_fits else value.clone()
+        if prefix.startswith(LATE_BRANCHES):  # they read the widened features: restart if they no longer fit
+            out[name] = small[name].clone() if late_fits else value.clone()
             continue
         rows, cols = where[prefix]
         w = value.clone()

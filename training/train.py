@@ -27,7 +27,7 @@ from blender_denoise_addon.core.errors import DenoiseError
 
 from .dataset import FullImageDataset, PairCache, RandomCropDataset, find_pairs, split_pairs, to_network
 from .losses import DenoiseLoss, LossWeights
-from .model import LEGACY_DEFAULTS, ModifiedUNet, UNetConfig, count_parameters, widened_state
+from .model import LATE_BRANCHES, LEGACY_DEFAULTS, ModifiedUNet, UNetConfig, count_parameters, widened_state
 
 CONFIG_FILE = "config.json"
 SPLIT_FILE = "split.json"
@@ -243,7 +243,7 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
             raise DenoiseError(f"--init {path} --widen: {e}") from None
     # A refine branch or post kernel the source lacks starts as this model built it: its zero output layer
     # leaves the function as it was.
-    weights = {k: own[k] for k in own if k.startswith(("refine.", "post_head.")) and k not in weights} | weights
+    weights = {k: own[k] for k in own if k.startswith(LATE_BRANCHES) and k not in weights} | weights
     missing = [k for k in own if k not in weights]
     wrong = [
         f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}"
