@@ -160,6 +160,24 @@ def test_to_network_applies_the_core_transfer_with_each_exposure():
 # --- model -------------------------------------------------------------------
 
 
+# The kernel head with every optional branch: remodulation, the picker on the results, post kernel, refine.
+_EVERY_BRANCH = UNetConfig(
+    inputs="color,albedo",
+    width=4,
+    growth=2,
+    depth=2,
+    head="kernel",
+    kernel_size=3,
+    kernel_scales=3,
+    kernel_space="both",
+    demodulate=True,
+    picker_width=2,
+    picker_results=True,
+    post_kernel=3,
+    refine_width=3,
+)
+
+
 def _linearized(cfg: UNetConfig) -> torch.nn.Module:
     """The network with ReLUs removed, so every weight path carries gradient."""
     net = ModifiedUNet(cfg).double()
@@ -172,7 +190,7 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
                 strip(child)
 
     strip(net)
-    with torch.no_grad():  # branches that start at zero (picker, refine) must carry gradient too
+    with torch.no_grad():  # branches that start at zero (picker, post kernel, refine) must carry gradient too
         for param in net.parameters():
             if not param.abs().sum():
                 param.normal_(0.0, 0.1)
@@ -202,21 +220,7 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
             demodulate=True,
             picker_width=2,
         ),
-        UNetConfig(
-            inputs="color,albedo",
-            width=4,
-            growth=2,
-            depth=2,
-            head="kernel",
-            kernel_size=3,
-            kernel_scales=3,
-            kernel_space="both",
-            demodulate=True,
-            refine_width=3,
-            post_kernel=3,
-            picker_width=2,
-            picker_results=True,
-        ),
+        _EVERY_BRANCH,
     ],
     ids=[
         "d1",
@@ -255,22 +259,7 @@ def test_default_model_is_base_sized_and_macs_match_the_layers():
     for up in UPSAMPLES:
         _check_macs(UNetConfig(width=6, growth=4, depth=2, upsample=up))
     _check_macs(UNetConfig(width=6, growth=4, depth=2, head="kernel", kernel_size=3, kernel_scales=2))
-    _check_macs(
-        UNetConfig(
-            width=6,
-            growth=4,
-            depth=2,
-            head="kernel",
-            kernel_size=3,
-            kernel_scales=2,
-            kernel_space="both",
-            demodulate=True,
-            picker_width=3,
-            refine_width=5,
-            post_kernel=3,
-            picker_results=True,
-        )
-    )
+    _check_macs(dataclasses.replace(_EVERY_BRANCH, width=6, growth=4, kernel_scales=2, picker_width=3, refine_width=5))
 
 
 def _check_macs(small: UNetConfig) -> None:
@@ -668,17 +657,22 @@ def test_demodulate_grows_a_model_that_matches_where_albedo_is_flat(tmp_path):
         assert float((picked(x) - grown(x)).abs().max()) > 1e-3
 
 
-def test_post_kernel_starts_as_no_change_then_smooths_or_sharpens(tmp_path):
-    """--post-kernel on --init weights without it: the same function; gain 1 box-filters, gain -1 sharpens."""
+def _grow_from_file(model: ModifiedUNet, source: ModifiedUNet, folder) -> None:
+    """Load ``model`` the way ``train --init`` does, from ``source`` saved as a checkpoint."""
     from training.train import fitted_weights
 
+    path = folder / "source.pt"
+    torch.save({"model": source.state_dict(), "model_config": source.config.to_dict()}, path)
+    model.load_state_dict(fitted_weights(model, path))
+
+
+def test_post_kernel_starts_as_no_change_then_smooths_or_sharpens(tmp_path):
+    """--post-kernel on --init weights without it: the same function; gain 1 box-filters, gain -1 sharpens."""
     kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
     torch.manual_seed(0)
     plain = ModifiedUNet(UNetConfig(**kw)).eval()
     post = ModifiedUNet(UNetConfig(post_kernel=3, **kw)).eval()
-    path = tmp_path / "plain.pt"
-    torch.save({"model": plain.state_dict(), "model_config": plain.config.to_dict()}, path)
-    post.load_state_dict(fitted_weights(post, path))
+    _grow_from_file(post, plain, tmp_path)
     x = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
     with torch.no_grad():
         base = plain(x)
@@ -695,8 +689,6 @@ def test_post_kernel_starts_as_no_change_then_smooths_or_sharpens(tmp_path):
 
 def test_picker_results_grow_a_picker_that_then_reads_both_results(tmp_path):
     """--picker-results on --init weights without it: zero weights on the new inputs, the same function."""
-    from training.train import fitted_weights
-
     kw = dict(
         inputs="color,albedo,normal",
         width=4,
@@ -714,9 +706,7 @@ def test_picker_results_grow_a_picker_that_then_reads_both_results(tmp_path):
     with torch.no_grad():
         plain.picker[2].weight.normal_(0.0, 0.5)  # a trained picker, so the branch is live
     grown = ModifiedUNet(UNetConfig(picker_results=True, **kw)).eval()
-    path = tmp_path / "plain.pt"
-    torch.save({"model": plain.state_dict(), "model_config": plain.config.to_dict()}, path)
-    grown.load_state_dict(fitted_weights(grown, path))
+    _grow_from_file(grown, plain, tmp_path)
     assert grown.picker[0].weight.shape[1] == 9 + 6 and not grown.picker[0].weight[:, 9:].detach().any()
     x = torch.rand(2, 9, 32, 32) * 0.5 + 0.25
     with torch.no_grad():
@@ -728,15 +718,12 @@ def test_picker_results_grow_a_picker_that_then_reads_both_results(tmp_path):
 def test_refine_branch_starts_as_the_model_it_grows_and_stays_bounded(tmp_path):
     """--refine-width on --init weights without it: same function at first, then corrections of at most the bound."""
     from training.model import REFINE_BOUND
-    from training.train import fitted_weights
 
     kw = dict(inputs="color,albedo,normal", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
     torch.manual_seed(0)
     plain = ModifiedUNet(UNetConfig(kernel_space="both", **kw)).eval()
     refined = ModifiedUNet(UNetConfig(kernel_space="both", refine_width=4, **kw)).eval()
-    path = tmp_path / "plain.pt"
-    torch.save({"model": plain.state_dict(), "model_config": plain.config.to_dict()}, path)
-    refined.load_state_dict(fitted_weights(refined, path))
+    _grow_from_file(refined, plain, tmp_path)
     x = torch.rand(2, 9, 32, 32) * 0.5 + 0.25
     with torch.no_grad():
         torch.testing.assert_close(refined(x), plain(x), atol=0, rtol=0)
