@@ -387,6 +387,40 @@ def test_display_loss_is_the_display_mse_that_psnr_scores():
     assert terms["psnr"] == pytest.approx(np.mean(shortfall), abs=0.05)
 
 
+def test_picker_loss_pulls_each_block_toward_its_better_result():
+    """Per 8x8 block: toward remod where it is right, toward plain where that is, no pull where they agree."""
+    from training.losses import picker_loss
+
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 16, 16)
+    plain, remod = target.clone(), target.clone()
+    plain[..., :8, :8] += 0.1  # top left: only remod is right
+    remod[..., :8, 8:] += 0.1  # top right: only plain is right
+    plain[..., 8:, :8] += 0.1  # bottom left: both off by the same
+    remod[..., 8:, :8] += 0.1
+    plain[..., 8:, 8:] -= 0.1  # bottom right: the target halfway between them
+    remod[..., 8:, 8:] += 0.1
+    beta = torch.full((1, 1, 16, 16), 0.5, requires_grad=True)
+    picker_loss(beta, plain, remod, target, 8).backward()
+    assert beta.grad is not None
+    g = beta.grad[0, 0, ::8, ::8]  # one pixel per block: the gradient is flat within a block
+    assert g[0, 0] < 0 < g[0, 1]
+    assert g[1, 0] == 0 and abs(float(g[1, 1])) < 1e-6 * abs(float(g[0, 0]))
+    torch.testing.assert_close(beta.grad[0, 0, :8, :8], torch.full((8, 8), float(g[0, 0])))
+
+
+def test_w_picker_trains_a_demodulating_model_only(dataset, tmp_path):
+    extra = ["--head", "kernel", "--kernel-size", "3", "--kernel-scales", "3", "--epochs", "1"]
+    demod = ["--kernel-space", "both", "--demodulate", "--picker-width", "4"]
+    assert _train(dataset, tmp_path / "a", *extra, *demod, "--w-picker", "0.1") == 0
+    row = (tmp_path / "a" / "log.csv").read_text().splitlines()
+    picker = float(row[1].split(",")[row[0].split(",").index("train_picker")])
+    assert np.isfinite(picker) and picker > 0
+    assert "val_picker" not in row[0]  # validation scores the image only
+    assert _train(dataset, tmp_path / "b", *extra, "--w-picker", "0.1") == 1
+    assert _train(dataset, tmp_path / "c", *extra, *demod, "--w-picker", "0.1", "--picker-block", "5") == 1
+
+
 def test_every_loss_weight_flag_reaches_the_loss():
     from dataclasses import fields
 

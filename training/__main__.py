@@ -141,6 +141,14 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         default=0.0,
         help="weight of a term that is each frame's display PSNR below 50 dB, averaged (evaluation averages PSNR)",
     )
+    g.add_argument(
+        "--w-picker",
+        type=float,
+        default=0.0,
+        help="with --demodulate: weight of a term that teaches the remodulation weight, per block, which of the "
+        "remodulated and the plain result is closer to the target (training only)",
+    )
+    g.add_argument("--picker-block", type=int, default=8, help="block edge in pixels for --w-picker (divides --patch)")
     g.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no cap; for smoke runs)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, crops and shuffling (saved in config.json)")

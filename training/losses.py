@@ -104,3 +104,30 @@ class DenoiseLoss(nn.Module):
                 terms["psnr"] = torch.mean(10.0 * torch.log10(1.0 + frame_mse / PSNR_FLOOR))
         total = sum((getattr(w, k) * v for k, v in terms.items()), torch.zeros((), device=pred.device))
         return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def picker_loss(
+    beta: torch.Tensor, plain: torch.Tensor, remod: torch.Tensor, target: torch.Tensor, block: int
+) -> torch.Tensor:
+    """Teaches a demodulating model's remodulation weight the best blend, block by block.
+
+    The image loss's gradient on the weight ``beta`` is each pixel's ``(remod - plain) * (out - target)``:
+    noisy, and near zero wherever the two results agree, so a picker fitted by it alone can stay
+    unsure on surfaces where remodulating is plainly right. Per ``block`` x ``block`` block this
+    term's label is the blend weight with the least squared error against the target,
+    ``<target - plain, remod - plain> / |remod - plain|^2`` clipped to [0, 1], and its weight is
+    ``|remod - plain|^2 / (e_plain + e_remod)`` (at most 1): how much the choice matters next to
+    the errors, so blocks count alike whatever their brightness or texture, and blocks where
+    the two results agree not at all. The block's mean weight is scored against the label
+    (binary cross-entropy), which leaves pixels within a block free to differ.
+    """
+    pool = torch.nn.functional.avg_pool2d
+    d = remod - plain
+    gap = pool((d**2).sum(1, keepdim=True), block)
+    e_sum = pool(((plain - target) ** 2 + (remod - target) ** 2).sum(1, keepdim=True), block)
+    label = (pool(((target - plain) * d).sum(1, keepdim=True), block) / gap.clamp(min=1e-12)).clamp(0.0, 1.0)
+    weight = (gap / e_sum.clamp(min=1e-12)).clamp(max=1.0)
+    label, weight = label.detach(), weight.detach()
+    b = pool(beta, block).clamp(1e-6, 1 - 1e-6)
+    bce = -(label * torch.log(b) + (1 - label) * torch.log(1 - b))
+    return (weight * bce).sum() / weight.sum().clamp(min=1e-12)

@@ -16,7 +16,7 @@ The output is the clean image in the transfer space named in the model's metadat
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -230,6 +230,15 @@ class UNetConfig:
         return asdict(self)
 
 
+class Pick(NamedTuple):
+    """A demodulating model's choice at full resolution: ``beta`` (N x 1 x H x W) weighs the
+    remodulated result over the plain one; both results are in the network's (log) space."""
+
+    beta: torch.Tensor
+    plain: torch.Tensor
+    remod: torch.Tensor
+
+
 def _walk(ops: list[str], lo: int, hi: int) -> tuple[int, int]:
     """The input interval that output pixels [lo, hi] of ``ops`` (in forward order) read."""
     for op in reversed(ops):
@@ -257,6 +266,9 @@ class ModifiedUNet(nn.Module):
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = config
+        # With keep_pick (training --w-picker), forward leaves the remodulation choice in pick.
+        self.keep_pick = False
+        self.pick: Pick | None = None
         ch = config.channels
         self.encoders = nn.ModuleList()
         cin = config.in_channels
@@ -375,13 +387,16 @@ class ModifiedUNet(nn.Module):
                 remodulated = tf.forward(remodulated, "log", xp=torch)
             else:
                 remodulated = out[:, -3:].clamp(min=0) * albedo
-            if cfg.picker_results:
-                plain, remod = out[:, -6:-3], remodulated
+            if cfg.picker_results or self.keep_pick:
+                plain, remod = out[:, -6:-3], remodulated  # in the network's (log) space
                 if cfg.kernel_space != "log":
                     plain = tf.forward(plain.clamp(min=0.0), "log", xp=torch)
                     remod = tf.forward(remod, "log", xp=torch)
+            if cfg.picker_results:
                 assert picker_logit is not None
                 beta = torch.sigmoid(picker_logit + self.picker(torch.cat([inputs, plain, remod], dim=1)))
+            if self.keep_pick:
+                self.pick = Pick(beta, plain, remod)
             out = torch.cat([out[:, :-6], beta * remodulated + (1 - beta) * out[:, -6:-3]], dim=1)
         if cfg.kernel_space == "linear":
             out = tf.forward(out.clamp(min=0.0), "log", xp=torch)

@@ -26,7 +26,7 @@ from blender_denoise_addon.core.defaults import EXPOSURE
 from blender_denoise_addon.core.errors import DenoiseError
 
 from .dataset import FullImageDataset, PairCache, RandomCropDataset, find_pairs, split_pairs, to_network
-from .losses import DenoiseLoss, LossWeights
+from .losses import DenoiseLoss, LossWeights, picker_loss
 from .model import LATE_BRANCHES, LEGACY_DEFAULTS, ModifiedUNet, UNetConfig, count_parameters, widened_state
 
 CONFIG_FILE = "config.json"
@@ -73,6 +73,8 @@ class TrainConfig:
     w_gradient: float = 0.0
     w_display: float = 0.0
     w_psnr: float = 0.0
+    w_picker: float = 0.0  # needs demodulate; not an image term, so validation leaves it out
+    picker_block: int = 8
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
@@ -366,6 +368,10 @@ def train(cfg: TrainConfig) -> Path:
     (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
 
     mcfg = cfg.model_config()
+    if cfg.w_picker and not mcfg.demodulate:
+        raise DenoiseError("--w-picker teaches the remodulation weight: it needs --demodulate")
+    if cfg.picker_block < 1 or cfg.patch % cfg.picker_block:
+        raise DenoiseError(f"--picker-block must divide --patch ({cfg.patch}), got {cfg.picker_block}")
     init = None
     if cfg.init and state is None:  # a resumed run already has its weights
         # Checked before the data loads, on a throwaway model that must not use up the seeded RNG.
@@ -435,6 +441,7 @@ def train(cfg: TrainConfig) -> Path:
         }
 
     model.train()
+    model.keep_pick = cfg.w_picker > 0
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps and step >= cfg.max_steps:
             break
@@ -446,6 +453,11 @@ def train(cfg: TrainConfig) -> Path:
         for batch in bar:
             x, y = to_network(batch, cfg.transfer)
             loss, terms = loss_fn(model(x), y, batch["exposure"])
+            if cfg.w_picker:
+                assert model.pick is not None
+                term = picker_loss(*model.pick, y, cfg.picker_block)
+                loss = loss + cfg.w_picker * term
+                terms["picker"] = float(term.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
