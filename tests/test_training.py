@@ -419,6 +419,7 @@ def test_w_picker_trains_a_demodulating_model_only(dataset, tmp_path):
     assert "val_picker" not in row[0]  # validation scores the image only
     assert _train(dataset, tmp_path / "b", *extra, "--w-picker", "0.1") == 1
     assert _train(dataset, tmp_path / "c", *extra, *demod, "--w-picker", "0.1", "--picker-block", "5") == 1
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()  # nothing written
 
 
 def test_every_loss_weight_flag_reaches_the_loss():

@@ -339,6 +339,11 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 def train(cfg: TrainConfig) -> Path:
     """Train per ``cfg``; returns the run folder."""
+    # Settings that cannot work fail before anything is written.
+    if cfg.w_picker and not cfg.demodulate:
+        raise DenoiseError("--w-picker teaches the remodulation weight: it needs --demodulate")
+    if cfg.picker_block < 1 or cfg.patch % cfg.picker_block:
+        raise DenoiseError(f"--picker-block must divide --patch ({cfg.patch}), got {cfg.picker_block}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -368,10 +373,6 @@ def train(cfg: TrainConfig) -> Path:
     (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
 
     mcfg = cfg.model_config()
-    if cfg.w_picker and not mcfg.demodulate:
-        raise DenoiseError("--w-picker teaches the remodulation weight: it needs --demodulate")
-    if cfg.picker_block < 1 or cfg.patch % cfg.picker_block:
-        raise DenoiseError(f"--picker-block must divide --patch ({cfg.patch}), got {cfg.picker_block}")
     init = None
     if cfg.init and state is None:  # a resumed run already has its weights
         # Checked before the data loads, on a throwaway model that must not use up the seeded RNG.
