@@ -724,23 +724,14 @@ def test_post_kernel_starts_as_no_change_then_smooths_or_sharpens(tmp_path):
 
 def test_picker_results_grow_a_picker_that_then_reads_both_results(tmp_path):
     """--picker-results on --init weights without it: zero weights on the new inputs, the same function."""
-    kw = dict(
-        inputs="color,albedo,normal",
-        width=4,
-        growth=2,
-        depth=2,
-        head="kernel",
-        kernel_size=3,
-        kernel_scales=3,
-        kernel_space="both",
-        demodulate=True,
-        picker_width=3,
+    base = dataclasses.replace(
+        _EVERY_BRANCH, inputs="color,albedo,normal", picker_width=3, picker_results=False, post_kernel=0, refine_width=0
     )
     torch.manual_seed(0)
-    plain = ModifiedUNet(UNetConfig(**kw)).eval()
+    plain = ModifiedUNet(base).eval()
     with torch.no_grad():
         plain.picker[2].weight.normal_(0.0, 0.5)  # a trained picker, so the branch is live
-    grown = ModifiedUNet(UNetConfig(picker_results=True, **kw)).eval()
+    grown = ModifiedUNet(dataclasses.replace(base, picker_results=True)).eval()
     _grow_from_file(grown, plain, tmp_path)
     assert grown.picker[0].weight.shape[1] == 9 + 6 and not grown.picker[0].weight[:, 9:].detach().any()
     x = torch.rand(2, 9, 32, 32) * 0.5 + 0.25

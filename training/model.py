@@ -266,7 +266,8 @@ class ModifiedUNet(nn.Module):
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = config
-        # With keep_pick (training --w-picker), forward leaves the remodulation choice in pick.
+        # With keep_pick (training --w-picker), forward in training mode leaves the remodulation
+        # choice in pick; validation and export skip that work.
         self.keep_pick = False
         self.pick: Pick | None = None
         ch = config.channels
@@ -387,7 +388,8 @@ class ModifiedUNet(nn.Module):
                 remodulated = tf.forward(remodulated, "log", xp=torch)
             else:
                 remodulated = out[:, -3:].clamp(min=0) * albedo
-            if cfg.picker_results or self.keep_pick:
+            keep = self.keep_pick and self.training
+            if cfg.picker_results or keep:
                 plain, remod = out[:, -6:-3], remodulated  # in the network's (log) space
                 if cfg.kernel_space != "log":
                     plain = tf.forward(plain.clamp(min=0.0), "log", xp=torch)
@@ -395,7 +397,7 @@ class ModifiedUNet(nn.Module):
             if cfg.picker_results:
                 assert picker_logit is not None
                 beta = torch.sigmoid(picker_logit + self.picker(torch.cat([inputs, plain, remod], dim=1)))
-            if self.keep_pick:
+            if keep:
                 self.pick = Pick(beta, plain, remod)
             out = torch.cat([out[:, :-6], beta * remodulated + (1 - beta) * out[:, -6:-3]], dim=1)
         if cfg.kernel_space == "linear":
