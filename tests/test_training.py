@@ -25,9 +25,11 @@ from training.dataset import (  # noqa: E402
     Pair,
     PairCache,
     RandomCropDataset,
+    albedo_texture,
     dihedral,
     find_pairs,
     split_pairs,
+    texture_pattern,
     to_network,
 )
 from training.model import (  # noqa: E402
@@ -145,6 +147,45 @@ def test_crops_are_reproducible_and_carry_the_full_frame_exposure(dataset):
     assert big[0]["color"].shape == (3, 48, 48)
     padded = FullImageDataset(cache, alignment=64)[0]
     assert padded["color"].shape[1:] == (64, 64) and (padded["height"], padded["width"]) == (32, 32)
+
+
+def test_texture_pattern_is_anti_aliased_regions_up_to_one():
+    for seed in range(12):
+        t = texture_pattern(24, 40, np.random.default_rng(seed))
+        assert t.shape == (3, 24, 40) and t.dtype == np.float32
+        assert t.max() == pytest.approx(1.0) and t.min() > 0.0
+        assert len(np.unique(t[1])) > 2  # at least two regions plus the blended pixels on their edges
+
+
+def test_albedo_texture_keeps_color_over_albedo_and_spares_the_world():
+    rng = np.random.default_rng(0)
+    albedo = rng.uniform(0.1, 1.0, (3, 32, 32)).astype(np.float32)
+    albedo[:, :, :8] = 0.0  # the world: Cycles' albedo is black there
+    color = rng.uniform(0.05, 4.0, (3, 32, 32)).astype(np.float32)
+    item = {"color": color, "albedo": albedo, "target": color * 0.9, "normal": albedo, "exposure": np.float32(1.5)}
+    out = albedo_texture(item, np.random.default_rng(3))
+    lit = albedo > 0.02
+    np.testing.assert_allclose(out["color"][lit] / out["albedo"][lit], color[lit] / albedo[lit], rtol=1e-5)
+    np.testing.assert_allclose(out["target"], out["color"] * 0.9, rtol=1e-5)
+    np.testing.assert_array_equal(out["color"][:, :, :8], color[:, :, :8])
+    assert out["normal"] is albedo and not np.array_equal(out["albedo"], albedo)
+    # The texture only darkens, so the exposure rises, by what the crop's own exposure says.
+    ratio = tf.autoexposure(out["color"].transpose(1, 2, 0)) / tf.autoexposure(color.transpose(1, 2, 0))
+    assert ratio > 1.0 and out["exposure"] == pytest.approx(1.5 * ratio)
+
+
+def test_textured_crops_are_the_same_crops_painted(dataset):
+    cache = PairCache(find_pairs(dataset)[:2], "color,albedo,normal", "log")
+    plain = RandomCropDataset(cache, patch=16, patches_per_image=3, seed=7)
+    painted = RandomCropDataset(cache, patch=16, patches_per_image=3, seed=7, texture=1.0)
+    for i in range(len(plain)):
+        a, b = plain[i], painted[i]
+        np.testing.assert_array_equal(a["normal"], b["normal"])  # same place, same flip: only paint differs
+        lit = a["albedo"] > 0.02
+        np.testing.assert_allclose(b["color"][lit] / b["albedo"][lit], a["color"][lit] / a["albedo"][lit], rtol=1e-4)
+        assert not np.array_equal(a["color"], b["color"])
+    with pytest.raises(DenoiseError, match="fraction"):
+        RandomCropDataset(cache, texture=1.5)
 
 
 def test_to_network_applies_the_core_transfer_with_each_exposure():
@@ -409,10 +450,12 @@ def test_picker_loss_pulls_each_block_toward_its_better_result():
     torch.testing.assert_close(beta.grad[0, 0, :8, :8], torch.full((8, 8), float(g[0, 0])))
 
 
-def test_w_picker_trains_a_demodulating_model_only(dataset, tmp_path):
+def test_w_picker_and_albedo_texture_settings_reach_a_run_or_fail_first(dataset, tmp_path):
     extra = ["--head", "kernel", "--kernel-size", "3", "--kernel-scales", "3", "--epochs", "1"]
     demod = ["--kernel-space", "both", "--demodulate", "--picker-width", "4"]
-    assert _train(dataset, tmp_path / "a", *extra, *demod, "--w-picker", "0.1") == 0
+    # Painted crops ride along: the flag reaches the run's config.
+    assert _train(dataset, tmp_path / "a", *extra, *demod, "--w-picker", "0.1", "--albedo-texture", "0.5") == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["albedo_texture"] == 0.5
     row = (tmp_path / "a" / "log.csv").read_text().splitlines()
     picker = float(row[1].split(",")[row[0].split(",").index("train_picker")])
     assert np.isfinite(picker) and picker > 0
@@ -420,6 +463,8 @@ def test_w_picker_trains_a_demodulating_model_only(dataset, tmp_path):
     assert _train(dataset, tmp_path / "b", *extra, "--w-picker", "0.1") == 1
     assert _train(dataset, tmp_path / "c", *extra, *demod, "--w-picker", "0.1", "--picker-block", "5") == 1
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()  # nothing written
+    assert _train(dataset, tmp_path / "d", *extra, "--albedo-texture", "2") == 1
+    assert not (tmp_path / "d").exists()
 
 
 def test_every_loss_weight_flag_reaches_the_loss():

@@ -121,6 +121,14 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--patch", type=int, default=64, help="random crop size in pixels")
     g.add_argument("--patches-per-image", type=int, default=8, help="random crops taken from each pair per epoch")
     g.add_argument("--no-augment", dest="augment", action="store_false", help="no random flips/rotations of crops")
+    g.add_argument(
+        "--albedo-texture",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="paint a random texture (checker, stripes, blobs) into this fraction of the crops: noisy colour, "
+        "target and albedo times the same pattern, so color edges that follow albedo edges are kept",
+    )
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate after warmup")
     g.add_argument("--min-lr", type=float, default=1e-5, help="learning rate at the end of the cosine decay")
     g.add_argument("--warmup-steps", type=int, default=100, help="steps of linear learning-rate warmup")

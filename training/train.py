@@ -63,6 +63,7 @@ class TrainConfig:
     patch: int = 64
     patches_per_image: int = 8
     augment: bool = True
+    albedo_texture: float = 0.0  # fraction of crops with a painted texture (dataset.albedo_texture)
     lr: float = 1e-3
     min_lr: float = 1e-5
     warmup_steps: int = 100
@@ -344,6 +345,8 @@ def train(cfg: TrainConfig) -> Path:
         raise DenoiseError("--w-picker teaches the remodulation weight: it needs --demodulate")
     if cfg.picker_block < 1 or cfg.patch % cfg.picker_block:
         raise DenoiseError(f"--picker-block must divide --patch ({cfg.patch}), got {cfg.picker_block}")
+    if not 0.0 <= cfg.albedo_texture <= 1.0:
+        raise DenoiseError(f"--albedo-texture is a fraction of the crops, in [0, 1]; got {cfg.albedo_texture}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -389,7 +392,7 @@ def train(cfg: TrainConfig) -> Path:
     val_cache = PairCache(splits["val"], cfg.inputs, cfg.transfer)
     train_cache.preload(cfg.progress)
     val_cache.preload(cfg.progress)
-    crops = RandomCropDataset(train_cache, cfg.patch, cfg.patches_per_image, cfg.augment, cfg.seed)
+    crops = RandomCropDataset(train_cache, cfg.patch, cfg.patches_per_image, cfg.augment, cfg.seed, cfg.albedo_texture)
     train_loader = _loader(crops, cfg.batch_size, True, cfg.workers, cfg.seed)
     # Validate on whole frames; without validation scenes, fall back to the training frames.
     val_source = val_cache if len(val_cache) else train_cache
