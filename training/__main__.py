@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from blender_denoise_addon.core.contract import INPUT_SETS
 from blender_denoise_addon.core.transfer import TRANSFERS
@@ -270,9 +271,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EvalConfig, evaluate
 
     skip = {"command", "_run", "quiet"}
-    cfg = EvalConfig(
-        **{k: v or "" if k in ("checkpoint", "model") else v for k, v in vars(args).items() if k not in skip}
-    )
+    values: dict[str, Any] = {k: v for k, v in vars(args).items() if k not in skip}
+    for k in ("checkpoint", "model"):
+        values[k] = values[k] or ""
+    cfg = EvalConfig(**values)
     cfg.progress = not args.quiet
     result = evaluate(cfg)
     print(f"{result['frames']} frames evaluated; results in {args.out}")
