@@ -163,7 +163,7 @@ def test_albedo_texture_keeps_color_over_albedo_and_spares_the_world():
     albedo[:, :, :8] = 0.0  # the world: Cycles' albedo is black there
     color = rng.uniform(0.05, 4.0, (3, 32, 32)).astype(np.float32)
     item = {"color": color, "albedo": albedo, "target": color * 0.9, "normal": albedo, "exposure": np.float32(1.5)}
-    out = albedo_texture(item, np.random.default_rng(3))
+    out = albedo_texture(item, np.random.default_rng(3), "log")
     lit = albedo > 0.02
     np.testing.assert_allclose(out["color"][lit] / out["albedo"][lit], color[lit] / albedo[lit], rtol=1e-5)
     np.testing.assert_allclose(out["target"], out["color"] * 0.9, rtol=1e-5)
@@ -172,6 +172,8 @@ def test_albedo_texture_keeps_color_over_albedo_and_spares_the_world():
     # The texture only darkens, so the exposure rises, by what the crop's own exposure says.
     ratio = tf.autoexposure(out["color"].transpose(1, 2, 0)) / tf.autoexposure(color.transpose(1, 2, 0))
     assert ratio > 1.0 and out["exposure"] == pytest.approx(1.5 * ratio)
+    # A transfer without exposure keeps the crop's (the core's frame_exposure is 1 for it).
+    assert albedo_texture(item, np.random.default_rng(3), "linear")["exposure"] == pytest.approx(1.5)
 
 
 def test_textured_crops_are_the_same_crops_painted(dataset):

@@ -280,15 +280,21 @@ def texture_pattern(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(out / out.max())
 
 
-def albedo_texture(item: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+def check_texture_fraction(fraction: float) -> None:
+    if not 0.0 <= fraction <= 1.0:
+        raise DenoiseError(f"--albedo-texture is a fraction of the crops, in [0, 1]; got {fraction}")
+
+
+def albedo_texture(item: dict[str, Any], rng: np.random.Generator, transfer: str) -> dict[str, Any]:
     """Paint a random texture into a crop: noisy colour, target and albedo times the same pattern.
 
-    Renders show surfaces whose colour follows their albedo's texture, and the denoiser
-    should keep those edges (remodulating); the generator frames large textured areas too
-    rarely to teach it (in 3 of 546 seed-5000 scenes did remodulating everywhere beat v10's
-    learnt blend by 0.5 dB). Colour / albedo is unchanged, so the crop stays a consistent
-    frame: one where even reflections carry the texture. Where the albedo is black (the
-    world, for Cycles) the pattern fades out. The exposure moves as the crop's would.
+        Renders show surfaces whose colour follows their albedo's texture, and the denoiser
+        should keep those edges (remodulating); the generator frames large textured areas too
+        rarely to teach it (in 3 of 546 seed-5000 scenes did remodulating everywhere beat v10's
+        learnt blend by 0.5 dB). Colour / albedo is unchanged, so the crop stays a consistent
+        frame: one where even reflections carry the texture. Where the albedo is black (the
+        world, for Cycles) the pattern fades out. The exposure (``transfer``'s, from the core's
+    ``frame_exposure``) moves as the crop's would.
     """
     out = dict(item)
     color = item["color"]
@@ -301,8 +307,8 @@ def albedo_texture(item: dict[str, Any], rng: np.random.Generator) -> dict[str, 
         out["albedo"] = albedo * pattern
     out["color"] = color * pattern
     out["target"] = item["target"] * pattern
-    before = tf.autoexposure(color.transpose(1, 2, 0))
-    after = tf.autoexposure(out["color"].transpose(1, 2, 0))
+    before = frame_exposure(color.transpose(1, 2, 0), transfer)
+    after = frame_exposure(out["color"].transpose(1, 2, 0), transfer)
     out["exposure"] = np.float32(item["exposure"] * after / before)
     return out
 
@@ -360,8 +366,7 @@ class RandomCropDataset:
     ):
         if patch < 1 or patches_per_image < 1:
             raise DenoiseError("patch size and patches per image must be at least 1")
-        if not 0.0 <= texture <= 1.0:
-            raise DenoiseError(f"the textured fraction of crops must be in [0, 1], got {texture}")
+        check_texture_fraction(texture)
         self.texture = texture
         self.cache = cache
         self.patch = patch
@@ -389,7 +394,7 @@ class RandomCropDataset:
         k = int(rng.integers(0, 8)) if self.augment else 0
         # Drawn only when asked for, so runs without it see the crops they always did.
         if self.texture and rng.uniform() < self.texture:
-            item = albedo_texture(item, rng)
+            item = albedo_texture(item, rng, self.cache.transfer)
         return dihedral(item, k) if self.augment else item
 
 

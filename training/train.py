@@ -25,7 +25,15 @@ from blender_denoise_addon.core import transfer as tf
 from blender_denoise_addon.core.defaults import EXPOSURE
 from blender_denoise_addon.core.errors import DenoiseError
 
-from .dataset import FullImageDataset, PairCache, RandomCropDataset, find_pairs, split_pairs, to_network
+from .dataset import (
+    FullImageDataset,
+    PairCache,
+    RandomCropDataset,
+    check_texture_fraction,
+    find_pairs,
+    split_pairs,
+    to_network,
+)
 from .losses import DenoiseLoss, LossWeights, picker_loss
 from .model import LATE_BRANCHES, LEGACY_DEFAULTS, ModifiedUNet, UNetConfig, count_parameters, widened_state
 
@@ -345,8 +353,7 @@ def train(cfg: TrainConfig) -> Path:
         raise DenoiseError("--w-picker teaches the remodulation weight: it needs --demodulate")
     if cfg.picker_block < 1 or cfg.patch % cfg.picker_block:
         raise DenoiseError(f"--picker-block must divide --patch ({cfg.patch}), got {cfg.picker_block}")
-    if not 0.0 <= cfg.albedo_texture <= 1.0:
-        raise DenoiseError(f"--albedo-texture is a fraction of the crops, in [0, 1]; got {cfg.albedo_texture}")
+    check_texture_fraction(cfg.albedo_texture)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
