@@ -1,6 +1,6 @@
 """Where is our error against OIDN's: near albedo or normal edges, or on flat regions?
 
-    .venv/bin/python benchmarks/edge_error.py [--model models/denoiser-v11-color-albedo-normal.onnx]
+    .venv/bin/python benchmarks/edge_error.py [--model models/denoiser-v13-color-albedo-normal.onnx]
         [--data data/test128] [--spp 4] [--radius 2] [--threshold 0.05]
 
 Per test scene at one spp: an edge mask marks pixels within ``--radius`` pixels of an edge in
@@ -58,7 +58,7 @@ def main() -> None:
     from training.evaluate import oidn_denoise
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/denoiser-v11-color-albedo-normal.onnx")
+    ap.add_argument("--model", default="models/denoiser-v13-color-albedo-normal.onnx")
     ap.add_argument("--data", default="data/test128")
     ap.add_argument("--spp", type=int, default=4)
     ap.add_argument("--radius", type=int, default=2)

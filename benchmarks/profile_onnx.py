@@ -1,6 +1,6 @@
 """Where an ONNX model spends its time in onnxruntime: per operator type and per node.
 
-    .venv/bin/python benchmarks/profile_onnx.py models/denoiser-v11-color-albedo-normal.onnx
+    .venv/bin/python benchmarks/profile_onnx.py models/denoiser-v13-color-albedo-normal.onnx
         [--size 1920x1088] [--threads 2] [--runs 3] [--top 12]
 
 Runs the model on a random frame with onnxruntime's profiler on
