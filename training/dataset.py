@@ -288,12 +288,12 @@ def check_texture_fraction(fraction: float) -> None:
 def albedo_texture(item: dict[str, Any], rng: np.random.Generator, transfer: str) -> dict[str, Any]:
     """Paint a random texture into a crop: noisy colour, target and albedo times the same pattern.
 
-        Renders show surfaces whose colour follows their albedo's texture, and the denoiser
-        should keep those edges (remodulating); the generator frames large textured areas too
-        rarely to teach it (in 3 of 546 seed-5000 scenes did remodulating everywhere beat v10's
-        learnt blend by 0.5 dB). Colour / albedo is unchanged, so the crop stays a consistent
-        frame: one where even reflections carry the texture. Where the albedo is black (the
-        world, for Cycles) the pattern fades out. The exposure (``transfer``'s, from the core's
+    Renders show surfaces whose colour follows their albedo's texture, and the denoiser
+    should keep those edges (remodulating); the generator frames large textured areas too
+    rarely to teach it (in 3 of 546 seed-5000 scenes did remodulating everywhere beat v10's
+    learnt blend by 0.5 dB). Colour / albedo is unchanged, so the crop stays a consistent
+    frame: one where even reflections carry the texture. Where the albedo is black (the
+    world, for Cycles) the pattern fades out. The exposure (``transfer``'s, from the core's
     ``frame_exposure``) moves as the crop's would.
     """
     out = dict(item)
