@@ -469,6 +469,47 @@ def test_w_picker_and_albedo_texture_settings_reach_a_run_or_fail_first(dataset,
     assert not (tmp_path / "d").exists()
 
 
+def test_w_guides_teaches_a_color_model_the_clean_passes_and_export_leaves_the_head_out(dataset, run_dir, tmp_path):
+    import shutil
+
+    from training.__main__ import main
+    from training.train import load_checkpoint
+
+    extra = ["--inputs", "color", "--head", "kernel", "--kernel-size", "3", "--kernel-scales", "3", "--epochs", "2"]
+    assert _train(dataset, tmp_path / "g", *extra, "--w-guides", "0.5", "--albedo-texture", "0.5", "--lr", "3e-3") == 0
+    rows = (tmp_path / "g" / "log.csv").read_text().splitlines()
+    col = rows[0].split(",").index("train_guides")
+    first, second = (float(r.split(",")[col]) for r in rows[1:])
+    assert "val_guides" not in rows[0]  # validation scores the image only
+    assert second < first  # the head learns the passes: the term falls
+    state = load_checkpoint(tmp_path / "g" / "best.pt")
+    assert state["guide_head"]["conv.weight"].abs().sum() > 0
+    # The exported network is the color model alone: same parameters as a run without the term.
+    assert main(["export", "--checkpoint", str(tmp_path / "g" / "best.pt"), "-o", str(tmp_path / "g.onnx")]) == 0
+    model = load_model(tmp_path / "g.onnx")
+    assert model.info.inputs == ("color",)
+    names = {i.name for i in model.session.get_inputs()}
+    assert len(names) == 1
+    assert not any(k.startswith("conv.") or "guide" in k for k in state["model"])
+    # The clean passes come from the clean frame, and the guide albedo carries painted textures.
+    cache = PairCache(find_pairs(dataset)[:1], "color", "log", guides=True)
+    lo = cache[0]
+    assert lo.albedo is None and lo.guides is not None and lo.guides.shape == (6, *lo.color.shape[1:])
+    clean = read_image(find_pairs(dataset)[0].clean)
+    np.testing.assert_allclose(lo.guides[3:].transpose(1, 2, 0), np.clip(clean.normal[..., :3], -1, 1))
+    painted = RandomCropDataset(cache, patch=16, patches_per_image=1, augment=False, texture=1.0)[0]
+    plain = RandomCropDataset(cache, patch=16, patches_per_image=1, augment=False)[0]
+    ratio_color = painted["color"] / np.maximum(plain["color"], 1e-6)
+    ratio_albedo = painted["guide_albedo"] / np.maximum(plain["guide_albedo"], 1e-6)
+    lit = (plain["color"] > 1e-3) & (plain["guide_albedo"] > 1e-3)
+    np.testing.assert_allclose(ratio_albedo[lit], ratio_color[lit], rtol=1e-4)
+    # A resumed run picks the head up again; a run trained without it cannot resume with it.
+    assert _train(dataset, tmp_path / "g", *extra[:-1], "3", "--w-guides", "0.5", "--resume", "auto") == 0
+    assert len((tmp_path / "g" / "log.csv").read_text().splitlines()) == 4
+    shutil.copytree(run_dir, tmp_path / "plain")
+    assert _train(dataset, tmp_path / "plain", "--epochs", "2", "--w-guides", "0.5", "--resume", "auto") == 1
+
+
 def test_every_loss_weight_flag_reaches_the_loss():
     from dataclasses import fields
 

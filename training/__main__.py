@@ -158,6 +158,14 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "remodulated and the plain result is closer to the target (training only)",
     )
     g.add_argument("--picker-block", type=int, default=8, help="block edge in pixels for --w-picker (divides --patch)")
+    g.add_argument(
+        "--w-guides",
+        type=float,
+        default=0.0,
+        help="weight of an L1 term on the clean albedo and normal, predicted from the full-resolution decoder "
+        "features by a training-only 1x1 conv that export leaves out (multi-task: a color-only network's features "
+        "learn where surfaces and textures change)",
+    )
     g.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no cap; for smoke runs)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, crops and shuffling (saved in config.json)")

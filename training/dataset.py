@@ -152,10 +152,15 @@ class Loaded:
     normal: np.ndarray | None
     target: np.ndarray
     exposure: float
+    # With guides: the clean frame's albedo and normal, 6 x H x W, targets of train's --w-guides term.
+    guides: np.ndarray | None = None
 
 
-def load_pair(pair: Pair, inputs: str, transfer: str) -> Loaded:
-    """Read and prepare one pair the way the core prepares a frame for inference."""
+def load_pair(pair: Pair, inputs: str, transfer: str, guides: bool = False) -> Loaded:
+    """Read and prepare one pair the way the core prepares a frame for inference.
+
+    With ``guides``, also the clean frame's albedo and normal (prepared alike), whatever ``inputs`` is.
+    """
     passes = INPUT_SETS[inputs]
     noisy = read_image(pair.noisy)
     clean = read_image(pair.clean)
@@ -172,12 +177,18 @@ def load_pair(pair: Pair, inputs: str, transfer: str) -> Loaded:
     def chw(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a.transpose(2, 0, 1))
 
+    guide = None
+    if guides:
+        if clean.albedo is None or clean.normal is None:
+            raise DenoiseError(f"{pair.clean}: --w-guides needs the clean frame's albedo and normal passes")
+        guide = chw(np.concatenate([prepare_albedo(clean.albedo[..., :3]), prepare_normal(clean.normal[..., :3])], 2))
     return Loaded(
         color=chw(color),
         albedo=aux["albedo"],
         normal=aux["normal"],
         target=chw(sanitize_color(clean.color[..., :3])),
         exposure=frame_exposure(color, transfer),
+        guides=guide,
     )
 
 
@@ -201,6 +212,8 @@ def _item(lo: Loaded) -> dict[str, Any]:
         item["albedo"] = lo.albedo
     if lo.normal is not None:
         item["normal"] = lo.normal
+    if lo.guides is not None:  # not network inputs: to_network reads only "albedo" and "normal"
+        item["guide_albedo"], item["guide_normal"] = lo.guides[:3], lo.guides[3:]
     return item
 
 
@@ -223,7 +236,7 @@ def dihedral(item: dict[str, Any], k: int) -> dict[str, Any]:
         if flip_y:
             a = a[:, ::-1, :]
         a = np.ascontiguousarray(a)
-        if key == "normal":
+        if key.endswith("normal"):
             a = a.copy()
             if transpose:  # image (x, y) -> (-y, -x) with y up and rows down
                 a[[0, 1]] = -a[[1, 0]]
@@ -305,6 +318,8 @@ def albedo_texture(item: dict[str, Any], rng: np.random.Generator, transfer: str
         cover = np.clip(albedo.max(0, keepdims=True) / 0.02, 0.0, 1.0)
         pattern = 1.0 + cover * (pattern - 1.0)
         out["albedo"] = albedo * pattern
+    if "guide_albedo" in item:  # the texture is albedo: the guide target carries it too
+        out["guide_albedo"] = item["guide_albedo"] * pattern
     out["color"] = color * pattern
     out["target"] = item["target"] * pattern
     before = frame_exposure(color.transpose(1, 2, 0), transfer)
@@ -324,10 +339,11 @@ def _pad_to(a: np.ndarray, h: int, w: int) -> np.ndarray:
 class PairCache:
     """Loads pairs on first use and keeps them in memory (per process)."""
 
-    def __init__(self, pairs: list[Pair], inputs: str, transfer: str) -> None:
+    def __init__(self, pairs: list[Pair], inputs: str, transfer: str, guides: bool = False) -> None:
         self.pairs = pairs
         self.inputs = inputs
         self.transfer = transfer
+        self.guides = guides
         self._loaded: dict[int, Loaded] = {}
 
     def __len__(self) -> int:
@@ -335,7 +351,7 @@ class PairCache:
 
     def __getitem__(self, i: int) -> Loaded:
         if i not in self._loaded:
-            self._loaded[i] = load_pair(self.pairs[i], self.inputs, self.transfer)
+            self._loaded[i] = load_pair(self.pairs[i], self.inputs, self.transfer, self.guides)
         return self._loaded[i]
 
     def preload(self, progress: bool = True) -> None:

@@ -270,6 +270,10 @@ class ModifiedUNet(nn.Module):
         # choice in pick; validation and export skip that work.
         self.keep_pick = False
         self.pick: Pick | None = None
+        # With keep_features (training --w-guides), forward in training mode leaves the
+        # full-resolution decoder features in features, for a training-only head to read.
+        self.keep_features = False
+        self.features: torch.Tensor | None = None
         ch = config.channels
         self.encoders = nn.ModuleList()
         cin = config.in_channels
@@ -338,6 +342,8 @@ class ModifiedUNet(nn.Module):
         for up, dec in zip(self.ups, self.decoders, strict=True):
             x = dec(torch.cat([up(x), skips.pop()], dim=1))
             features.append(x)
+        if self.keep_features and self.training:
+            self.features = x
         if self.config.head == "kernel":
             return self._filter(inputs, features[::-1])
         out = self.head(x)
@@ -413,6 +419,26 @@ class ModifiedUNet(nn.Module):
         if cfg.refine_width:
             out = out + REFINE_BOUND * torch.tanh(self.refine(torch.cat([features[0], out], dim=1)))
         return out.clamp(0.0, 1.0)
+
+
+class GuideHead(nn.Module):
+    """Training only (``--w-guides``): albedo and normal from the full-resolution decoder features.
+
+    A color-only network never sees the passes that mark surface and texture edges; asking
+    its features to predict them (multi-task) teaches the features those edges, which the
+    kernel head's blend weights and kernels then read. Export never sees this head.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 6, 1)
+        # Zero out: the features first get a gradient once the head has learnt a little.
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def loss(self, features: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        target = torch.cat([batch["guide_albedo"], batch["guide_normal"]], dim=1).to(features.dtype)
+        return torch.mean(torch.abs(self.conv(features) - target))
 
 
 def _softmax_channels(logits: torch.Tensor) -> torch.Tensor:

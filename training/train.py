@@ -35,7 +35,7 @@ from .dataset import (
     to_network,
 )
 from .losses import DenoiseLoss, LossWeights, picker_loss
-from .model import LATE_BRANCHES, LEGACY_DEFAULTS, ModifiedUNet, UNetConfig, count_parameters, widened_state
+from .model import LATE_BRANCHES, LEGACY_DEFAULTS, GuideHead, ModifiedUNet, UNetConfig, count_parameters, widened_state
 
 CONFIG_FILE = "config.json"
 SPLIT_FILE = "split.json"
@@ -84,6 +84,7 @@ class TrainConfig:
     w_psnr: float = 0.0
     w_picker: float = 0.0  # needs demodulate; not an image term, so validation leaves it out
     picker_block: int = 8
+    w_guides: float = 0.0  # training-only guide head (albedo + normal from the decoder features); not in validation
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
@@ -395,7 +396,7 @@ def train(cfg: TrainConfig) -> Path:
     )
     if not splits["train"]:
         raise DenoiseError("no training scenes after the split")
-    train_cache = PairCache(splits["train"], cfg.inputs, cfg.transfer)
+    train_cache = PairCache(splits["train"], cfg.inputs, cfg.transfer, guides=cfg.w_guides > 0)
     val_cache = PairCache(splits["val"], cfg.inputs, cfg.transfer)
     train_cache.preload(cfg.progress)
     val_cache.preload(cfg.progress)
@@ -415,7 +416,9 @@ def train(cfg: TrainConfig) -> Path:
             init = reset_blends(init, mcfg)
         model.load_state_dict(init)
     loss_fn = DenoiseLoss(cfg.loss_weights(), cfg.transfer)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    guide_head = GuideHead(mcfg.channels[0]) if cfg.w_guides else None
+    params = list(model.parameters()) + (list(guide_head.parameters()) if guide_head else [])
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(train_loader)
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
@@ -428,6 +431,10 @@ def train(cfg: TrainConfig) -> Path:
         sched.load_state_dict(state["scheduler"])
         start_epoch, step, best = state["epoch"] + 1, state["step"], state["best_val"]
         torch.set_rng_state(state["torch_rng"])
+        if guide_head is not None:
+            if "guide_head" not in state:
+                raise DenoiseError("--resume: the checkpoint was trained without --w-guides")
+            guide_head.load_state_dict(state["guide_head"])
     print(
         f"model: {count_parameters(model):,} parameters, alignment {mcfg.alignment}, receptive field "
         f"{mcfg.receptive_field}, {mcfg.macs_per_pixel() / 1e3:.1f} kMAC/pixel | "
@@ -449,10 +456,11 @@ def train(cfg: TrainConfig) -> Path:
             "step": step,
             "best_val": best,
             "torch_rng": torch.get_rng_state(),
-        }
+        } | ({"guide_head": guide_head.state_dict()} if guide_head else {})
 
     model.train()
     model.keep_pick = cfg.w_picker > 0
+    model.keep_features = guide_head is not None
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps and step >= cfg.max_steps:
             break
@@ -469,6 +477,11 @@ def train(cfg: TrainConfig) -> Path:
                 term = picker_loss(*model.pick, y, cfg.picker_block)
                 loss = loss + cfg.w_picker * term
                 terms["picker"] = float(term.detach())
+            if guide_head is not None:
+                assert model.features is not None
+                term = guide_head.loss(model.features, batch)
+                loss = loss + cfg.w_guides * term
+                terms["guides"] = float(term.detach())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
