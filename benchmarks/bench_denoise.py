@@ -9,7 +9,10 @@ built from a fixed seed. Our side is ``core.denoise()`` with the OIDN-base-sized
 U-Net from ``tests/onnx_builders.unet`` (random weights: same shape and cost as a
 trained one), a half-width U-Net, and the shipped color + albedo + normal model
 from ``models/`` (full frame and the add-on's default sliding window). OIDN's side is pyoidn's CPU
-device, filter "RT", hdr, color+albedo+normal, quality high and balanced.
+device, filter "RT", hdr, color+albedo+normal, quality high and balanced. With
+``--color-only`` both get the noisy color alone: the shipped color model against
+OIDN without albedo and normal (the random-weight U-Nets take all three passes and
+are left out).
 
 Every configuration runs in its own subprocess (this script with ``--one``), so
 its peak memory is its own: ``peak MB`` is the child's peak resident set size
@@ -128,7 +131,10 @@ def run_one(cfg: dict) -> dict:
         device.commit()
         out = np.empty_like(color)
         flt = pyoidn.Filter(device, pyoidn.OIDN_FILTER_TYPE_RT)
-        for name, img in (("color", color), ("albedo", albedo), ("normal", normal), ("output", out)):
+        images = (("color", color), ("output", out))
+        if not cfg.get("color_only"):
+            images += (("albedo", albedo), ("normal", normal))
+        for name, img in images:
             flt.set_image(name, img, pyoidn.OIDN_FORMAT_FLOAT3)
         flt.set_bool("hdr", True)
         q = {"high": pyoidn.OIDN_QUALITY_HIGH, "balanced": pyoidn.OIDN_QUALITY_BALANCED}[cfg["quality"]]
@@ -151,6 +157,8 @@ def run_one(cfg: dict) -> dict:
         from blender_denoise_addon.core.model import load_model
 
         model = load_model(cfg["model"], threads=threads)
+        if cfg.get("color_only"):
+            albedo = normal = None
 
         def once() -> dict:
             r = denoise(model, color, albedo, normal, tiling=cfg["mode"], tile=cfg.get("tile"), batch=cfg["batch"])
@@ -185,7 +193,7 @@ def run_one(cfg: dict) -> dict:
 # ---------------------------------------------------------------- driver (parent)
 
 
-def build_models(workdir: Path) -> dict[str, dict]:
+def build_models(workdir: Path, color_only: bool = False) -> dict[str, dict]:
     from onnx_builders import unet
 
     from blender_denoise_addon.core.contract import parse_metadata
@@ -198,13 +206,15 @@ def build_models(workdir: Path) -> dict[str, dict]:
         meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         info = parse_metadata(meta, where=path.name)
         models[key] = {"path": str(path), "params": params, "rf": info.receptive_field, "align": info.alignment}
-    # The shipped color + albedo + normal model: the one the add-on uses on such frames.
+    # The shipped model the add-on uses on such frames.
     from blender_denoise_addon.core.catalog import bundled_models
+
+    passes = {"color"} if color_only else {"color", "albedo", "normal"}
 
     for path in bundled_models():
         meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         info = parse_metadata(meta, where=path.name)
-        if set(info.inputs) == {"color", "albedo", "normal"}:
+        if set(info.inputs) == passes:
             params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
             entry = {"path": str(path), "params": params, "rf": info.receptive_field, "align": info.alignment}
             models["shipped"] = entry | {"name": path.stem}
@@ -212,14 +222,18 @@ def build_models(workdir: Path) -> dict[str, dict]:
     return models
 
 
-def configs(models: dict, grid_tile: int, sliding_tiles: list[int | None], batch: int) -> list[dict]:
+def configs(
+    models: dict, grid_tile: int, sliding_tiles: list[int | None], batch: int, color_only: bool = False
+) -> list[dict]:
     base, half = models["base"]["path"], models["half"]["path"]
-    out = [{"kind": "ours", "label": "ours full", "model": base, "mode": "full"}]
-    out.append({"kind": "ours", "label": "ours grid", "model": base, "mode": "grid", "tile": grid_tile})
-    for t in sliding_tiles:
-        out.append({"kind": "ours", "label": "ours sliding", "model": base, "mode": "sliding", "tile": t})
-    out.append({"kind": "ours", "label": "ours half-width full", "model": half, "mode": "full"})
-    out.append({"kind": "ours", "label": "ours half-width sliding", "model": half, "mode": "sliding", "tile": None})
+    out = []
+    if not color_only:  # the random-weight U-Nets take color, albedo and normal
+        out.append({"kind": "ours", "label": "ours full", "model": base, "mode": "full"})
+        out.append({"kind": "ours", "label": "ours grid", "model": base, "mode": "grid", "tile": grid_tile})
+        for t in sliding_tiles:
+            out.append({"kind": "ours", "label": "ours sliding", "model": base, "mode": "sliding", "tile": t})
+        out.append({"kind": "ours", "label": "ours half-width full", "model": half, "mode": "full"})
+        out.append({"kind": "ours", "label": "ours half-width sliding", "model": half, "mode": "sliding", "tile": None})
     if "shipped" in models:
         shipped, name = models["shipped"]["path"], models["shipped"]["name"]
         out.append({"kind": "ours", "label": f"shipped {name} full", "model": shipped, "mode": "full"})
@@ -228,6 +242,7 @@ def configs(models: dict, grid_tile: int, sliding_tiles: list[int | None], batch
     out.append({"kind": "oidn", "label": "OIDN high", "quality": "high"})
     for c in out:
         c.setdefault("batch", batch)
+        c["color_only"] = color_only
     return out
 
 
@@ -306,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", help="run only the rows whose label contains one of these words")
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny frames, 1 repeat, small tiles")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument(
+        "--color-only",
+        action="store_true",
+        help="noisy color alone: the shipped color model vs OIDN without albedo/normal",
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -333,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory() as td:
-        models = build_models(Path(td))
+        models = build_models(Path(td), args.color_only)
         print(
             f"# models: base U-Net {models['base']['params'] / 1e6:.2f} M parameters, "
             f"half-width {models['half']['params'] / 1e6:.2f} M; receptive field {models['base']['rf']}, "
@@ -344,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         full_per_mp: dict[str, float] = {}  # full-frame memory above baseline, MB per megapixel
         for w, h in dims:
             mp = w * h / 1e6
-            for cfg in configs(models, grid_tile, sliding, batch):
+            for cfg in configs(models, grid_tile, sliding, batch, args.color_only):
                 if args.only and not any(w in cfg["label"] for w in args.only):
                     continue
                 cfg = cfg | {"width": w, "height": h, "threads": args.threads, "repeats": repeats}
@@ -372,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"Machine: {mach['cpu']}, {mach['cores']} logical CPUs, {mach['mem_gb']:.0f} GiB RAM; "
-        f"threads used: {mach['threads']} (both denoisers)"
+        f"threads used: {mach['threads']} (both denoisers); inputs: "
+        + ("color only" if args.color_only else "color, albedo, normal")
     )
     print(f"onnxruntime {mach['onnxruntime']} (CPUExecutionProvider); OIDN {mach['oidn']}; Python {mach['python']}")
     print(

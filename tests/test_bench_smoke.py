@@ -31,3 +31,17 @@ def test_bench_quick_prints_a_table_with_every_denoiser():
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[3]) > 0 and float(cells[6]) > 0, row  # seconds and peak MB were measured
     assert "onnxruntime" in p.stdout and "OIDN" in p.stdout
+
+
+@pytest.mark.slow
+def test_bench_color_only_times_the_shipped_color_model_against_oidn_without_passes():
+    pytest.importorskip("pyoidn")
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--threads", "1", "--color-only"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = [line for line in p.stdout.splitlines() if line.startswith("| ")]
+    labels = [row.split("|")[2].strip() for row in rows[1:]]
+    assert "inputs: color only" in p.stdout
+    assert any(label.startswith("shipped") and "color-albedo" not in label for label in labels), labels
+    assert not any(label.startswith("ours") for label in labels)  # the U-Nets need albedo and normal
+    assert {"OIDN balanced", "OIDN high"} <= set(labels)
