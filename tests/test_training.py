@@ -494,9 +494,10 @@ def test_w_guides_teaches_a_color_model_the_clean_passes_and_export_leaves_the_h
     # The clean passes come from the clean frame, and the guide albedo carries painted textures.
     cache = PairCache(find_pairs(dataset)[:1], "color", "log", guides=True)
     lo = cache[0]
-    assert lo.albedo is None and lo.guides is not None and lo.guides.shape == (6, *lo.color.shape[1:])
+    assert lo.albedo is None and lo.guide_albedo is not None and lo.guide_normal is not None
+    assert lo.guide_albedo.shape == lo.guide_normal.shape == lo.color.shape
     clean = read_image(find_pairs(dataset)[0].clean)
-    np.testing.assert_allclose(lo.guides[3:].transpose(1, 2, 0), np.clip(clean.normal[..., :3], -1, 1))
+    np.testing.assert_allclose(lo.guide_normal.transpose(1, 2, 0), np.clip(clean.normal[..., :3], -1, 1))
     painted = RandomCropDataset(cache, patch=16, patches_per_image=1, augment=False, texture=1.0)[0]
     plain = RandomCropDataset(cache, patch=16, patches_per_image=1, augment=False)[0]
     ratio_color = painted["color"] / np.maximum(plain["color"], 1e-6)
@@ -508,6 +509,7 @@ def test_w_guides_teaches_a_color_model_the_clean_passes_and_export_leaves_the_h
     assert len((tmp_path / "g" / "log.csv").read_text().splitlines()) == 4
     shutil.copytree(run_dir, tmp_path / "plain")
     assert _train(dataset, tmp_path / "plain", "--epochs", "2", "--w-guides", "0.5", "--resume", "auto") == 1
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["w_guides"] == 0  # refused before writing
 
 
 def test_every_loss_weight_flag_reaches_the_loss():

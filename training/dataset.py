@@ -152,8 +152,9 @@ class Loaded:
     normal: np.ndarray | None
     target: np.ndarray
     exposure: float
-    # With guides: the clean frame's albedo and normal, 6 x H x W, targets of train's --w-guides term.
-    guides: np.ndarray | None = None
+    # With guides: the clean frame's albedo and normal, targets of train's --w-guides term.
+    guide_albedo: np.ndarray | None = None
+    guide_normal: np.ndarray | None = None
 
 
 def load_pair(pair: Pair, inputs: str, transfer: str, guides: bool = False) -> Loaded:
@@ -177,18 +178,20 @@ def load_pair(pair: Pair, inputs: str, transfer: str, guides: bool = False) -> L
     def chw(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a.transpose(2, 0, 1))
 
-    guide = None
+    guide_albedo = guide_normal = None
     if guides:
         if clean.albedo is None or clean.normal is None:
             raise DenoiseError(f"{pair.clean}: --w-guides needs the clean frame's albedo and normal passes")
-        guide = chw(np.concatenate([prepare_albedo(clean.albedo[..., :3]), prepare_normal(clean.normal[..., :3])], 2))
+        guide_albedo = chw(prepare_albedo(clean.albedo[..., :3]))
+        guide_normal = chw(prepare_normal(clean.normal[..., :3]))
     return Loaded(
         color=chw(color),
         albedo=aux["albedo"],
         normal=aux["normal"],
         target=chw(sanitize_color(clean.color[..., :3])),
         exposure=frame_exposure(color, transfer),
-        guides=guide,
+        guide_albedo=guide_albedo,
+        guide_normal=guide_normal,
     )
 
 
@@ -212,8 +215,9 @@ def _item(lo: Loaded) -> dict[str, Any]:
         item["albedo"] = lo.albedo
     if lo.normal is not None:
         item["normal"] = lo.normal
-    if lo.guides is not None:  # not network inputs: to_network reads only "albedo" and "normal"
-        item["guide_albedo"], item["guide_normal"] = lo.guides[:3], lo.guides[3:]
+    for key in ("guide_albedo", "guide_normal"):  # not network inputs: to_network reads only "albedo" and "normal"
+        if getattr(lo, key) is not None:
+            item[key] = getattr(lo, key)
     return item
 
 

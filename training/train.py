@@ -380,6 +380,8 @@ def train(cfg: TrainConfig) -> Path:
                 raise DenoiseError(
                     f"--resume: {key} is {getattr(saved, key)!r} in the checkpoint, not {getattr(cfg, key)!r}"
                 )
+        if cfg.w_guides and "guide_head" not in state:
+            raise DenoiseError("--resume: the checkpoint was trained without --w-guides")
     seed_everything(cfg.seed)
     (out / CONFIG_FILE).write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
 
@@ -432,8 +434,6 @@ def train(cfg: TrainConfig) -> Path:
         start_epoch, step, best = state["epoch"] + 1, state["step"], state["best_val"]
         torch.set_rng_state(state["torch_rng"])
         if guide_head is not None:
-            if "guide_head" not in state:
-                raise DenoiseError("--resume: the checkpoint was trained without --w-guides")
             guide_head.load_state_dict(state["guide_head"])
     print(
         f"model: {count_parameters(model):,} parameters, alignment {mcfg.alignment}, receptive field "
