@@ -854,6 +854,36 @@ def test_refine_branch_starts_as_the_model_it_grows_and_stays_bounded(tmp_path):
     assert not wide.refine[2].bias.detach().any()
 
 
+def test_refine_bound_change_on_init_keeps_the_corrections(tmp_path):
+    """--refine-bound other than the source's: the branch is rescaled to add what it did, up to the new bound."""
+    import copy
+
+    from training.model import REFINE_BOUND
+
+    kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3, refine_width=4)
+    torch.manual_seed(0)
+    source = ModifiedUNet(UNetConfig(**kw)).eval()
+    with torch.no_grad():  # a trained branch: small corrections that vary per pixel
+        source.refine[2].weight.normal_(0.0, 0.01)
+    unrefined = copy.deepcopy(source)
+    with torch.no_grad():
+        unrefined.refine[2].weight.zero_()
+    raised = ModifiedUNet(UNetConfig(**kw, refine_bound=10 * REFINE_BOUND)).eval()
+    _grow_from_file(raised, source, tmp_path)
+    x = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
+    with torch.no_grad():
+        base, plain = source(x), unrefined(x)
+        changed = float((base - plain).abs().max())
+        assert changed > 1e-4
+        # Copied as they were, the corrections would be 10x larger; rescaled, they match to first order.
+        assert float((raised(x) - base).abs().max()) < 0.01 * changed
+        raised.refine[2].bias.fill_(100.0)  # saturated: pushed up by the whole new bound
+        shift = raised(x) - plain
+    assert float(shift[plain < 0.4].min()) == pytest.approx(10 * REFINE_BOUND, abs=1e-5)
+    with pytest.raises(ValueError, match="refine_bound"):
+        UNetConfig(**kw, refine_bound=0.0)
+
+
 def test_kernel_weights_average_neighbours():
     from training.model import apply_kernels
 

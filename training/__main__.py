@@ -95,6 +95,14 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "--init adds it, starting at zero, to a model without it)",
     )
     g.add_argument(
+        "--refine-bound",
+        type=float,
+        default=None,
+        help="with --refine-width: the largest correction, in the log transfer's units (1/24 is one stop; "
+        "default 0.05, training.model.REFINE_BOUND); --init from a model with another bound rescales the "
+        "branch so it starts adding what it did",
+    )
+    g.add_argument(
         "--post-kernel",
         type=int,
         default=0,
@@ -269,7 +277,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
     skip = {"command", "_run", "quiet"}
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k not in skip}, progress=not args.quiet)
+    given = {k: v for k, v in vars(args).items() if k not in skip and not (k == "refine_bound" and v is None)}
+    cfg = TrainConfig(**given, progress=not args.quiet)
     out = train(cfg)
     print(f"run folder: {out}")
     return 0

@@ -35,7 +35,7 @@ KERNEL_SPACES = ("log", "linear", "both")
 LEGACY_DEFAULTS: dict[str, Any] = {"upsample": "transpose"}
 # Added to the albedo before dividing by it, so black albedo does not blow up irradiance.
 DEMODULATE_EPS = 0.01
-# Largest correction the refine branch adds, in the log transfer's units (1/24 is one stop).
+# Default largest correction of the refine branch, in the log transfer's units (1/24 is one stop).
 REFINE_BOUND = 0.05
 # Parameter prefixes of the branches after the kernel head that start as no change, so
 # ``train --init`` can add them to a model without them (and restart them when widening).
@@ -76,6 +76,9 @@ class UNetConfig:
     # average of noisy neighbours cannot rebuild an edge the coarse scales blurred; the
     # correction can, and its bound keeps it from inventing highlights.
     refine_width: int = 0
+    # With refine_width: the largest correction (tanh times this). It also scales how strongly the
+    # branch's loss gradient reaches the shared features, next to the kernel head's.
+    refine_bound: float = REFINE_BOUND
     # Kernel head: size of one more per-pixel softmax kernel at full resolution, run over the
     # combined result and blended in by a learnt gain in [-1, 1] (0: none). The finest scale's
     # 3x3 average leaves pixel-level noise in flat areas that the coarse scales cannot replace
@@ -111,6 +114,8 @@ class UNetConfig:
             raise ValueError("picker_results needs picker_width")
         if (self.refine_width or self.post_kernel) and self.head != "kernel":
             raise ValueError("refine_width and post_kernel need the kernel head")
+        if not self.refine_bound > 0:
+            raise ValueError(f"refine_bound must be > 0, got {self.refine_bound}")
         if self.post_kernel < 0 or (self.post_kernel and self.post_kernel % 2 == 0):
             raise ValueError(f"post_kernel must be odd (or 0: none), got {self.post_kernel}")
         if self.kernel_space not in KERNEL_SPACES:
@@ -417,7 +422,7 @@ class ModifiedUNet(nn.Module):
             gain = logits[:, p2:].clamp(-1.0, 1.0)
             out = out + gain * (apply_kernels(out, _softmax_channels(logits[:, :p2]), cfg.post_kernel) - out)
         if cfg.refine_width:
-            out = out + REFINE_BOUND * torch.tanh(self.refine(torch.cat([features[0], out], dim=1)))
+            out = out + cfg.refine_bound * torch.tanh(self.refine(torch.cat([features[0], out], dim=1)))
         return out.clamp(0.0, 1.0)
 
 

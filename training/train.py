@@ -35,7 +35,16 @@ from .dataset import (
     to_network,
 )
 from .losses import DenoiseLoss, LossWeights, picker_loss
-from .model import LATE_BRANCHES, LEGACY_DEFAULTS, GuideHead, ModifiedUNet, UNetConfig, count_parameters, widened_state
+from .model import (
+    LATE_BRANCHES,
+    LEGACY_DEFAULTS,
+    REFINE_BOUND,
+    GuideHead,
+    ModifiedUNet,
+    UNetConfig,
+    count_parameters,
+    widened_state,
+)
 
 CONFIG_FILE = "config.json"
 SPLIT_FILE = "split.json"
@@ -63,6 +72,7 @@ class TrainConfig:
     picker_width: int = 0
     picker_results: bool = False
     refine_width: int = 0
+    refine_bound: float = REFINE_BOUND
     post_kernel: int = 0
     upsample: str = "nearest"
     kernel_space: str = "log"
@@ -112,6 +122,7 @@ class TrainConfig:
             picker_width=self.picker_width,
             picker_results=self.picker_results,
             refine_width=self.refine_width,
+            refine_bound=self.refine_bound,
             post_kernel=self.post_kernel,
             upsample=self.upsample,
             kernel_space=self.kernel_space,
@@ -247,6 +258,13 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
         if differ:
             flags = ", ".join(_flag(k, saved[k]) for k in differ)
             raise DenoiseError(f"--init {path} was trained with other settings; to start from it, pass {flags}")
+        ratio = saved.get("refine_bound", REFINE_BOUND) / model.config.refine_bound
+        if ratio != 1.0 and "refine.2.weight" in weights:
+            # Another --refine-bound: the output layer is scaled so that the branch adds what it did
+            # (to first order: tanh is near linear where the branch barely acts), and fine-tuning
+            # starts from the source's function.
+            weights["refine.2.weight"] = weights["refine.2.weight"] * ratio
+            weights["refine.2.bias"] = weights["refine.2.bias"] * ratio
     own = model.state_dict()
     if widen:
         try:
@@ -371,6 +389,7 @@ def train(cfg: TrainConfig) -> Path:
             "growth",
             "depth",
             "residual",
+            "refine_bound",
             "split_seed",
             "val_fraction",
             "test_fraction",
