@@ -1,0 +1,102 @@
+"""What a kernel-head model does, per test scene: its kernels, blends, post gain and refine correction.
+
+    .venv/bin/python benchmarks/kernel_probe.py --model models/denoiser-v16-color.onnx \
+        [--data data/test128] [--spp 4 16] [--scenes 000005 000012 000013]
+
+Runs the exported model's weights through torch on whole frames (as ``training evaluate``
+prepares them) and prints, per frame, the 10th/50th/90th percentiles over pixels of:
+the full-resolution kernel's centre weight (1/9 is a box average, 1 keeps the pixel), the
+coarse-to-fine blend weights at scales 0 and 1 (how much of the coarser estimate's low
+frequencies replace the finer one's), the post kernel's gain (1: full smoothing by it,
+its clamp), and the 99th percentile of the refine branch's absolute correction in the
+``log`` transfer. Where a model blurs texture, this says which part averages it away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from blender_denoise_addon.core.denoise import _network_input, frame_exposure  # noqa: E402
+from blender_denoise_addon.core.imageio import read_image  # noqa: E402
+from blender_denoise_addon.core.tiling import plan_tiles  # noqa: E402
+
+
+def _pct(t, qs=(10, 50, 90)) -> str:  # noqa: ANN001 - a torch tensor; torch is imported lazily
+    return " ".join(f"{v:.3f}" for v in np.percentile(t.numpy().ravel(), qs))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="an exported kernel-head model (.onnx) or a checkpoint (.pt)")
+    p.add_argument("--data", default="data/test128")
+    p.add_argument("--spp", type=int, nargs="+", default=[4, 16])
+    p.add_argument("--scenes", nargs="+", default=["000005", "000012", "000013"])
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from training.dataset import find_pairs
+    from training.model import LEGACY_DEFAULTS, ModifiedUNet, UNetConfig, _softmax_channels
+    from training.train import initial_config, load_initial_weights
+
+    torch.set_num_threads(args.threads)
+    saved = initial_config(args.model)
+    if saved is None:
+        raise SystemExit(f"{args.model} carries no training.model_config metadata")
+    cfg = UNetConfig(**LEGACY_DEFAULTS | saved)
+    if cfg.head != "kernel" or cfg.inputs != "color":
+        raise SystemExit("the probe reads color-only kernel-head models")
+    net = ModifiedUNet(cfg).eval()
+    load_initial_weights(net, args.model)
+    captured: dict[str, list] = {}
+    filter_ = net._filter
+
+    def keep_features(inputs, features):  # noqa: ANN001, ANN202
+        captured["features"] = features
+        return filter_(inputs, features)
+
+    net._filter = keep_features
+    if cfg.refine_width:  # the branch's output before its tanh, as the forward pass computed it
+        net.refine.register_forward_hook(lambda _m, _i, o: captured.__setitem__("refine", o))
+    k2 = cfg.kernel_size**2
+    print("spp scene | centre weight p10 p50 p90 | blend s0 | blend s1 | post gain | |refine| p99")
+    for spp in args.spp:
+        for pair in find_pairs(args.data, "exr", [spp]):
+            if pair.scene not in args.scenes:
+                continue
+            frame = read_image(pair.noisy)
+            h, w = frame.color.shape[:2]
+            tile = plan_tiles(h, w, "full", 1, 0, cfg.alignment, 0)[0]
+            exposure = frame_exposure(frame.color, "log")
+            x = torch.from_numpy(_network_input(tile, frame.color, None, None, "log", exposure))[None]
+            with torch.no_grad():
+                net(x)
+                f = captured["features"]
+                l0 = net.kernel_heads[0](f[0])
+                l1 = net.kernel_heads[1](f[1])
+                row = [
+                    _pct(_softmax_channels(l0[:, :k2])[:, k2 // 2]),
+                    _pct(torch.sigmoid(l0[:, k2 : k2 + 1])),
+                    _pct(torch.sigmoid(l1[:, k2 : k2 + 1])),
+                ]
+                row.append(_pct(net.post_head(f[0])[:, cfg.post_kernel**2 :].clamp(-1, 1)) if cfg.post_kernel else "-")
+                if cfg.refine_width:
+                    r = cfg.refine_bound * torch.tanh(captured["refine"])
+                    row.append(f"{float(np.percentile(r.abs().numpy(), 99)):.4f}")
+                else:
+                    row.append("-")
+            print(f"{spp} {pair.scene} | " + " | ".join(row))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
