@@ -884,6 +884,19 @@ def test_refine_bound_change_on_init_keeps_the_corrections(tmp_path):
         UNetConfig(**kw, refine_bound=0.0)
 
 
+def test_widening_keeps_a_post_kernel_that_still_fits():
+    """--widen at the same widths (an --upsample conversion) copies the post kernel instead of failing."""
+    kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
+    torch.manual_seed(0)
+    source = ModifiedUNet(UNetConfig(post_kernel=3, refine_width=2, **kw))
+    with torch.no_grad():
+        source.post_head.weight.normal_()
+    same = ModifiedUNet(UNetConfig(post_kernel=3, refine_width=2, **kw))
+    state = widened_state(same, source.state_dict())
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(state[name], value, atol=0, rtol=0)
+
+
 def test_kernel_weights_average_neighbours():
     from training.model import apply_kernels
 

@@ -512,7 +512,7 @@ def widened_state(model: ModifiedUNet, small: dict[str, torch.Tensor]) -> dict[s
         if prefix.startswith("picker."):  # not widened; a model grown by --picker-width starts with its own
             out[name] = small[name].clone() if name in small else value.clone()
             continue
-        if prefix.startswith(LATE_BRANCHES):  # they read the widened features: restart if they no longer fit
+        if name.startswith(LATE_BRANCHES):  # they read the widened features: restart if they no longer fit
             out[name] = small[name].clone() if late_fits else value.clone()
             continue
         rows, cols = where[prefix]
