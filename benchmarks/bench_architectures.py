@@ -35,6 +35,16 @@ V5 = {
     "demodulate": True,
     "picker_width": 8,
 }
+# The shipped color model's shape (v14 and v16; the refine bound changes no cost).
+V16_COLOR = {
+    "inputs": "color",
+    "width": 16,
+    "growth": 16,
+    "upsample": "transpose",
+    "kernel_space": "both",
+    "post_kernel": 3,
+    "refine_width": 16,
+}
 # (label, UNetConfig arguments); the first row is the shape of the v1/v2 models.
 SHAPES: list[tuple[str, dict]] = [
     ("v2: width 16 growth 8 transpose", {"width": 16, "growth": 8, "upsample": "transpose"}),
@@ -65,6 +75,9 @@ SHAPES: list[tuple[str, dict]] = [
     ("v5 aux + post kernel (3)", V5 | {"post_kernel": 3}),
     ("v5 aux + post kernel (3) + refine branch (8)", V5 | {"post_kernel": 3, "refine_width": 8}),
     ("v5 aux + post kernel (3) + picker on the results", V5 | {"post_kernel": 3, "picker_results": True}),
+    ("v16 color", V16_COLOR),
+    ("v16 color with nearest upsampling", V16_COLOR | {"upsample": "nearest"}),
+    ("v16 color without the refine branch", V16_COLOR | {"refine_width": 0}),
     ("width 16 growth 16 nearest", {"width": 16, "growth": 16, "upsample": "nearest"}),
     (
         "width 16 growth 16 nearest, both + demodulate",
@@ -85,7 +98,7 @@ def time_shape(kw: dict, height: int, width: int, threads: int, repeats: int, fo
     from training.model import ModifiedUNet, UNetConfig, count_parameters
 
     torch.manual_seed(0)
-    cfg = UNetConfig(inputs="color,albedo,normal", **KERNEL_HEAD, **kw)
+    cfg = UNetConfig(**({"inputs": "color,albedo,normal"} | KERNEL_HEAD | kw))  # a shape may set its inputs
     net = ModifiedUNet(cfg).eval()
     path = folder / "model.onnx"
     trace_to_onnx(net, cfg.model_info("log"), path)
@@ -113,7 +126,8 @@ def main() -> None:
     ap.add_argument("--only", default="", help="time only the shapes whose label contains this text (the first too)")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
-    print(f"{args.size}, {args.threads} threads, kernel head (3x3, 5 scales), color + albedo + normal")
+    inputs = "color + albedo + normal inputs (color alone where the label says color)"
+    print(f"{args.size}, {args.threads} threads, kernel head (3x3, 5 scales), {inputs}")
     print(f"{'shape':56s} {'kMAC/px':>8s} {'params':>9s} {'seconds':>8s} {'vs first':>8s}")
     first = None
     with tempfile.TemporaryDirectory() as tmp:
