@@ -33,19 +33,17 @@ from blender_denoise_addon.core.tiling import plan_tiles  # noqa: E402
 
 
 def load(args: argparse.Namespace):  # -> (ModifiedUNet, UNetConfig)
-    from training.model import LEGACY_DEFAULTS, ModifiedUNet, UNetConfig
-    from training.train import initial_config, load_initial_weights
+    from blender_denoise_addon.core.errors import DenoiseError
+    from training.train import load_network
 
     path = args.checkpoint or args.model
-    saved = initial_config(path)
-    if saved is None:
-        sys.exit(f"{path} carries no model config (exports before v3); use its checkpoint")
-    cfg = UNetConfig(**LEGACY_DEFAULTS | saved)
-    if not cfg.demodulate:
+    try:
+        net = load_network(path)
+    except DenoiseError as e:
+        sys.exit(str(e))
+    if not net.config.demodulate:
         sys.exit(f"{path} does not demodulate (trained without --demodulate)")
-    net = ModifiedUNet(cfg).eval()
-    load_initial_weights(net, path)
-    return net, cfg
+    return net, net.config
 
 
 def main() -> None:

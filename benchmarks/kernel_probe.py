@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,20 +45,20 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from blender_denoise_addon.core.errors import DenoiseError
     from training.dataset import find_pairs
-    from training.model import LEGACY_DEFAULTS, ModifiedUNet, UNetConfig, _softmax_channels
-    from training.train import initial_config, load_initial_weights
+    from training.model import _softmax_channels
+    from training.train import load_network
 
     torch.set_num_threads(args.threads)
-    saved = initial_config(args.model)
-    if saved is None:
-        raise SystemExit(f"{args.model} carries no training.model_config metadata")
-    cfg = UNetConfig(**LEGACY_DEFAULTS | saved)
+    try:
+        net = load_network(args.model)
+    except DenoiseError as e:
+        raise SystemExit(str(e)) from None
+    cfg = net.config
     if cfg.head != "kernel" or cfg.inputs != "color":
         raise SystemExit("the probe reads color-only kernel-head models")
-    net = ModifiedUNet(cfg).eval()
-    load_initial_weights(net, args.model)
-    captured: dict[str, list] = {}
+    captured: dict[str, Any] = {}
     filter_ = net._filter
 
     def keep_features(inputs, features):  # noqa: ANN001, ANN202

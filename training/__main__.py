@@ -97,7 +97,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--refine-bound",
         type=float,
-        default=None,
+        default=argparse.SUPPRESS,  # absent unless given: TrainConfig holds the default
         help="with --refine-width: the largest correction, in the log transfer's units (1/24 is one stop; "
         "default 0.05, training.model.REFINE_BOUND); --init from a model with another bound rescales the "
         "branch so it starts adding what it did",
@@ -277,8 +277,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
     skip = {"command", "_run", "quiet"}
-    given = {k: v for k, v in vars(args).items() if k not in skip and not (k == "refine_bound" and v is None)}
-    cfg = TrainConfig(**given, progress=not args.quiet)
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k not in skip}, progress=not args.quiet)
     out = train(cfg)
     print(f"run folder: {out}")
     return 0

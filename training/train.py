@@ -232,6 +232,16 @@ def load_initial_weights(model: ModifiedUNet, path: str | Path) -> None:
     model.load_state_dict(fitted_weights(model, path))
 
 
+def load_network(path: str | Path) -> ModifiedUNet:
+    """The network saved in ``path`` (a checkpoint, or an export carrying its config), in eval mode."""
+    saved = initial_config(path)
+    if saved is None:
+        raise DenoiseError(f"{path} carries no model config (exports before v3); use its checkpoint")
+    model = ModifiedUNet(UNetConfig(**LEGACY_DEFAULTS | saved)).eval()
+    load_initial_weights(model, path)
+    return model
+
+
 def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -> dict[str, torch.Tensor]:
     """``model``'s state dict, read from ``path``; every name and shape must match.
 
