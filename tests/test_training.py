@@ -26,6 +26,7 @@ from training.dataset import (  # noqa: E402
     PairCache,
     RandomCropDataset,
     albedo_texture,
+    check_texture_kinds,
     dihedral,
     find_pairs,
     split_pairs,
@@ -155,6 +156,25 @@ def test_texture_pattern_is_anti_aliased_regions_up_to_one():
         assert t.shape == (3, 24, 40) and t.dtype == np.float32
         assert t.max() == pytest.approx(1.0) and t.min() > 0.0
         assert len(np.unique(t[1])) > 2  # at least two regions plus the blended pixels on their edges
+
+
+def test_mortar_texture_draws_thin_grout_lines_and_is_opt_in():
+    for seed in range(12):
+        t = texture_pattern(48, 48, np.random.default_rng(seed), ("mortar",))
+        assert t.shape == (3, 48, 48) and t.max() == pytest.approx(1.0) and t.min() > 0.0
+        # Grout is a minority: lines at most a quarter of a cell wide leave large flat cell interiors
+        # (at most two cell colours), whatever the rotation's anti-aliased edges.
+        values, counts = np.unique(t[1], return_counts=True)
+        assert len(values) > 2 and np.sort(counts)[-2:].sum() > 0.25 * t[1].size
+    # The default kinds draw what they always did (earlier recipes keep their crops).
+    np.testing.assert_array_equal(
+        texture_pattern(16, 16, np.random.default_rng(5)),
+        texture_pattern(16, 16, np.random.default_rng(5), ("checker", "stripes", "blobs")),
+    )
+    with pytest.raises(DenoiseError, match="texture-kinds"):
+        check_texture_kinds(["checker", "bricks"])
+    with pytest.raises(DenoiseError, match="texture-kinds"):
+        check_texture_kinds([])
 
 
 def test_albedo_texture_keeps_color_over_albedo_and_spares_the_world():

@@ -37,6 +37,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from .dataset import DEFAULT_TEXTURE_KINDS, TEXTURE_KINDS  # numpy only, no torch
+
     p = sub.add_parser(
         "train",
         help="train the Modified U-Net on random crops",
@@ -135,8 +137,16 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         metavar="FRACTION",
-        help="paint a random texture (checker, stripes, blobs) into this fraction of the crops: noisy colour, "
+        help="paint a random texture (of --texture-kinds) into this fraction of the crops: noisy colour, "
         "target and albedo times the same pattern, so color edges that follow albedo edges are kept",
+    )
+    g.add_argument(
+        "--texture-kinds",
+        type=lambda s: [k.strip() for k in s.split(",") if k.strip()],
+        default=list(DEFAULT_TEXTURE_KINDS),
+        metavar="KINDS",
+        help=f"the painted textures to draw from, comma-separated, of {','.join(TEXTURE_KINDS)} "
+        "(mortar: tiles and bricks with thin grout lines)",
     )
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate after warmup")
     g.add_argument("--min-lr", type=float, default=1e-5, help="learning rate at the end of the cosine decay")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -254,23 +255,47 @@ def dihedral(item: dict[str, Any], k: int) -> dict[str, Any]:
 
 # Supersampling per pixel edge for the texture of ``albedo_texture`` (anti-aliased like a render).
 _TEXTURE_SS = 4
-TEXTURE_KINDS = ("checker", "stripes", "blobs")
+# ``mortar`` (thin grout lines of tiles and bricks) is opt-in: the default keeps the crops that
+# earlier runs' recipes drew.
+TEXTURE_KINDS = ("checker", "stripes", "blobs", "mortar")
+DEFAULT_TEXTURE_KINDS = ("checker", "stripes", "blobs")
 
 
-def texture_pattern(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+def check_texture_kinds(kinds: Sequence[str]) -> None:
+    unknown = [k for k in kinds if k not in TEXTURE_KINDS]
+    if not kinds or unknown:
+        got = ", ".join(kinds) or "none"
+        raise DenoiseError(f"--texture-kinds takes some of {', '.join(TEXTURE_KINDS)}; got {got}")
+
+
+def texture_pattern(
+    h: int, w: int, rng: np.random.Generator, kinds: Sequence[str] = DEFAULT_TEXTURE_KINDS
+) -> np.ndarray:
     """A random piecewise-constant colour texture, 3 x h x w in (0, 1], anti-aliased, max 1.
 
-    A rotated checker, stripes or thresholded smooth noise with a period of 3 to 48 pixels,
-    its regions in 2-3 random colours (log-uniform brightness down to 1/20, some tint).
+    A rotated checker, stripes or thresholded smooth noise with a period of 3 to 48 pixels, or
+    mortar: tiles or bricks (rows shifted) with grout lines 0.5 to 2.5 pixels wide (at most a
+    quarter of a cell), the fine lines a 3x3 filter smears. Its regions in 2-3 random colours
+    (log-uniform brightness down to 1/20, some tint).
     """
     ss = _TEXTURE_SS
-    kind = str(rng.choice(TEXTURE_KINDS))
+    kind = str(rng.choice(list(kinds)))
     period = float(np.exp(rng.uniform(np.log(3.0), np.log(48.0))))
     ys, xs = np.mgrid[0 : h * ss, 0 : w * ss].astype(np.float32) / ss
     ang = rng.uniform(0, np.pi)
     u = (xs * np.cos(ang) + ys * np.sin(ang) + rng.uniform(0, period)) / period
     v = (-xs * np.sin(ang) + ys * np.cos(ang) + rng.uniform(0, period)) / period
-    if kind == "checker":
+    if kind == "mortar":
+        height = max(3.0, period * rng.uniform(0.3, 1.0))  # cells as high as wide, or flatter
+        line = rng.uniform(0.5, min(2.5, period / 4, height / 4))  # grout width in pixels
+        rows = v * period / height
+        row = np.floor(rows)
+        bond = float(rng.choice([0.0, 0.5, rng.uniform()]))  # tiles, bricks, random shift
+        cols = u + (row % 2) * bond
+        grout = ((cols - np.floor(cols)) * period < line) | ((rows - row) * height < line)
+        two_tone = int(rng.uniform() < 0.5)  # alternate cells in a second colour, or not
+        label = np.where(grout, 0, 1 + ((np.floor(cols) + row) % 2).astype(np.int64) * two_tone).astype(np.int64)
+    elif kind == "checker":
         label = (np.floor(u) + np.floor(v)).astype(np.int64) % 2
     elif kind == "stripes":
         label = np.floor(u).astype(np.int64) % 2
@@ -302,7 +327,9 @@ def check_texture_fraction(fraction: float) -> None:
         raise DenoiseError(f"--albedo-texture is a fraction of the crops, in [0, 1]; got {fraction}")
 
 
-def albedo_texture(item: dict[str, Any], rng: np.random.Generator, transfer: str) -> dict[str, Any]:
+def albedo_texture(
+    item: dict[str, Any], rng: np.random.Generator, transfer: str, kinds: Sequence[str] = DEFAULT_TEXTURE_KINDS
+) -> dict[str, Any]:
     """Paint a random texture into a crop: noisy colour, target and albedo times the same pattern.
 
     Renders show surfaces whose colour follows their albedo's texture, and the denoiser
@@ -316,7 +343,7 @@ def albedo_texture(item: dict[str, Any], rng: np.random.Generator, transfer: str
     out = dict(item)
     color = item["color"]
     _, h, w = color.shape
-    pattern = texture_pattern(h, w, rng)
+    pattern = texture_pattern(h, w, rng, kinds)
     albedo = item.get("albedo")
     if albedo is not None:
         cover = np.clip(albedo.max(0, keepdims=True) / 0.02, 0.0, 1.0)
@@ -369,7 +396,8 @@ class PairCache:
 class RandomCropDataset:
     """``patches_per_image`` random crops of every pair per epoch, with random flips/rotations.
 
-    With ``texture`` > 0, that fraction of the crops gets a painted texture (``albedo_texture``).
+    With ``texture`` > 0, that fraction of the crops gets a painted texture (``albedo_texture``)
+    of one of ``texture_kinds``.
 
     Crops are reproducible: item i of epoch e always draws from the same seeded
     generator, whatever the number of workers.
@@ -383,11 +411,14 @@ class RandomCropDataset:
         augment: bool = True,
         seed: int = 0,
         texture: float = 0.0,
+        texture_kinds: Sequence[str] = DEFAULT_TEXTURE_KINDS,
     ):
         if patch < 1 or patches_per_image < 1:
             raise DenoiseError("patch size and patches per image must be at least 1")
         check_texture_fraction(texture)
+        check_texture_kinds(texture_kinds)
         self.texture = texture
+        self.texture_kinds = tuple(texture_kinds)
         self.cache = cache
         self.patch = patch
         self.per_image = patches_per_image
@@ -414,7 +445,7 @@ class RandomCropDataset:
         k = int(rng.integers(0, 8)) if self.augment else 0
         # Drawn only when asked for, so runs without it see the crops they always did.
         if self.texture and rng.uniform() < self.texture:
-            item = albedo_texture(item, rng, self.cache.transfer)
+            item = albedo_texture(item, rng, self.cache.transfer, self.texture_kinds)
         return dihedral(item, k) if self.augment else item
 
 

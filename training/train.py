@@ -26,10 +26,12 @@ from blender_denoise_addon.core.defaults import EXPOSURE
 from blender_denoise_addon.core.errors import DenoiseError
 
 from .dataset import (
+    DEFAULT_TEXTURE_KINDS,
     FullImageDataset,
     PairCache,
     RandomCropDataset,
     check_texture_fraction,
+    check_texture_kinds,
     find_pairs,
     split_pairs,
     to_network,
@@ -82,6 +84,7 @@ class TrainConfig:
     patches_per_image: int = 8
     augment: bool = True
     albedo_texture: float = 0.0  # fraction of crops with a painted texture (dataset.albedo_texture)
+    texture_kinds: list[str] = field(default_factory=lambda: list(DEFAULT_TEXTURE_KINDS))
     lr: float = 1e-3
     min_lr: float = 1e-5
     warmup_steps: int = 100
@@ -383,6 +386,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.picker_block < 1 or cfg.patch % cfg.picker_block:
         raise DenoiseError(f"--picker-block must divide --patch ({cfg.patch}), got {cfg.picker_block}")
     check_texture_fraction(cfg.albedo_texture)
+    check_texture_kinds(cfg.texture_kinds)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -431,7 +435,9 @@ def train(cfg: TrainConfig) -> Path:
     val_cache = PairCache(splits["val"], cfg.inputs, cfg.transfer)
     train_cache.preload(cfg.progress)
     val_cache.preload(cfg.progress)
-    crops = RandomCropDataset(train_cache, cfg.patch, cfg.patches_per_image, cfg.augment, cfg.seed, cfg.albedo_texture)
+    crops = RandomCropDataset(
+        train_cache, cfg.patch, cfg.patches_per_image, cfg.augment, cfg.seed, cfg.albedo_texture, cfg.texture_kinds
+    )
     train_loader = _loader(crops, cfg.batch_size, True, cfg.workers, cfg.seed)
     # Validate on whole frames; without validation scenes, fall back to the training frames.
     val_source = val_cache if len(val_cache) else train_cache
