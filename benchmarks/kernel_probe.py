@@ -9,7 +9,10 @@ the full-resolution kernel's centre weight (1/9 is a box average, 1 keeps the pi
 coarse-to-fine blend weights at scales 0 and 1 (how much of the coarser estimate's low
 frequencies replace the finer one's), the post kernel's gain (1: full smoothing by it,
 its clamp), and the 99th percentile of the refine branch's absolute correction in the
-``log`` transfer. Where a model blurs texture, this says which part averages it away.
+``log`` transfer. Then the medians of the centre weight and the scale-0 blend on the clean
+render's edges (the 10 % of pixels with the largest gradient of its log values) and on the
+rest: a model that keeps edges lowers the blend there. Where a model blurs texture, this
+says which part averages it away.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ from blender_denoise_addon.core.tiling import plan_tiles  # noqa: E402
 
 def _pct(t, qs=(10, 50, 90)) -> str:  # noqa: ANN001 - a torch tensor; torch is imported lazily
     return " ".join(f"{v:.3f}" for v in np.percentile(t.numpy().ravel(), qs))
+
+
+def _edge_mask(clean: np.ndarray, share: float = 0.1) -> np.ndarray:
+    """The ``share`` of pixels with the largest gradient of the clean frame's log luminance."""
+    lum = np.log1p(np.maximum(clean[..., :3], 0.0).mean(-1))
+    gy, gx = np.gradient(lum)
+    mag = np.hypot(gx, gy)
+    return mag >= np.quantile(mag, 1.0 - share)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.refine_width:  # the branch's output before its tanh, as the forward pass computed it
         net.refine.register_forward_hook(lambda _m, _i, o: captured.__setitem__("refine", o))
     k2 = cfg.kernel_size**2
-    print("spp scene | centre weight p10 p50 p90 | blend s0 | blend s1 | post gain | |refine| p99")
+    print(
+        "spp scene | centre weight p10 p50 p90 | blend s0 | blend s1 | post gain | |refine| p99"
+        " | edges / rest p50: centre weight, blend s0"
+    )
     for spp in args.spp:
         for pair in find_pairs(args.data, "exr", [spp]):
             if pair.scene not in args.scenes:
@@ -95,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                     row.append(f"{float(np.percentile(r.abs().numpy(), 99)):.4f}")
                 else:
                     row.append("-")
+                edges = torch.from_numpy(_edge_mask(read_image(pair.clean).color))
+                centre = _softmax_channels(l0[:, :k2])[0, k2 // 2]
+                blend = torch.sigmoid(l0[0, k2])
+                row.append(" ".join(f"{float(t[m].median()):.3f}" for t in (centre, blend) for m in (edges, ~edges)))
             print(f"{spp} {pair.scene} | " + " | ".join(row))
     return 0
 
