@@ -12,7 +12,10 @@ its clamp), and the 99th percentile of the refine branch's absolute correction i
 ``log`` transfer. Then the medians of the centre weight and the scale-0 blend on the clean
 render's edges (the 10 % of pixels with the largest gradient of its log values) and on the
 rest: a model that keeps edges lowers the blend there. Where a model blurs texture, this
-says which part averages it away.
+says which part averages it away. With ``--oracle SHARE ...`` it then denoises every frame of
+``--data`` at those spp (full frames, the core's path) with the scale-0 blend forced to 0 on
+that share of edge pixels, and prints the mean display PSNR of the chosen scenes and of the
+rest: how much finding the edges alone would give (not shippable: it reads the clean frame).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spp", type=int, nargs="+", default=[4, 16])
     p.add_argument("--scenes", nargs="+", default=["000005", "000012", "000013"])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--oracle", type=float, nargs="*", default=[], metavar="SHARE", help="edge shares, e.g. 0 0.1")
     args = p.parse_args(argv)
 
     import torch
@@ -114,7 +118,52 @@ def main(argv: list[str] | None = None) -> int:
                 blend = torch.sigmoid(l0[0, k2])
                 row.append(" ".join(f"{float(t[m].median()):.3f}" for t in (centre, blend) for m in (edges, ~edges)))
             print(f"{spp} {pair.scene} | " + " | ".join(row))
+    if args.oracle:
+        _oracle(net, args)
     return 0
+
+
+def _oracle(net, args: argparse.Namespace) -> None:  # noqa: ANN001 - a ModifiedUNet; torch is imported lazily
+    """Mean PSNR with the scale-0 blend forced to 0 on each share of the clean frame's edge pixels."""
+    import torch
+
+    from blender_denoise_addon.core.denoise import denoise, sanitize_color
+    from training.dataset import find_pairs
+    from training.evaluate import image_metrics
+
+    k2 = net.config.kernel_size**2
+    mask: dict[str, Any] = {"edges": None}
+
+    def no_blend_on_edges(_m, _i, out):  # noqa: ANN001, ANN202
+        if mask["edges"] is None:
+            return out
+        out = out.clone()
+        out[:, k2][mask["edges"][None]] = -30.0  # sigmoid: 0, the fine estimate alone
+        return out
+
+    hook = net.kernel_heads[0].register_forward_hook(no_blend_on_edges)
+
+    class Oracle:  # the core's Model interface
+        info = net.config.model_info("log", name="oracle")
+        label = "oracle"
+
+        def run(self, batch: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return net(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).numpy()
+
+    print("oracle: edge share, spp | mean PSNR of the chosen scenes | of the rest")
+    for share in args.oracle:
+        for spp in args.spp:
+            chosen, rest = [], []
+            for pair in find_pairs(args.data, "exr", [spp]):
+                clean = read_image(pair.clean).color
+                mask["edges"] = torch.from_numpy(_edge_mask(clean, share)) if share > 0 else None
+                color = sanitize_color(read_image(pair.noisy).color[..., :3])
+                out = denoise(Oracle(), color, None, None, tiling="full").image[..., :3]
+                psnr = image_metrics(out, sanitize_color(clean[..., :3]))["psnr"]
+                (chosen if pair.scene in args.scenes else rest).append(psnr)
+            print(f"{share:g} {spp} | {np.mean(chosen):.2f} | {np.mean(rest):.2f}")
+    hook.remove()
 
 
 if __name__ == "__main__":
