@@ -1064,3 +1064,27 @@ def test_widen_converts_a_transpose_model_to_nearest_upsampling(tmp_path):
         torch.testing.assert_close(v, old.state_dict()[k])
     with pytest.raises(DenoiseError, match="pass --upsample transpose"):
         fitted_weights(new, path)
+
+
+def test_widen_grows_the_post_kernel_keeping_what_the_network_computes(tmp_path):
+    """--widen --post-kernel 5 from a 3x3 post kernel: the new outer offsets get no weight."""
+    from training.train import fitted_weights
+
+    kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
+    torch.manual_seed(0)
+    old = ModifiedUNet(UNetConfig(post_kernel=3, **kw)).eval()
+    with torch.no_grad():  # a trained-looking post kernel: sharp logits and a real gain
+        old.post_head.weight.normal_(0, 2)
+        old.post_head.bias.normal_(0, 2)
+    path = tmp_path / "old.pt"
+    torch.save({"model": old.state_dict(), "model_config": old.config.to_dict()}, path)
+    big = ModifiedUNet(UNetConfig(post_kernel=5, **kw)).eval()
+    big.load_state_dict(fitted_weights(big, path, widen=True))
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(big(x), old(x), atol=1e-5, rtol=0)
+    assert big.post_head.weight.shape[0] == 26 and big.post_head.bias[0] < -10  # corner offset: no weight
+    with pytest.raises(DenoiseError, match="does not fit"):
+        fitted_weights(big, path)  # without --widen the shapes differ
+    with pytest.raises(DenoiseError, match="cannot grow"):
+        fitted_weights(ModifiedUNet(UNetConfig(post_kernel=1, **kw)), path, widen=True)

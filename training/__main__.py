@@ -209,7 +209,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "same); they fill the first channels, the new ones start with no influence, so training starts from the "
         "old model's output; with --demodulate (kernel space linear or both) the weights may come from a model "
         "without it, whose remodulated result then starts blended in at 0.5; with --upsample nearest from a "
-        "'transpose' model, whose transposed convs are dropped (not function-preserving: fine-tune)",
+        "'transpose' model, whose transposed convs are dropped (not function-preserving: fine-tune); with a larger "
+        "--post-kernel the old post kernel fills its centre and the new offsets start at no weight",
     )
     g.add_argument(
         "--reset-blends",

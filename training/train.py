@@ -280,6 +280,7 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
             weights["refine.2.bias"] = weights["refine.2.bias"] * ratio
     own = model.state_dict()
     if widen:
+        weights = grown_post_kernel(weights, model.config.post_kernel)
         try:
             weights = widened_state(model, weights)
         except (KeyError, ValueError) as e:
@@ -300,6 +301,30 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
             f"e.g. {wrong[:3]}"
         )
     return {k: weights[k].to(v.dtype) for k, v in own.items()}
+
+
+# Post-kernel logit of the offsets a grown post kernel adds: softmax weight e^-30 of the rest's, so none.
+_NO_WEIGHT = -30.0
+
+
+def grown_post_kernel(weights: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+    """``weights`` with a smaller post kernel embedded in a ``size`` x ``size`` one (``--widen``).
+
+    The old offsets keep their logits; the new outer ones get zero weights and a bias of -30,
+    so their softmax weight is nil and the grown model computes what the old one did.
+    """
+    w, b = weights.get("post_head.weight"), weights.get("post_head.bias")
+    if w is None or b is None or not size or w.shape[0] == size * size + 1:
+        return weights
+    old = int(round((w.shape[0] - 1) ** 0.5))
+    if old * old + 1 != w.shape[0] or old > size:
+        raise DenoiseError(f"--widen: a {old}x{old} post kernel cannot grow into a {size}x{size} one")
+    pad = (size - old) // 2
+    keep = [(dy + pad) * size + dx + pad for dy in range(old) for dx in range(old)] + [size * size]
+    new_w = w.new_zeros((size * size + 1, *w.shape[1:]))
+    new_b = b.new_full((size * size + 1,), _NO_WEIGHT)
+    new_w[keep], new_b[keep] = w, b  # the gain (last row) stays last
+    return weights | {"post_head.weight": new_w, "post_head.bias": new_b}
 
 
 def reset_blends(state: dict[str, torch.Tensor], cfg: UNetConfig) -> dict[str, torch.Tensor]:
