@@ -210,7 +210,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "old model's output; with --demodulate (kernel space linear or both) the weights may come from a model "
         "without it, whose remodulated result then starts blended in at 0.5; with --upsample nearest from a "
         "'transpose' model, whose transposed convs are dropped (not function-preserving: fine-tune); with a larger "
-        "--post-kernel the old post kernel fills its centre and the new offsets start at no weight",
+        "--post-kernel the old post kernel fills its centre and the new offsets start at a small weight",
     )
     g.add_argument(
         "--reset-blends",

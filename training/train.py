@@ -303,15 +303,18 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
     return {k: weights[k].to(v.dtype) for k, v in own.items()}
 
 
-# Post-kernel logit of the offsets a grown post kernel adds: softmax weight e^-30 of the rest's, so none.
-_NO_WEIGHT = -30.0
+# A grown post kernel's new outer offsets start at their nearest old offset's logit minus this:
+# e^-4 (1.8 %) of its weight, so the grown model computes nearly what the old one did and the new
+# offsets still get gradient (a softmax weight of 0 would never learn).
+GROWN_OFFSET_LOGIT = 4.0
 
 
 def grown_post_kernel(weights: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
     """``weights`` with a smaller post kernel embedded in a ``size`` x ``size`` one (``--widen``).
 
-    The old offsets keep their logits; the new outer ones get zero weights and a bias of -30,
-    so their softmax weight is nil and the grown model computes what the old one did.
+    The old offsets keep their logits; each new outer one copies its nearest old offset's
+    logit layer, lowered by ``GROWN_OFFSET_LOGIT``, so it follows the same pixels' choice at a
+    small weight; the gain (the last row) is kept.
     """
     w, b = weights.get("post_head.weight"), weights.get("post_head.bias")
     if w is None or b is None or not size or w.shape[0] == size * size + 1:
@@ -320,11 +323,18 @@ def grown_post_kernel(weights: dict[str, torch.Tensor], size: int) -> dict[str, 
     if old * old + 1 != w.shape[0] or old > size:
         raise DenoiseError(f"--widen: a {old}x{old} post kernel cannot grow into a {size}x{size} one")
     pad = (size - old) // 2
-    keep = [(dy + pad) * size + dx + pad for dy in range(old) for dx in range(old)] + [size * size]
-    new_w = w.new_zeros((size * size + 1, *w.shape[1:]))
-    new_b = b.new_full((size * size + 1,), _NO_WEIGHT)
-    new_w[keep], new_b[keep] = w, b  # the gain (last row) stays last
-    return weights | {"post_head.weight": new_w, "post_head.bias": new_b}
+    rows, lower = [], []
+    for y in range(size):
+        for x in range(size):
+            oy, ox = min(max(y - pad, 0), old - 1), min(max(x - pad, 0), old - 1)
+            rows.append(oy * old + ox)
+            lower.append(0.0 if (oy, ox) == (y - pad, x - pad) else GROWN_OFFSET_LOGIT)
+    rows.append(old * old)  # the gain
+    lower.append(0.0)
+    return weights | {
+        "post_head.weight": w[rows].clone(),
+        "post_head.bias": b[rows] - torch.tensor(lower, dtype=b.dtype),
+    }
 
 
 def reset_blends(state: dict[str, torch.Tensor], cfg: UNetConfig) -> dict[str, torch.Tensor]:
