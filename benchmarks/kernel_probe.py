@@ -151,19 +151,24 @@ def _oracle(net, args: argparse.Namespace) -> None:  # noqa: ANN001 - a Modified
             with torch.no_grad():
                 return net(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).numpy()
 
-    print("oracle: edge share, spp | mean PSNR of the chosen scenes | of the rest")
-    for share in args.oracle:
-        for spp in args.spp:
-            chosen, rest = [], []
-            for pair in find_pairs(args.data, "exr", [spp]):
-                clean = read_image(pair.clean).color
+    # psnr[share, spp] -> (chosen scenes', the rest's); each frame is read once for all shares.
+    psnr: dict[tuple[float, int], tuple[list[float], list[float]]] = {
+        (share, spp): ([], []) for share in args.oracle for spp in args.spp
+    }
+    for spp in args.spp:
+        for pair in find_pairs(args.data, "exr", [spp]):
+            clean = read_image(pair.clean).color
+            color = sanitize_color(read_image(pair.noisy).color[..., :3])
+            for share in args.oracle:
                 mask["edges"] = torch.from_numpy(_edge_mask(clean, share)) if share > 0 else None
-                color = sanitize_color(read_image(pair.noisy).color[..., :3])
                 out = denoise(Oracle(), color, None, None, tiling="full").image[..., :3]
-                psnr = image_metrics(out, sanitize_color(clean[..., :3]))["psnr"]
-                (chosen if pair.scene in args.scenes else rest).append(psnr)
-            print(f"{share:g} {spp} | {np.mean(chosen):.2f} | {np.mean(rest):.2f}")
+                chosen, rest = psnr[share, spp]
+                value = image_metrics(out, sanitize_color(clean[..., :3]))["psnr"]
+                (chosen if pair.scene in args.scenes else rest).append(value)
     hook.remove()
+    print("oracle: edge share, spp | mean PSNR of the chosen scenes | of the rest")
+    for (share, spp), (chosen, rest) in psnr.items():
+        print(f"{share:g} {spp} | {np.mean(chosen):.2f} | {np.mean(rest):.2f}")
 
 
 if __name__ == "__main__":
