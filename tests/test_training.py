@@ -1095,3 +1095,35 @@ def test_widen_grows_the_post_kernel_nearly_keeping_what_the_network_computes(tm
         fitted_weights(big, path)  # without --widen the shapes differ
     with pytest.raises(DenoiseError, match="cannot grow"):
         fitted_weights(ModifiedUNet(UNetConfig(post_kernel=1, **kw)), path, widen=True)
+
+
+def test_widen_grows_the_scale_kernels_nearly_keeping_what_the_network_computes(tmp_path):
+    """--widen --kernel-size 5 from 3x3 kernels: every scale's new outer offsets start small, not dead."""
+    from training.train import GROWN_OFFSET_LOGIT, fitted_weights
+
+    kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=3, post_kernel=3)
+    torch.manual_seed(0)
+    old = ModifiedUNet(UNetConfig(kernel_size=3, **kw)).eval()
+    with torch.no_grad():  # trained-looking kernels: sharp logits
+        for head in old.kernel_heads:
+            head.bias.normal_(0, 2)
+    path = tmp_path / "old.pt"
+    torch.save({"model": old.state_dict(), "model_config": old.config.to_dict()}, path)
+    big = ModifiedUNet(UNetConfig(kernel_size=5, **kw)).eval()
+    big.load_state_dict(fitted_weights(big, path, widen=True))
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        diff = float((big(x) - old(x)).abs().max())
+    assert 0 < diff < 0.05
+    for s in range(3):
+        ob, b = old.kernel_heads[s].bias.detach(), big.kernel_heads[s].bias.detach()
+        assert b.shape[0] == 25 + old.config.blend_channels
+        assert float(b[0]) == pytest.approx(float(ob[0]) - GROWN_OFFSET_LOGIT)  # corner from the old corner
+        torch.testing.assert_close(b[12], ob[4])  # the centre is the old centre
+        torch.testing.assert_close(b[25:], ob[9:])  # the blend logits are kept
+    lower = fitted_weights(big, path, widen=True, grown_logit=1.5)["kernel_heads.0.bias"]
+    assert float(lower[0]) == pytest.approx(float(old.kernel_heads[0].bias[0]) - 1.5)  # --grown-offset-logit
+    with pytest.raises(DenoiseError, match="pass --kernel-size 3"):
+        fitted_weights(big, path)
+    with pytest.raises(DenoiseError, match="cannot grow"):
+        fitted_weights(ModifiedUNet(UNetConfig(kernel_size=1, **kw)), path, widen=True)

@@ -210,7 +210,17 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "old model's output; with --demodulate (kernel space linear or both) the weights may come from a model "
         "without it, whose remodulated result then starts blended in at 0.5; with --upsample nearest from a "
         "'transpose' model, whose transposed convs are dropped (not function-preserving: fine-tune); with a larger "
-        "--post-kernel the old post kernel fills its centre and the new offsets start at a small weight",
+        "--post-kernel (or --kernel-size) the old kernels fill the centre and the new offsets start at a small weight "
+        "(--grown-offset-logit)",
+    )
+    g.add_argument(
+        "--grown-offset-logit",
+        type=float,
+        default=None,
+        metavar="L",
+        help="with --widen and a larger --post-kernel or --kernel-size: each new outer offset starts at its nearest "
+        "old offset's logit minus L, a weight of e^-L relative to it (default 4: nearly the old function, but "
+        "small weights learn slowly)",
     )
     g.add_argument(
         "--reset-blends",

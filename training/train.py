@@ -107,6 +107,7 @@ class TrainConfig:
     resume: str = ""  # checkpoint path, or "auto" for OUT/last.pt
     init: str = ""  # start from these weights (.pt or exported .onnx); a fresh optimizer and schedule
     widen: bool = False  # with init: the weights may come from a narrower network (model.widened_state)
+    grown_offset_logit: float | None = None  # with widen: grown kernel offsets start this far below (None: default)
     reset_blends: bool = False  # with init: the kernel head's scale blends restart at 0.5
     max_steps: int = 0  # 0: no cap (tests and smoke runs cap it)
     progress: bool = True
@@ -245,7 +246,9 @@ def load_network(path: str | Path) -> ModifiedUNet:
     return model
 
 
-def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -> dict[str, torch.Tensor]:
+def fitted_weights(
+    model: ModifiedUNet, path: str | Path, widen: bool = False, grown_logit: float | None = None
+) -> dict[str, torch.Tensor]:
     """``model``'s state dict, read from ``path``; every name and shape must match.
 
     With ``widen``, ``path`` may hold a narrower network of the same layout: its weights fill
@@ -264,6 +267,10 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
         differ = [k for k in _FUNCTION_FIELDS if k in saved and saved[k] != getattr(model.config, k)]
         if widen and "demodulate" in differ and model.config.demodulate and model.config.kernel_space != "log":
             differ.remove("demodulate")  # grown: widened_state adds the demodulated path, half-blended in
+        if widen and "kernel_size" in differ and model.config.head == "kernel":
+            # Grown: larger per-scale kernels whose new outer offsets start small (grown_scale_kernels).
+            differ.remove("kernel_size")
+            weights = grown_scale_kernels(weights, int(saved["kernel_size"]), model.config, grown_logit)
         if widen and differ == ["upsample"] and model.config.upsample == "nearest":
             # Converted: the learnt 2x2 transposed convs are dropped; not function-preserving, so fine-tune.
             differ = []
@@ -280,7 +287,7 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
             weights["refine.2.bias"] = weights["refine.2.bias"] * ratio
     own = model.state_dict()
     if widen:
-        weights = grown_post_kernel(weights, model.config.post_kernel)
+        weights = grown_post_kernel(weights, model.config.post_kernel, grown_logit)
         try:
             weights = widened_state(model, weights)
         except (KeyError, ValueError) as e:
@@ -309,7 +316,37 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
 GROWN_OFFSET_LOGIT = 4.0
 
 
-def grown_post_kernel(weights: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+def _grown_offsets(old: int, size: int, grown_logit: float | None) -> tuple[list[int], list[float]]:
+    """For each offset of a ``size`` x ``size`` kernel (row-major): the row of its nearest offset in
+    an ``old`` x ``old`` one, and how much to lower that logit (0 for the old offsets themselves)."""
+    lowered = GROWN_OFFSET_LOGIT if grown_logit is None else grown_logit
+    pad = (size - old) // 2
+    rows, lower = [], []
+    for y in range(size):
+        for x in range(size):
+            oy, ox = min(max(y - pad, 0), old - 1), min(max(x - pad, 0), old - 1)
+            rows.append(oy * old + ox)
+            lower.append(0.0 if (oy, ox) == (y - pad, x - pad) else lowered)
+    return rows, lower
+
+
+def _grow_rows(
+    weights: dict[str, torch.Tensor], prefix: str, old: int, size: int, grown_logit: float | None
+) -> dict[str, torch.Tensor]:
+    """The 1x1 logit layer ``prefix`` with its first old*old rows (kernel logits) grown to size*size;
+    the rows after them (gains, blends) are kept."""
+    w, b = weights[f"{prefix}.weight"], weights[f"{prefix}.bias"]
+    rows, lower = _grown_offsets(old, size, grown_logit)
+    rest = list(range(old * old, w.shape[0]))
+    return weights | {
+        f"{prefix}.weight": w[rows + rest].clone(),
+        f"{prefix}.bias": b[rows + rest] - torch.tensor(lower + [0.0] * len(rest), dtype=b.dtype),
+    }
+
+
+def grown_post_kernel(
+    weights: dict[str, torch.Tensor], size: int, grown_logit: float | None = None
+) -> dict[str, torch.Tensor]:
     """``weights`` with a smaller post kernel embedded in a ``size`` x ``size`` one (``--widen``).
 
     The old offsets keep their logits; each new outer one copies its nearest old offset's
@@ -322,19 +359,19 @@ def grown_post_kernel(weights: dict[str, torch.Tensor], size: int) -> dict[str, 
     old = int(round((w.shape[0] - 1) ** 0.5))
     if old * old + 1 != w.shape[0] or old > size:
         raise DenoiseError(f"--widen: a {old}x{old} post kernel cannot grow into a {size}x{size} one")
-    pad = (size - old) // 2
-    rows, lower = [], []
-    for y in range(size):
-        for x in range(size):
-            oy, ox = min(max(y - pad, 0), old - 1), min(max(x - pad, 0), old - 1)
-            rows.append(oy * old + ox)
-            lower.append(0.0 if (oy, ox) == (y - pad, x - pad) else GROWN_OFFSET_LOGIT)
-    rows.append(old * old)  # the gain
-    lower.append(0.0)
-    return weights | {
-        "post_head.weight": w[rows].clone(),
-        "post_head.bias": b[rows] - torch.tensor(lower, dtype=b.dtype),
-    }
+    return _grow_rows(weights, "post_head", old, size, grown_logit)
+
+
+def grown_scale_kernels(
+    weights: dict[str, torch.Tensor], old: int, cfg: UNetConfig, grown_logit: float | None = None
+) -> dict[str, torch.Tensor]:
+    """``weights`` with every scale's ``old`` x ``old`` kernel grown to ``cfg.kernel_size`` (``--widen``),
+    the way ``grown_post_kernel`` grows the post kernel; the blend logits are kept."""
+    if old > cfg.kernel_size:
+        raise DenoiseError(f"--widen: {old}x{old} kernels cannot grow into {cfg.kernel_size}x{cfg.kernel_size} ones")
+    for s in range(cfg.kernel_scales):
+        weights = _grow_rows(weights, f"kernel_heads.{s}", old, cfg.kernel_size, grown_logit)
+    return weights
 
 
 def reset_blends(state: dict[str, torch.Tensor], cfg: UNetConfig) -> dict[str, torch.Tensor]:
@@ -458,7 +495,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.init and state is None:  # a resumed run already has its weights
         # Checked before the data loads, on a throwaway model that must not use up the seeded RNG.
         with torch.random.fork_rng():
-            init = fitted_weights(ModifiedUNet(mcfg), cfg.init, cfg.widen)
+            init = fitted_weights(ModifiedUNet(mcfg), cfg.init, cfg.widen, cfg.grown_offset_logit)
     pairs = find_pairs(cfg.data, cfg.source, cfg.spp or None)
     splits = split_pairs(pairs, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     (out / SPLIT_FILE).write_text(
