@@ -4,18 +4,20 @@
         [--data data/test128] [--spp 4 16] [--scenes 000005 000012 000013]
 
 Runs the exported model's weights through torch on whole frames (as ``training evaluate``
-prepares them) and prints, per frame, the 10th/50th/90th percentiles over pixels of:
-the full-resolution kernel's centre weight (1/9 is a box average, 1 keeps the pixel), the
+prepares them) and prints, per frame, the 10th/50th/90th percentiles over pixels of: the
+full-resolution kernel's centre weight (1/9 is a box average, 1 keeps the pixel), the
 coarse-to-fine blend weights at scales 0 and 1 (how much of the coarser estimate's low
-frequencies replace the finer one's), the post kernel's gain (1: full smoothing by it,
-its clamp), and the 99th percentile of the refine branch's absolute correction in the
-``log`` transfer. Then the medians of the centre weight and the scale-0 blend on the clean
-render's edges (the 10 % of pixels with the largest gradient of its log values) and on the
-rest: a model that keeps edges lowers the blend there. Where a model blurs texture, this
-says which part averages it away. With ``--oracle SHARE ...`` it then denoises every frame of
-``--data`` at those spp (full frames, the core's path) with the scale-0 blend forced to 0 on
-that share of edge pixels, and prints the mean display PSNR of the chosen scenes and of the
-rest: how much finding the edges alone would give (not shippable: it reads the clean frame).
+frequencies replace the finer one's), the post kernel's gain (1: full smoothing by it, its
+clamp), and the 99th percentile of the refine branch's absolute correction in the ``log``
+transfer; for kernels larger than 3x3, the median weight outside their centre 3x3 at scales
+0 and 1 (how much the larger support is used). Then the medians of the centre weight and the
+scale-0 blend on the clean render's edges (the 10 % of pixels with the largest gradient of
+its log values) and on the rest: a model that keeps edges lowers the blend there. Where a
+model blurs texture, this says which part averages it away. With ``--oracle SHARE ...`` it
+then denoises every frame of ``--data`` at those spp (full frames, the core's path) with the
+scale-0 blend forced to 0 on that share of edge pixels, and prints the mean display PSNR of
+the chosen scenes and of the rest: how much finding the edges alone would give (not
+shippable: it reads the clean frame).
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         net.refine.register_forward_hook(lambda _m, _i, o: captured.__setitem__("refine", o))
     k2 = cfg.kernel_size**2
     print(
-        "spp scene | centre weight p10 p50 p90 | blend s0 | blend s1 | post gain | |refine| p99"
+        "spp scene | centre weight p10 p50 p90 | blend s0 | blend s1 | post gain | |refine| p99 | outer s0 s1"
         " | edges / rest p50: centre weight, blend s0"
     )
     for spp in args.spp:
@@ -113,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
                     row.append(f"{float(np.percentile(r.abs().numpy(), 99)):.4f}")
                 else:
                     row.append("-")
+                row.append(
+                    " ".join(f"{float(_outer_weight(t[:, :k2], cfg.kernel_size).median()):.3f}" for t in (l0, l1))
+                    if cfg.kernel_size > 3
+                    else "-"
+                )
                 edges = torch.from_numpy(_edge_mask(read_image(pair.clean).color))
                 centre = _softmax_channels(l0[:, :k2])[0, k2 // 2]
                 blend = torch.sigmoid(l0[0, k2])
@@ -121,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.oracle:
         _oracle(net, args)
     return 0
+
+
+def _outer_weight(logits, size: int):  # noqa: ANN001, ANN202 - torch tensors; torch is imported lazily
+    """Per pixel, the softmax weight of a size x size kernel outside its centre 3x3."""
+    from training.model import _softmax_channels
+
+    r = size // 2
+    outer = [i for i in range(size * size) if max(abs(i // size - r), abs(i % size - r)) > 1]
+    return _softmax_channels(logits)[:, outer].sum(1)
 
 
 def _oracle(net, args: argparse.Namespace) -> None:  # noqa: ANN001 - a ModifiedUNet; torch is imported lazily
