@@ -145,7 +145,7 @@ def _oracle(net, args: argparse.Namespace) -> None:  # noqa: ANN001 - a Modified
 
     from blender_denoise_addon.core.denoise import denoise, sanitize_color
     from training.dataset import find_pairs
-    from training.evaluate import image_metrics
+    from training.evaluate import TorchModel, image_metrics
 
     k2 = net.config.kernel_size**2
     mask: dict[str, Any] = {"edges": None}
@@ -159,13 +159,7 @@ def _oracle(net, args: argparse.Namespace) -> None:  # noqa: ANN001 - a Modified
 
     hook = net.kernel_heads[0].register_forward_hook(no_blend_on_edges)
 
-    class Oracle:  # the core's Model interface
-        info = net.config.model_info("log", name="oracle")
-        label = "oracle"
-
-        def run(self, batch: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return net(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).numpy()
+    oracle = TorchModel(net, net.config.model_info("log", name="oracle"), "oracle")
 
     # psnr[share, spp] -> (chosen scenes', the rest's); each frame is read once for all shares.
     psnr: dict[tuple[float, int], tuple[list[float], list[float]]] = {
@@ -177,7 +171,7 @@ def _oracle(net, args: argparse.Namespace) -> None:  # noqa: ANN001 - a Modified
             color = sanitize_color(read_image(pair.noisy).color[..., :3])
             for share in args.oracle:
                 mask["edges"] = torch.from_numpy(_edge_mask(clean, share)) if share > 0 else None
-                out = denoise(Oracle(), color, None, None, tiling="full").image[..., :3]
+                out = denoise(oracle, color, None, None, tiling="full").image[..., :3]
                 chosen, rest = psnr[share, spp]
                 value = image_metrics(out, sanitize_color(clean[..., :3]))["psnr"]
                 (chosen if pair.scene in args.scenes else rest).append(value)

@@ -38,9 +38,16 @@ METRICS = ("mse", "psnr", "ssim", "relmse", "flip")
 
 
 class TorchModel:
-    """A checkpoint behind the core's Model interface (``info``, ``label``, ``run``)."""
+    """A torch network behind the core's Model interface (``info``, ``label``, ``run``)."""
 
-    def __init__(self, checkpoint: str | Path, threads: int = 0) -> None:
+    def __init__(self, net: Any, info: ModelInfo, label: str, config: dict[str, Any] | None = None) -> None:
+        self.net = net.eval()
+        self.info = info
+        self.label = label
+        self.config = config or {}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, threads: int = 0) -> TorchModel:
         import torch
 
         from .train import build_model, load_checkpoint
@@ -48,11 +55,10 @@ class TorchModel:
         if threads:
             torch.set_num_threads(threads)
         state = load_checkpoint(checkpoint)
-        self.net, cfg, transfer = build_model(state)
-        self.net.eval()
-        self.info: ModelInfo = cfg.model_info(transfer, name=Path(checkpoint).stem)
-        self.label = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name}"
-        self.config = state.get("config", {})
+        net, cfg, transfer = build_model(state)
+        info = cfg.model_info(transfer, name=Path(checkpoint).stem)
+        label = f"{Path(checkpoint).parent.name}/{Path(checkpoint).name}"
+        return cls(net, info, label, state.get("config", {}))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -267,7 +273,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     model: Any = (
-        TorchModel(cfg.checkpoint, cfg.threads) if cfg.checkpoint else load_model(cfg.model, cfg.threads or None)
+        TorchModel.from_checkpoint(cfg.checkpoint, cfg.threads)
+        if cfg.checkpoint
+        else load_model(cfg.model, cfg.threads or None)
     )
     val, test, seed, source = _split_args(cfg, model)
     pairs = find_pairs(cfg.data, source)
