@@ -80,6 +80,7 @@ SHAPES: list[tuple[str, dict]] = [
     ("v16 color without the refine branch", V16_COLOR | {"refine_width": 0}),
     ("v16 color with 5x5 kernels", V16_COLOR | {"kernel_size": 5}),
     ("v16 color with 5x5 kernels and nearest upsampling", V16_COLOR | {"kernel_size": 5, "upsample": "nearest"}),
+    ("v16 color with 32 channels at full resolution", V16_COLOR | {"first_width": 32}),
     ("width 16 growth 16 nearest", {"width": 16, "growth": 16, "upsample": "nearest"}),
     (
         "width 16 growth 16 nearest, both + demodulate",

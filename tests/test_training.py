@@ -1127,3 +1127,27 @@ def test_widen_grows_the_scale_kernels_nearly_keeping_what_the_network_computes(
         fitted_weights(big, path)
     with pytest.raises(DenoiseError, match="cannot grow"):
         fitted_weights(ModifiedUNet(UNetConfig(kernel_size=1, **kw)), path, widen=True)
+
+
+def test_widen_grows_the_full_resolution_level_alone_keeping_the_late_branches(tmp_path):
+    """--widen --first-width: only level 0 grows; the post kernel and refine branch keep their weights,
+    so the grown network computes exactly what the old one did."""
+    from training.train import fitted_weights
+
+    kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
+    kw |= dict(post_kernel=3, refine_width=4)
+    torch.manual_seed(0)
+    old = ModifiedUNet(UNetConfig(**kw)).eval()
+    with torch.no_grad():  # trained-looking late branches: zero-initialised ones would hide a restart
+        for p in [*old.post_head.parameters(), *old.refine.parameters()]:
+            p.normal_(0, 0.5)
+    path = tmp_path / "old.pt"
+    torch.save({"model": old.state_dict(), "model_config": old.config.to_dict()}, path)
+    big = ModifiedUNet(UNetConfig(first_width=7, **kw)).eval()
+    assert big.config.channels == [7, 6, 8]
+    big.load_state_dict(fitted_weights(big, path, widen=True))
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(big(x), old(x))
+    with pytest.raises(DenoiseError, match="does not fit"):
+        fitted_weights(big, path)

@@ -58,6 +58,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--growth", type=int, default=16, help="channels added per level down")
     g.add_argument("--depth", type=int, default=4, help="number of 2x poolings (alignment = 2**depth)")
     g.add_argument(
+        "--first-width", type=int, default=0, help="channels at full resolution alone (0: --width); --widen grows it"
+    )
+    g.add_argument(
         "--residual",
         action="store_true",
         help="add logit(noisy color) before the output sigmoid, so the untrained network returns its input",

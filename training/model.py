@@ -53,6 +53,9 @@ class UNetConfig:
     width: int = 32
     growth: int = 16
     depth: int = 4
+    # Channels at full resolution instead of ``width`` (0: width): the level whose features place
+    # edges for the full-resolution kernels, widened alone.
+    first_width: int = 0
     # Add logit(noisy color) before the sigmoid: at initialisation the network returns its
     # input, so short CPU runs learn to remove noise instead of re-learning the image.
     residual: bool = False
@@ -93,7 +96,7 @@ class UNetConfig:
     def __post_init__(self) -> None:
         if self.inputs not in INPUT_SETS:
             raise ValueError(f"inputs must be one of {', '.join(INPUT_SETS)}, got {self.inputs!r}")
-        if self.width < 1 or self.growth < 0 or self.depth < 1:
+        if self.width < 1 or self.growth < 0 or self.depth < 1 or self.first_width < 0:
             raise ValueError(f"need width >= 1, growth >= 0, depth >= 1; got {self}")
         if self.upsample not in UPSAMPLES:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLES)}, got {self.upsample!r}")
@@ -129,7 +132,8 @@ class UNetConfig:
 
     @property
     def channels(self) -> list[int]:
-        return [self.width + self.growth * i for i in range(self.depth + 1)]
+        ch = [self.width + self.growth * i for i in range(self.depth + 1)]
+        return [self.first_width or ch[0], *ch[1:]]
 
     @property
     def planes(self) -> int:
@@ -506,13 +510,22 @@ def widened_state(model: ModifiedUNet, small: dict[str, torch.Tensor]) -> dict[s
     where["head"] = (r(3), r(old[0]))
     late = {k: v for k, v in own.items() if k.startswith(LATE_BRANCHES)}
     late_fits = all(k in small and small[k].shape == v.shape for k, v in late.items())
+    if not late_fits and all(k in small and small[k].shape[0] == v.shape[0] for k, v in late.items()):
+        # Only the full-resolution features they read grew: the old columns keep their weights.
+        late_fits = True
+        if "post_head.weight" in own:
+            where["post_head"] = (r(own["post_head.weight"].shape[0]), r(old[0]))
+        if "refine.0.weight" in own:  # reads cat(features[0], the filtered result)
+            where["refine.0"] = (r(own["refine.0.weight"].shape[0]), torch.cat([r(old[0]), big[0] + r(3)]))
+            where["refine.2"] = (r(3), r(own["refine.0.weight"].shape[0]))
     out: dict[str, torch.Tensor] = {}
     for name, value in own.items():
         prefix, kind = name.rsplit(".", 1)
         if prefix.startswith("picker."):  # not widened; a model grown by --picker-width starts with its own
             out[name] = small[name].clone() if name in small else value.clone()
             continue
-        if name.startswith(LATE_BRANCHES):  # they read the widened features: restart if they no longer fit
+        if name.startswith(LATE_BRANCHES) and prefix not in where:
+            # They read the widened features: restart if they no longer fit.
             out[name] = small[name].clone() if late_fits else value.clone()
             continue
         rows, cols = where[prefix]

@@ -66,6 +66,7 @@ class TrainConfig:
     width: int = 32
     growth: int = 16
     depth: int = 4
+    first_width: int = 0  # channels at full resolution (0: width)
     residual: bool = False
     head: str = "direct"
     kernel_size: int = 5
@@ -118,6 +119,7 @@ class TrainConfig:
             width=self.width,
             growth=self.growth,
             depth=self.depth,
+            first_width=self.first_width,
             residual=self.residual,
             head=self.head,
             kernel_size=self.kernel_size,
@@ -474,6 +476,7 @@ def train(cfg: TrainConfig) -> Path:
             "width",
             "growth",
             "depth",
+            "first_width",
             "residual",
             "refine_bound",
             "split_seed",
