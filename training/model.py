@@ -97,7 +97,7 @@ class UNetConfig:
         if self.inputs not in INPUT_SETS:
             raise ValueError(f"inputs must be one of {', '.join(INPUT_SETS)}, got {self.inputs!r}")
         if self.width < 1 or self.growth < 0 or self.depth < 1 or self.first_width < 0:
-            raise ValueError(f"need width >= 1, growth >= 0, depth >= 1; got {self}")
+            raise ValueError(f"need width >= 1, growth >= 0, depth >= 1, first_width >= 0; got {self}")
         if self.upsample not in UPSAMPLES:
             raise ValueError(f"upsample must be one of {', '.join(UPSAMPLES)}, got {self.upsample!r}")
         if self.head not in HEADS:
