@@ -866,12 +866,14 @@ def test_refine_branch_starts_as_the_model_it_grows_and_stays_bounded(tmp_path):
         refined.refine[2].bias.fill_(100.0)  # saturated: every pixel pushed up by the whole bound
         shift = refined(x) - plain(x)
     assert float(shift.max()) == pytest.approx(REFINE_BOUND, abs=1e-5) and float(shift.min()) > 0
-    # Widened, the branch reads more features: it restarts at zero, so the function is still the source's.
+    # Widened, the branch reads more features: its new input columns start at zero and it keeps its
+    # weights (the saturated bias too), so the wide network computes what the refined one does.
     wide = ModifiedUNet(UNetConfig(**(kw | {"width": 6}), kernel_space="both", refine_width=4)).eval()
     wide.load_state_dict(widened_state(wide, refined.state_dict()))
     with torch.no_grad():
-        torch.testing.assert_close(wide(x), plain(x), atol=1e-5, rtol=0)
-    assert not wide.refine[2].bias.detach().any()
+        torch.testing.assert_close(wide(x), refined(x), atol=1e-5, rtol=0)
+    assert not wide.refine[0].weight[:, 4:6].detach().any()  # the new feature channels
+    assert float(wide.refine[2].bias.min()) == 100.0
 
 
 def test_refine_bound_change_on_init_keeps_the_corrections(tmp_path):
