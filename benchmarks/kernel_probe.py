@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                 f = captured["features"]
                 l0 = net.kernel_heads[0](f[0])
                 l1 = net.kernel_heads[1](f[1])
+                w0, w1 = _softmax_channels(l0[:, :k2]), _softmax_channels(l1[:, :k2])
                 row = [
-                    _pct(_softmax_channels(l0[:, :k2])[:, k2 // 2]),
+                    _pct(w0[:, k2 // 2]),
                     _pct(torch.sigmoid(l0[:, k2 : k2 + 1])),
                     _pct(torch.sigmoid(l1[:, k2 : k2 + 1])),
                 ]
@@ -116,12 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     row.append("-")
                 row.append(
-                    " ".join(f"{float(_outer_weight(t[:, :k2], cfg.kernel_size).median()):.3f}" for t in (l0, l1))
+                    " ".join(f"{float(_outer_weight(w, cfg.kernel_size).median()):.3f}" for w in (w0, w1))
                     if cfg.kernel_size > 3
                     else "-"
                 )
                 edges = torch.from_numpy(_edge_mask(read_image(pair.clean).color))
-                centre = _softmax_channels(l0[:, :k2])[0, k2 // 2]
+                centre = w0[0, k2 // 2]
                 blend = torch.sigmoid(l0[0, k2])
                 row.append(" ".join(f"{float(t[m].median()):.3f}" for t in (centre, blend) for m in (edges, ~edges)))
             print(f"{spp} {pair.scene} | " + " | ".join(row))
@@ -130,13 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _outer_weight(logits, size: int):  # noqa: ANN001, ANN202 - torch tensors; torch is imported lazily
-    """Per pixel, the softmax weight of a size x size kernel outside its centre 3x3."""
-    from training.model import _softmax_channels
-
+def _outer_weight(weights, size: int):  # noqa: ANN001, ANN202 - torch tensors; torch is imported lazily
+    """Per pixel, the weight of a size x size kernel (N x size*size x H x W) outside its centre 3x3."""
     r = size // 2
     outer = [i for i in range(size * size) if max(abs(i // size - r), abs(i % size - r)) > 1]
-    return _softmax_channels(logits)[:, outer].sum(1)
+    return weights[:, outer].sum(1)
 
 
 def _oracle(net, args: argparse.Namespace) -> None:  # noqa: ANN001 - a ModifiedUNet; torch is imported lazily

@@ -802,13 +802,15 @@ def test_demodulate_grows_a_model_that_matches_where_albedo_is_flat(tmp_path):
         assert float((picked(x) - grown(x)).abs().max()) > 1e-3
 
 
-def _grow_from_file(model: ModifiedUNet, source: ModifiedUNet, folder) -> None:
-    """Load ``model`` the way ``train --init`` does, from ``source`` saved as a checkpoint."""
+def _grow_from_file(model: ModifiedUNet, source: ModifiedUNet, folder, widen: bool = False):  # noqa: ANN201
+    """Load ``model`` the way ``train --init [--widen]`` does, from ``source`` saved as a checkpoint
+    (returned, for more loads)."""
     from training.train import fitted_weights
 
     path = folder / "source.pt"
     torch.save({"model": source.state_dict(), "model_config": source.config.to_dict()}, path)
-    model.load_state_dict(fitted_weights(model, path))
+    model.load_state_dict(fitted_weights(model, path, widen=widen))
+    return path
 
 
 def test_post_kernel_starts_as_no_change_then_smooths_or_sharpens(tmp_path):
@@ -1078,10 +1080,8 @@ def test_widen_grows_the_post_kernel_nearly_keeping_what_the_network_computes(tm
     with torch.no_grad():  # a trained-looking post kernel: sharp logits and a real gain
         old.post_head.weight.normal_(0, 2)
         old.post_head.bias.normal_(0, 2)
-    path = tmp_path / "old.pt"
-    torch.save({"model": old.state_dict(), "model_config": old.config.to_dict()}, path)
     big = ModifiedUNet(UNetConfig(post_kernel=5, **kw)).eval()
-    big.load_state_dict(fitted_weights(big, path, widen=True))
+    path = _grow_from_file(big, old, tmp_path, widen=True)
     x = torch.rand(2, 3, 32, 48)
     with torch.no_grad():
         diff = float((big(x) - old(x)).abs().max())
@@ -1109,10 +1109,8 @@ def test_widen_grows_the_scale_kernels_nearly_keeping_what_the_network_computes(
     with torch.no_grad():  # trained-looking kernels: sharp logits
         for head in old.kernel_heads:
             head.bias.normal_(0, 2)
-    path = tmp_path / "old.pt"
-    torch.save({"model": old.state_dict(), "model_config": old.config.to_dict()}, path)
     big = ModifiedUNet(UNetConfig(kernel_size=5, **kw)).eval()
-    big.load_state_dict(fitted_weights(big, path, widen=True))
+    path = _grow_from_file(big, old, tmp_path, widen=True)
     x = torch.rand(2, 3, 32, 48)
     with torch.no_grad():
         diff = float((big(x) - old(x)).abs().max())
@@ -1143,11 +1141,9 @@ def test_widen_grows_the_full_resolution_level_alone_keeping_the_late_branches(t
     with torch.no_grad():  # trained-looking late branches: zero-initialised ones would hide a restart
         for p in [*old.post_head.parameters(), *old.refine.parameters()]:
             p.normal_(0, 0.5)
-    path = tmp_path / "old.pt"
-    torch.save({"model": old.state_dict(), "model_config": old.config.to_dict()}, path)
     big = ModifiedUNet(UNetConfig(first_width=7, **kw)).eval()
     assert big.config.channels == [7, 6, 8]
-    big.load_state_dict(fitted_weights(big, path, widen=True))
+    path = _grow_from_file(big, old, tmp_path, widen=True)
     x = torch.rand(2, 3, 32, 48)
     with torch.no_grad():
         torch.testing.assert_close(big(x), old(x))

@@ -219,7 +219,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--grown-offset-logit",
         type=float,
-        default=None,
+        default=argparse.SUPPRESS,  # absent unless given: TrainConfig holds the default
         metavar="L",
         help="with --widen and a larger --post-kernel or --kernel-size: each new outer offset starts at its nearest "
         "old offset's logit minus L, a weight of e^-L relative to it (default 4: nearly the old function, but "

@@ -55,6 +55,12 @@ LAST = "last.pt"
 BEST = "best.pt"
 
 
+# A grown kernel's new outer offsets start at their nearest old offset's logit minus this:
+# e^-4 (1.8 %) of its weight, so the grown model computes nearly what the old one did and the new
+# offsets still get gradient (a softmax weight of 0 would never learn).
+GROWN_OFFSET_LOGIT = 4.0
+
+
 @dataclass
 class TrainConfig:
     data: str
@@ -108,7 +114,7 @@ class TrainConfig:
     resume: str = ""  # checkpoint path, or "auto" for OUT/last.pt
     init: str = ""  # start from these weights (.pt or exported .onnx); a fresh optimizer and schedule
     widen: bool = False  # with init: the weights may come from a narrower network (model.widened_state)
-    grown_offset_logit: float | None = None  # with widen: grown kernel offsets start this far below (None: default)
+    grown_offset_logit: float = GROWN_OFFSET_LOGIT  # with widen: grown kernel offsets start this far below
     reset_blends: bool = False  # with init: the kernel head's scale blends restart at 0.5
     max_steps: int = 0  # 0: no cap (tests and smoke runs cap it)
     progress: bool = True
@@ -249,7 +255,7 @@ def load_network(path: str | Path) -> ModifiedUNet:
 
 
 def fitted_weights(
-    model: ModifiedUNet, path: str | Path, widen: bool = False, grown_logit: float | None = None
+    model: ModifiedUNet, path: str | Path, widen: bool = False, grown_logit: float = GROWN_OFFSET_LOGIT
 ) -> dict[str, torch.Tensor]:
     """``model``'s state dict, read from ``path``; every name and shape must match.
 
@@ -312,28 +318,21 @@ def fitted_weights(
     return {k: weights[k].to(v.dtype) for k, v in own.items()}
 
 
-# A grown post kernel's new outer offsets start at their nearest old offset's logit minus this:
-# e^-4 (1.8 %) of its weight, so the grown model computes nearly what the old one did and the new
-# offsets still get gradient (a softmax weight of 0 would never learn).
-GROWN_OFFSET_LOGIT = 4.0
-
-
-def _grown_offsets(old: int, size: int, grown_logit: float | None) -> tuple[list[int], list[float]]:
+def _grown_offsets(old: int, size: int, grown_logit: float) -> tuple[list[int], list[float]]:
     """For each offset of a ``size`` x ``size`` kernel (row-major): the row of its nearest offset in
     an ``old`` x ``old`` one, and how much to lower that logit (0 for the old offsets themselves)."""
-    lowered = GROWN_OFFSET_LOGIT if grown_logit is None else grown_logit
     pad = (size - old) // 2
     rows, lower = [], []
     for y in range(size):
         for x in range(size):
             oy, ox = min(max(y - pad, 0), old - 1), min(max(x - pad, 0), old - 1)
             rows.append(oy * old + ox)
-            lower.append(0.0 if (oy, ox) == (y - pad, x - pad) else lowered)
+            lower.append(0.0 if (oy, ox) == (y - pad, x - pad) else grown_logit)
     return rows, lower
 
 
 def _grow_rows(
-    weights: dict[str, torch.Tensor], prefix: str, old: int, size: int, grown_logit: float | None
+    weights: dict[str, torch.Tensor], prefix: str, old: int, size: int, grown_logit: float
 ) -> dict[str, torch.Tensor]:
     """The 1x1 logit layer ``prefix`` with its first old*old rows (kernel logits) grown to size*size;
     the rows after them (gains, blends) are kept."""
@@ -347,12 +346,12 @@ def _grow_rows(
 
 
 def grown_post_kernel(
-    weights: dict[str, torch.Tensor], size: int, grown_logit: float | None = None
+    weights: dict[str, torch.Tensor], size: int, grown_logit: float = GROWN_OFFSET_LOGIT
 ) -> dict[str, torch.Tensor]:
     """``weights`` with a smaller post kernel embedded in a ``size`` x ``size`` one (``--widen``).
 
     The old offsets keep their logits; each new outer one copies its nearest old offset's
-    logit layer, lowered by ``GROWN_OFFSET_LOGIT``, so it follows the same pixels' choice at a
+    logit layer, lowered by ``grown_logit``, so it follows the same pixels' choice at a
     small weight; the gain (the last row) is kept.
     """
     w, b = weights.get("post_head.weight"), weights.get("post_head.bias")
@@ -365,7 +364,7 @@ def grown_post_kernel(
 
 
 def grown_scale_kernels(
-    weights: dict[str, torch.Tensor], old: int, cfg: UNetConfig, grown_logit: float | None = None
+    weights: dict[str, torch.Tensor], old: int, cfg: UNetConfig, grown_logit: float = GROWN_OFFSET_LOGIT
 ) -> dict[str, torch.Tensor]:
     """``weights`` with every scale's ``old`` x ``old`` kernel grown to ``cfg.kernel_size`` (``--widen``),
     the way ``grown_post_kernel`` grows the post kernel; the blend logits are kept."""
