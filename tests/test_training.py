@@ -38,6 +38,7 @@ from training.model import (  # noqa: E402
     UPSAMPLES,
     ModifiedUNet,
     UNetConfig,
+    _kernel_upsample,
     count_parameters,
     widened_state,
 )
@@ -284,6 +285,8 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
             picker_width=2,
         ),
         _EVERY_BRANCH,
+        dataclasses.replace(_EVERY_BRANCH, up_kernel=True),
+        UNetConfig(inputs="color", width=4, growth=2, depth=3, head="kernel", kernel_scales=4, up_kernel=True),
     ],
     ids=[
         "d1",
@@ -297,6 +300,8 @@ def _linearized(cfg: UNetConfig) -> torch.nn.Module:
         "kernel-both",
         "kernel-both-demodulate",
         "kernel-refine-post-picker-results",
+        "kernel-every-branch-up-kernel",
+        "kernel-4scales-up-kernel",
     ],
 )
 def test_receptive_field_is_exact_for_every_phase(cfg):
@@ -323,6 +328,7 @@ def test_default_model_is_base_sized_and_macs_match_the_layers():
         _check_macs(UNetConfig(width=6, growth=4, depth=2, upsample=up))
     _check_macs(UNetConfig(width=6, growth=4, depth=2, head="kernel", kernel_size=3, kernel_scales=2))
     _check_macs(dataclasses.replace(_EVERY_BRANCH, width=6, growth=4, kernel_scales=2, picker_width=3, refine_width=5))
+    _check_macs(dataclasses.replace(_EVERY_BRANCH, width=6, growth=4, kernel_scales=3, up_kernel=True))
 
 
 def _check_macs(small: UNetConfig) -> None:
@@ -344,6 +350,8 @@ def _check_macs(small: UNetConfig) -> None:
         k2 = small.kernel_size**2
         conv_macs -= sum(4.0**-s * k2 * small.planes for s in range(small.kernel_scales))
         conv_macs -= small.post_kernel**2 * 3
+        if small.up_kernel:
+            conv_macs -= sum(4.0**-s * 9 * small.planes for s in range(small.kernel_scales - 1))
     assert macs / (32 * 32) == pytest.approx(conv_macs)
 
 
@@ -683,6 +691,7 @@ def test_exported_model_tiles_seamlessly_and_runs_in_denoise_image(exported, dat
         ["--kernel-space", "linear", "--upsample", "transpose"],
         ["--kernel-space", "both"],
         ["--kernel-space", "both", "--demodulate", "--picker-width", "4"],
+        ["--kernel-space", "both", "--up-kernel"],
     ],
 )
 def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path, variant):
@@ -832,6 +841,69 @@ def test_post_kernel_starts_as_no_change_then_smooths_or_sharpens(tmp_path):
     torch.testing.assert_close(smoothed, box, atol=1e-6, rtol=0)
     inner = (slice(None), slice(None), slice(2, -2), slice(2, -2))
     assert float(smoothed[inner].std()) < float(base[inner].std()) < float(sharpened[inner].std())
+
+
+def test_kernel_upsampling_starts_bilinear_then_keeps_a_step_edge():
+    """_kernel_upsample: zero logits give bilinear upsampling (exactly, with the unread neighbours'
+    logits far enough down); logits that favour the coarse neighbour on a pixel's own side of a
+    step keep the step sharp, which bilinear blurs over two pixels."""
+    torch.manual_seed(0)
+    coarse = torch.rand(2, 6, 8, 12)
+    bilinear = torch.nn.functional.interpolate(coarse, scale_factor=2.0, mode="bilinear", align_corners=False)
+    zero = torch.zeros(2, 9, 16, 24)
+    torch.testing.assert_close(_kernel_upsample(coarse, zero, far=60.0), bilinear, atol=1e-6, rtol=0)
+    assert float((_kernel_upsample(coarse, zero) - bilinear).abs().max()) < 1e-3  # the default start
+    # A vertical step between coarse columns 3 and 4, i.e. fine columns 7 and 8.
+    step = torch.zeros(1, 1, 8, 8)
+    step[..., 4:] = 1.0
+    logits = torch.zeros(1, 9, 16, 16)
+    logits[:, 3, :, :8] = 40.0  # left half: the coarse pixel to the left (offset row 1, column 0)
+    logits[:, 5, :, 8:] = 40.0  # right half: the one to the right
+    sharp = _kernel_upsample(step, logits)
+    blurred = torch.nn.functional.interpolate(step, scale_factor=2.0, mode="bilinear", align_corners=False)
+    expected = torch.zeros(1, 1, 16, 16)
+    expected[..., 8:] = 1.0
+    torch.testing.assert_close(sharp, expected, atol=1e-6, rtol=0)
+    assert float(blurred[0, 0, 0, 7]) == pytest.approx(0.25) and float(blurred[0, 0, 0, 8]) == pytest.approx(0.75)
+
+
+def test_up_kernel_grows_a_model_nearly_keeping_what_it_computes(tmp_path):
+    """--up-kernel on --init weights without it: the new heads start at zero, so the grown model
+    computes its source's output up to the e^-8 weights of the neighbours bilinear does not read."""
+    kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
+    torch.manual_seed(0)
+    plain = ModifiedUNet(UNetConfig(**kw)).eval()
+    grown = ModifiedUNet(UNetConfig(up_kernel=True, **kw)).eval()
+    _grow_from_file(grown, plain, tmp_path)
+    x = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
+    with torch.no_grad():
+        base = plain(x)
+        torch.testing.assert_close(grown(x), base, atol=1e-3, rtol=0)
+        grown.up_heads[0].bias.normal_(0.0, 2.0)  # the heads act
+        assert float((grown(x) - base).abs().max()) > 1e-3
+
+
+def test_added_lr_trains_the_branches_init_adds_at_their_own_rate(dataset, tmp_path):
+    """--init --up-kernel --added-lr: with a vanishing --lr the source's weights stay put while
+    the new upsampling heads, which start at zero, move; without it they would not."""
+    from training.train import load_checkpoint
+
+    kw = dict(inputs="color,albedo,normal", width=8, growth=8, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
+    torch.manual_seed(0)
+    source = ModifiedUNet(UNetConfig(**kw))
+    path = tmp_path / "source.pt"
+    torch.save({"model": source.state_dict(), "model_config": source.config.to_dict()}, path)
+    head = ("--head", "kernel", "--kernel-size", "3", "--kernel-scales", "3", "--up-kernel")
+    args = ("--epochs", "1", "--max-steps", "3", "--lr", "1e-12", "--init", str(path), *head)
+    for added_lr, moved in ((1e-2, True), (None, False)):
+        out = tmp_path / f"run-{added_lr}"
+        extra = ("--added-lr", str(added_lr)) if added_lr else ()
+        assert _train(dataset, out, *args, *extra) == 0
+        tuned = load_checkpoint(out / "last.pt")["model"]
+        for k, v in source.state_dict().items():
+            torch.testing.assert_close(tuned[k], v, atol=1e-6, rtol=0, msg=k)
+        new = [v for k, v in tuned.items() if k.startswith("up_heads.")]
+        assert len(new) == 4 and (max(float(v.abs().max()) for v in new) > 1e-6) == moved
 
 
 def test_picker_results_grow_a_picker_that_then_reads_both_results(tmp_path):

@@ -116,6 +116,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "starting as no change, to a model without it)",
     )
     g.add_argument(
+        "--up-kernel",
+        action="store_true",
+        help="kernel head: combine the scales through per-pixel 3x3 upsampling kernels over the coarse "
+        "neighbours, started at bilinear's weights, so a pixel beside an edge can take the coarse estimate "
+        "from its own side (--init adds them to a model without them)",
+    )
+    g.add_argument(
         "--upsample",
         choices=("nearest", "transpose"),  # training.model.UPSAMPLES (not imported: it loads torch)
         default="nearest",
@@ -224,6 +231,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help="with --widen and a larger --post-kernel or --kernel-size: each new outer offset starts at its nearest "
         "old offset's logit minus L, a weight of e^-L relative to it (default 4: nearly the old function, but "
         "small weights learn slowly)",
+    )
+    g.add_argument(
+        "--added-lr",
+        type=float,
+        default=argparse.SUPPRESS,  # absent unless given: TrainConfig holds the default
+        metavar="LR",
+        help="with --init: learning rate of the branches it adds to the source (default: --lr)",
     )
     g.add_argument(
         "--reset-blends",

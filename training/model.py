@@ -15,6 +15,7 @@ The output is the clean image in the transfer space named in the model's metadat
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -39,7 +40,11 @@ DEMODULATE_EPS = 0.01
 REFINE_BOUND = 0.05
 # Parameter prefixes of the branches after the kernel head that start as no change, so
 # ``train --init`` can add them to a model without them (and restart them when widening).
-LATE_BRANCHES = ("refine.", "post_head.")
+LATE_BRANCHES = ("refine.", "post_head.", "up_heads.")
+# --up-kernel: how far below the smallest bilinear weight (1/16) the logits of the coarse
+# neighbours that bilinear upsampling does not read start: e^-8, so a grown model starts within
+# about 0.02 % of its source's function (exact zeros would never learn).
+UP_FAR_LOGIT = 8.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,13 @@ class UNetConfig:
     # 3x3 average leaves pixel-level noise in flat areas that the coarse scales cannot replace
     # (they swap in low frequencies only); a negative gain sharpens (unsharp masking) instead.
     post_kernel: int = 0
+    # Kernel head: the coarse-to-fine combination upsamples each coarser estimate with a per-pixel
+    # softmax kernel over its 3x3 coarse neighbours, predicted from the finer scale's features
+    # and started at bilinear's weights, instead of fixed bilinear upsampling. Bilinear takes
+    # the low frequencies from the coarse pixels on both sides of an edge, which leaves a band
+    # several pixels wide along it (test scene 12's checker); a pixel can now take them from
+    # the coarse pixels on its own side.
+    up_kernel: bool = False
     # Where the kernel head averages: 'log' (the network space), 'linear' (exposure-scaled
     # radiance), or 'both' with a learnt per-pixel blend. A mean of log values is a biased, too
     # dark estimate of noisy radiance (at 4 spp by 10-94 % over 4x4 blocks on the test scenes),
@@ -115,8 +127,8 @@ class UNetConfig:
             raise ValueError("picker_width needs demodulate")
         if self.picker_results and not self.picker_width:
             raise ValueError("picker_results needs picker_width")
-        if (self.refine_width or self.post_kernel) and self.head != "kernel":
-            raise ValueError("refine_width and post_kernel need the kernel head")
+        if (self.refine_width or self.post_kernel or self.up_kernel) and self.head != "kernel":
+            raise ValueError("refine_width, post_kernel and up_kernel need the kernel head")
         if not self.refine_bound > 0:
             raise ValueError(f"refine_bound must be > 0, got {self.refine_bound}")
         if self.post_kernel < 0 or (self.post_kernel and self.post_kernel % 2 == 0):
@@ -196,8 +208,11 @@ class UNetConfig:
             return min(f[0], (lo - r) * step), max(f[1], (hi + r) * step + step - 1)
 
         out = filtered(lo, hi)
-        if level + 1 < self.kernel_scales:  # bilinear upsampling reads one coarse pixel further
-            clo, chi = (lo - 1) // 2, (hi + 1) // 2
+        if level + 1 < self.kernel_scales:
+            if self.up_kernel:  # the 3x3 coarse neighbours of each pixel's coarse pixel
+                clo, chi = lo // 2 - 1, hi // 2 + 1
+            else:  # bilinear upsampling reads one coarse pixel further
+                clo, chi = (lo - 1) // 2, (hi + 1) // 2
             for dep in (self._kernel_deps(level + 1, clo, chi), filtered(2 * clo, 2 * chi + 1)):
                 out = (min(out[0], dep[0]), max(out[1], dep[1]))
         return out
@@ -230,6 +245,8 @@ class UNetConfig:
         k2 = self.kernel_size**2
         for s in range(self.kernel_scales):
             total += 4.0**-s * (ch[s] * (k2 + self.blend_channels) + k2 * self.planes)
+            if self.up_kernel and s + 1 < self.kernel_scales:  # its logits, then the weighted sum
+                total += 4.0**-s * 9 * (ch[s] + self.planes)
         total += 9 * (self.picker_in_channels * self.picker_width + self.picker_width)
         total += 9 * ((self.channels[0] + 3) * self.refine_width + self.refine_width * 3)
         p2 = self.post_kernel**2
@@ -321,6 +338,12 @@ class ModifiedUNet(nn.Module):
                 self.post_head = nn.Conv2d(ch[0], config.post_kernel**2 + 1, 1)
                 nn.init.zeros_(self.post_head.weight)
                 nn.init.zeros_(self.post_head.bias)
+            if config.up_kernel:
+                # Zero: the kernels start at the bilinear logits alone (_kernel_upsample).
+                self.up_heads = nn.ModuleList(nn.Conv2d(ch[s], 9, 1) for s in range(config.kernel_scales - 1))
+                for head in self.up_heads:
+                    nn.init.zeros_(head.weight)
+                    nn.init.zeros_(head.bias)
             if config.refine_width:
                 rw = config.refine_width
                 self.refine = nn.Sequential(
@@ -395,7 +418,11 @@ class ModifiedUNet(nn.Module):
             # Replace the fine estimate's low frequencies with the coarse estimate's, by a learnt amount.
             fine, alpha = filtered[s], blends[s][:, :1]
             # up() is linear, so up(coarse) - up(down(fine)) is one upsampling of the difference.
-            out = fine + alpha * _upsample(out - F.avg_pool2d(fine, 2))
+            diff = out - F.avg_pool2d(fine, 2)
+            if cfg.up_kernel:
+                out = fine + alpha * _kernel_upsample(diff, self.up_heads[s](features[s]))
+            else:
+                out = fine + alpha * _upsample(diff)
         if cfg.demodulate:  # scale 0's last blend weight picks remodulated over plain
             beta = blends[0][:, -1:]
             if cfg.kernel_space == "log":
@@ -458,6 +485,35 @@ def _softmax_channels(logits: torch.Tensor) -> torch.Tensor:
 
 def _upsample(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def _bilinear_logits(far: float = UP_FAR_LOGIT) -> torch.Tensor:
+    """1 x 9 x 2 x 2: the log weights that 2x bilinear upsampling (align_corners False) gives the
+    3x3 coarse neighbours (row-major offsets) of a pixel at each row and column parity; the
+    neighbours it does not read get ``far`` below its smallest weight."""
+    rows = ((0.25, 0.75, 0.0), (0.0, 0.75, 0.25))  # parity 0 reads the coarse row above, 1 below
+    table = torch.empty(1, 9, 2, 2)
+    for py in range(2):
+        for px in range(2):
+            for i in range(9):
+                w = rows[py][i // 3] * rows[px][i % 3]
+                table[0, i, py, px] = math.log(w) if w else math.log(1 / 16) - far
+    return table
+
+
+def _kernel_upsample(coarse: torch.Tensor, logits: torch.Tensor, far: float = UP_FAR_LOGIT) -> torch.Tensor:
+    """2x upsampling of ``coarse`` where each pixel averages its coarse pixel's 3x3 neighbours
+    (edges replicated) with softmax(``logits`` + the bilinear logits of its parity); zero
+    ``logits`` give bilinear upsampling, up to the e^-``far`` weights."""
+    h, w = logits.shape[-2:]
+    weights = _softmax_channels(logits + _bilinear_logits(far).to(logits).repeat(1, 1, h // 2, w // 2))
+    # Pixel y's coarse row is y // 2; in the padded, repeated frame its offset d lies at y + 2 + 2d.
+    up = F.interpolate(F.pad(coarse, (1, 1, 1, 1), mode="replicate"), scale_factor=2.0, mode="nearest")
+    out = weights[:, :1] * up[:, :, :h, :w]
+    for i in range(1, 9):
+        dy, dx = divmod(i, 3)
+        out = out + weights[:, i : i + 1] * up[:, :, 2 * dy : 2 * dy + h, 2 * dx : 2 * dx + w]
+    return out
 
 
 def apply_kernels(planes: torch.Tensor, weights: torch.Tensor, size: int) -> torch.Tensor:

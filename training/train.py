@@ -83,6 +83,7 @@ class TrainConfig:
     refine_width: int = 0
     refine_bound: float = REFINE_BOUND
     post_kernel: int = 0
+    up_kernel: bool = False
     upsample: str = "nearest"
     kernel_space: str = "log"
     epochs: int = 30
@@ -115,6 +116,7 @@ class TrainConfig:
     init: str = ""  # start from these weights (.pt or exported .onnx); a fresh optimizer and schedule
     widen: bool = False  # with init: the weights may come from a narrower network (model.widened_state)
     grown_offset_logit: float = GROWN_OFFSET_LOGIT  # with widen: grown kernel offsets start this far below
+    added_lr: float = 0.0  # with init: learning rate of the branches it adds (0: lr)
     reset_blends: bool = False  # with init: the kernel head's scale blends restart at 0.5
     max_steps: int = 0  # 0: no cap (tests and smoke runs cap it)
     progress: bool = True
@@ -136,6 +138,7 @@ class TrainConfig:
             refine_width=self.refine_width,
             refine_bound=self.refine_bound,
             post_kernel=self.post_kernel,
+            up_kernel=self.up_kernel,
             upsample=self.upsample,
             kernel_space=self.kernel_space,
         )
@@ -255,9 +258,16 @@ def load_network(path: str | Path) -> ModifiedUNet:
 
 
 def fitted_weights(
-    model: ModifiedUNet, path: str | Path, widen: bool = False, grown_logit: float = GROWN_OFFSET_LOGIT
+    model: ModifiedUNet,
+    path: str | Path,
+    widen: bool = False,
+    grown_logit: float = GROWN_OFFSET_LOGIT,
+    added: list[str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """``model``'s state dict, read from ``path``; every name and shape must match.
+
+    Branches the source lacks (``LATE_BRANCHES``) start as ``model`` built them; their names
+    are appended to ``added`` when it is given.
 
     With ``widen``, ``path`` may hold a narrower network of the same layout: its weights fill
     the first channels and the result computes what it did (see ``widened_state``). It may
@@ -302,7 +312,10 @@ def fitted_weights(
             raise DenoiseError(f"--init {path} --widen: {e}") from None
     # A refine branch or post kernel the source lacks starts as this model built it: its zero output layer
     # leaves the function as it was.
-    weights = {k: own[k] for k in own if k.startswith(LATE_BRANCHES) and k not in weights} | weights
+    new = {k: own[k] for k in own if k.startswith(LATE_BRANCHES) and k not in weights}
+    if added is not None:
+        added.extend(new)
+    weights = new | weights
     missing = [k for k in own if k not in weights]
     wrong = [
         f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}"
@@ -494,10 +507,12 @@ def train(cfg: TrainConfig) -> Path:
 
     mcfg = cfg.model_config()
     init = None
-    if cfg.init and state is None:  # a resumed run already has its weights
+    added: list[str] = []  # the branches --init adds (a resumed run needs them for its optimizer's groups)
+    if cfg.init and (state is None or cfg.added_lr):  # a resumed run already has its weights
         # Checked before the data loads, on a throwaway model that must not use up the seeded RNG.
         with torch.random.fork_rng():
-            init = fitted_weights(ModifiedUNet(mcfg), cfg.init, cfg.widen, cfg.grown_offset_logit)
+            fitted = fitted_weights(ModifiedUNet(mcfg), cfg.init, cfg.widen, cfg.grown_offset_logit, added)
+        init = fitted if state is None else None
     pairs = find_pairs(cfg.data, cfg.source, cfg.spp or None)
     splits = split_pairs(pairs, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     (out / SPLIT_FILE).write_text(
@@ -529,7 +544,16 @@ def train(cfg: TrainConfig) -> Path:
     loss_fn = DenoiseLoss(cfg.loss_weights(), cfg.transfer)
     guide_head = GuideHead(mcfg.channels[0]) if cfg.w_guides else None
     params = list(model.parameters()) + (list(guide_head.parameters()) if guide_head else [])
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups: list[dict[str, Any]] = [{"params": params}]
+    if cfg.added_lr and added:
+        # New branches start at zero output: at a fine-tuning rate Adam moves each weight by about
+        # lr per step, too little for them to learn anything in a few epochs.
+        fresh = {id(p) for name, p in model.named_parameters() if name in added}
+        groups = [
+            {"params": [p for p in params if id(p) not in fresh]},
+            {"params": [p for p in params if id(p) in fresh], "lr": cfg.added_lr},
+        ]
+    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(train_loader)
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
