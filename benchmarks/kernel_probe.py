@@ -10,7 +10,9 @@ coarse-to-fine blend weights at scales 0 and 1 (how much of the coarser estimate
 frequencies replace the finer one's), the post kernel's gain (1: full smoothing by it, its
 clamp), and the 99th percentile of the refine branch's absolute correction in the ``log``
 transfer; for kernels larger than 3x3, the median weight outside their centre 3x3 at scales
-0 and 1 (how much the larger support is used). Then the medians of the centre weight and the
+0 and 1 (how much the larger support is used); with ``--up-kernel``, how far the scale-1-to-0
+upsampling kernels moved from bilinear's weights (half the L1 distance: 0 is bilinear, 1 a
+kernel on neighbours bilinear does not read), medians on the edges and the rest. Then the medians of the centre weight and the
 scale-0 blend on the clean render's edges (the 10 % of pixels with the largest gradient of
 its log values) and on the rest: a model that keeps edges lowers the blend there. Where a
 model blurs texture, this says which part averages it away. With ``--oracle SHARE ...`` it
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from blender_denoise_addon.core.errors import DenoiseError
     from training.dataset import find_pairs
-    from training.model import _softmax_channels
+    from training.model import _bilinear_logits, _softmax_channels
     from training.train import load_network
 
     torch.set_num_threads(args.threads)
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     k2 = cfg.kernel_size**2
     print(
         "spp scene | centre weight p10 p50 p90 | blend s0 | blend s1 | post gain | |refine| p99 | outer s0 s1"
-        " | edges / rest p50: centre weight, blend s0"
+        " | edges / rest p50: centre weight, blend s0 | up s0 from bilinear, edges / rest"
     )
     for spp in args.spp:
         for pair in find_pairs(args.data, "exr", [spp]):
@@ -125,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
                 centre = w0[0, k2 // 2]
                 blend = torch.sigmoid(l0[0, k2])
                 row.append(" ".join(f"{float(t[m].median()):.3f}" for t in (centre, blend) for m in (edges, ~edges)))
+                if cfg.up_kernel:
+                    base = _bilinear_logits().repeat(1, 1, h // 2, w // 2)
+                    moved = 0.5 * (_softmax_channels(net.up_heads[0](f[0]) + base) - _softmax_channels(base)).abs()
+                    row.append(" ".join(f"{float(moved[0].sum(0)[m].median()):.3f}" for m in (edges, ~edges)))
+                else:
+                    row.append("-")
             print(f"{spp} {pair.scene} | " + " | ".join(row))
     if args.oracle:
         _oracle(net, args)

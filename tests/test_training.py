@@ -178,6 +178,32 @@ def test_mortar_texture_draws_thin_grout_lines_and_is_opt_in():
         check_texture_kinds([])
 
 
+def test_hue_textures_keep_one_luminance_and_are_opt_in(dataset):
+    """--texture-hue: regions of (nearly) one luminance whose channels move apart; 0 draws what it always did."""
+    lum = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    for seed in range(12):
+        t = texture_pattern(32, 32, np.random.default_rng(seed), ("checker",), hue=1.0)
+        assert t.shape == (3, 32, 32) and t.max() == pytest.approx(1.0) and t.min() > 0.0
+        y = np.einsum("c,chw->hw", lum, t)
+        assert y.max() / y.min() < 1.6 + 1e-3  # anti-aliased edges mix colours of one luminance
+        chroma = t / y  # each channel over the luminance
+        assert float((chroma.max((1, 2)) / chroma.min((1, 2))).max()) > 1.5  # the hue changes
+    for seed in range(4):  # the luminance palette still spans its range
+        rng = np.random.default_rng(seed)
+        np.testing.assert_array_equal(
+            texture_pattern(16, 16, rng), texture_pattern(16, 16, np.random.default_rng(seed), hue=0.0)
+        )
+    cache = PairCache(find_pairs(dataset)[:2], "color", "log")
+    plain = RandomCropDataset(cache, patch=16, patches_per_image=2, seed=7, texture=1.0)
+    zero = RandomCropDataset(cache, patch=16, patches_per_image=2, seed=7, texture=1.0, texture_hue=0.0)
+    hue = RandomCropDataset(cache, patch=16, patches_per_image=2, seed=7, texture=1.0, texture_hue=1.0)
+    for i in range(len(plain)):
+        np.testing.assert_array_equal(plain[i]["color"], zero[i]["color"])
+    assert any(not np.array_equal(plain[i]["color"], hue[i]["color"]) for i in range(len(plain)))
+    with pytest.raises(DenoiseError, match="--texture-hue"):
+        RandomCropDataset(cache, texture=0.5, texture_hue=2.0)
+
+
 def test_albedo_texture_keeps_color_over_albedo_and_spares_the_world():
     rng = np.random.default_rng(0)
     albedo = rng.uniform(0.1, 1.0, (3, 32, 32)).astype(np.float32)

@@ -158,6 +158,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help=f"the painted textures to draw from, comma-separated, of {','.join(TEXTURE_KINDS)} "
         "(mortar: tiles and bricks with thin grout lines)",
     )
+    g.add_argument(
+        "--texture-hue",
+        type=float,
+        default=argparse.SUPPRESS,  # absent unless given: TrainConfig holds the default
+        metavar="FRACTION",
+        help="this fraction of the painted textures have regions of one luminance that differ in hue (default 0)",
+    )
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate after warmup")
     g.add_argument("--min-lr", type=float, default=1e-5, help="learning rate at the end of the cosine decay")
     g.add_argument("--warmup-steps", type=int, default=100, help="steps of linear learning-rate warmup")

@@ -259,6 +259,7 @@ _TEXTURE_SS = 4
 # earlier runs' recipes drew.
 TEXTURE_KINDS = ("checker", "stripes", "blobs", "mortar")
 DEFAULT_TEXTURE_KINDS = ("checker", "stripes", "blobs")
+_LUMINANCE = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709
 
 
 def check_texture_kinds(kinds: Sequence[str]) -> None:
@@ -269,14 +270,15 @@ def check_texture_kinds(kinds: Sequence[str]) -> None:
 
 
 def texture_pattern(
-    h: int, w: int, rng: np.random.Generator, kinds: Sequence[str] = DEFAULT_TEXTURE_KINDS
+    h: int, w: int, rng: np.random.Generator, kinds: Sequence[str] = DEFAULT_TEXTURE_KINDS, hue: float = 0.0
 ) -> np.ndarray:
     """A random piecewise-constant colour texture, 3 x h x w in (0, 1], anti-aliased, max 1.
 
     A rotated checker, stripes or thresholded smooth noise with a period of 3 to 48 pixels, or
     mortar: tiles or bricks (rows shifted) with grout lines 0.5 to 2.5 pixels wide (at most a
     quarter of a cell), the fine lines a 3x3 filter smears. Its regions in 2-3 random colours
-    (log-uniform brightness down to 1/20, some tint).
+    (log-uniform brightness down to 1/20, some tint); in a ``hue`` fraction of the patterns they
+    differ mostly in hue instead: strong tints, luminance within a factor of 1.6 of each other.
     """
     ss = _TEXTURE_SS
     kind = str(rng.choice(list(kinds)))
@@ -314,21 +316,34 @@ def texture_pattern(
         cuts = np.sort(rng.uniform(-0.5, 0.5, int(rng.integers(1, 3))))
         label = np.searchsorted(cuts, field).astype(np.int64)
     n = int(label.max()) + 1
-    bright = np.exp(rng.uniform(np.log(0.05), 0.0, n))
-    tint = rng.uniform(0.6, 1.0, (n, 3)) if rng.uniform() < 0.7 else rng.uniform(0.1, 1.0, (n, 3))
-    palette = (bright[:, None] * tint / tint.max(1, keepdims=True)).astype(np.float32)
+    # Drawn only when asked for, so runs without it see the patterns they always did.
+    if hue and rng.uniform() < hue:
+        # Edges that the log luminance barely shows while the channels move apart (a teal and
+        # brown checker, yellow bricks in green grout: test scenes 12 and 13): features that
+        # sum the channels miss them.
+        tint = rng.uniform(0.1, 1.0, (n, 3))
+        bright = np.exp(rng.uniform(0.0, np.log(1.6), n))
+        palette = (bright[:, None] * tint / (tint @ _LUMINANCE)[:, None]).astype(np.float32)
+    else:
+        bright = np.exp(rng.uniform(np.log(0.05), 0.0, n))
+        tint = rng.uniform(0.6, 1.0, (n, 3)) if rng.uniform() < 0.7 else rng.uniform(0.1, 1.0, (n, 3))
+        palette = (bright[:, None] * tint / tint.max(1, keepdims=True)).astype(np.float32)
     fine = palette[label]  # (h*ss) x (w*ss) x 3
     out = fine.reshape(h, ss, w, ss, 3).mean((1, 3)).transpose(2, 0, 1)
     return np.ascontiguousarray(out / out.max())
 
 
-def check_texture_fraction(fraction: float) -> None:
+def check_texture_fraction(fraction: float, flag: str = "--albedo-texture") -> None:
     if not 0.0 <= fraction <= 1.0:
-        raise DenoiseError(f"--albedo-texture is a fraction of the crops, in [0, 1]; got {fraction}")
+        raise DenoiseError(f"{flag} is a fraction, in [0, 1]; got {fraction}")
 
 
 def albedo_texture(
-    item: dict[str, Any], rng: np.random.Generator, transfer: str, kinds: Sequence[str] = DEFAULT_TEXTURE_KINDS
+    item: dict[str, Any],
+    rng: np.random.Generator,
+    transfer: str,
+    kinds: Sequence[str] = DEFAULT_TEXTURE_KINDS,
+    hue: float = 0.0,
 ) -> dict[str, Any]:
     """Paint a random texture into a crop: noisy colour, target and albedo times the same pattern.
 
@@ -343,7 +358,7 @@ def albedo_texture(
     out = dict(item)
     color = item["color"]
     _, h, w = color.shape
-    pattern = texture_pattern(h, w, rng, kinds)
+    pattern = texture_pattern(h, w, rng, kinds, hue)
     albedo = item.get("albedo")
     if albedo is not None:
         cover = np.clip(albedo.max(0, keepdims=True) / 0.02, 0.0, 1.0)
@@ -397,7 +412,7 @@ class RandomCropDataset:
     """``patches_per_image`` random crops of every pair per epoch, with random flips/rotations.
 
     With ``texture`` > 0, that fraction of the crops gets a painted texture (``albedo_texture``)
-    of one of ``texture_kinds``.
+    of one of ``texture_kinds``, a ``texture_hue`` fraction of them in colours of one luminance.
 
     Crops are reproducible: item i of epoch e always draws from the same seeded
     generator, whatever the number of workers.
@@ -412,13 +427,16 @@ class RandomCropDataset:
         seed: int = 0,
         texture: float = 0.0,
         texture_kinds: Sequence[str] = DEFAULT_TEXTURE_KINDS,
+        texture_hue: float = 0.0,
     ):
         if patch < 1 or patches_per_image < 1:
             raise DenoiseError("patch size and patches per image must be at least 1")
         check_texture_fraction(texture)
+        check_texture_fraction(texture_hue, "--texture-hue")
         check_texture_kinds(texture_kinds)
         self.texture = texture
         self.texture_kinds = tuple(texture_kinds)
+        self.texture_hue = texture_hue
         self.cache = cache
         self.patch = patch
         self.per_image = patches_per_image
@@ -445,7 +463,7 @@ class RandomCropDataset:
         k = int(rng.integers(0, 8)) if self.augment else 0
         # Drawn only when asked for, so runs without it see the crops they always did.
         if self.texture and rng.uniform() < self.texture:
-            item = albedo_texture(item, rng, self.cache.transfer, self.texture_kinds)
+            item = albedo_texture(item, rng, self.cache.transfer, self.texture_kinds, self.texture_hue)
         return dihedral(item, k) if self.augment else item
 
 

@@ -93,6 +93,7 @@ class TrainConfig:
     augment: bool = True
     albedo_texture: float = 0.0  # fraction of crops with a painted texture (dataset.albedo_texture)
     texture_kinds: list[str] = field(default_factory=lambda: list(DEFAULT_TEXTURE_KINDS))
+    texture_hue: float = 0.0  # fraction of the painted textures in colours of one luminance
     lr: float = 1e-3
     min_lr: float = 1e-5
     warmup_steps: int = 100
@@ -472,6 +473,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.picker_block < 1 or cfg.patch % cfg.picker_block:
         raise DenoiseError(f"--picker-block must divide --patch ({cfg.patch}), got {cfg.picker_block}")
     check_texture_fraction(cfg.albedo_texture)
+    check_texture_fraction(cfg.texture_hue, "--texture-hue")
     check_texture_kinds(cfg.texture_kinds)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -525,7 +527,14 @@ def train(cfg: TrainConfig) -> Path:
     train_cache.preload(cfg.progress)
     val_cache.preload(cfg.progress)
     crops = RandomCropDataset(
-        train_cache, cfg.patch, cfg.patches_per_image, cfg.augment, cfg.seed, cfg.albedo_texture, cfg.texture_kinds
+        train_cache,
+        cfg.patch,
+        cfg.patches_per_image,
+        cfg.augment,
+        cfg.seed,
+        cfg.albedo_texture,
+        cfg.texture_kinds,
+        cfg.texture_hue,
     )
     train_loader = _loader(crops, cfg.batch_size, True, cfg.workers, cfg.seed)
     # Validate on whole frames; without validation scenes, fall back to the training frames.
