@@ -909,27 +909,30 @@ def test_up_kernel_grows_a_model_nearly_keeping_what_it_computes(tmp_path):
         assert float((grown(x) - base).abs().max()) > 1e-3
 
 
-def test_added_lr_trains_the_branches_init_adds_at_their_own_rate(dataset, tmp_path):
-    """--init --up-kernel --added-lr: with a vanishing --lr the source's weights stay put while
-    the new upsampling heads, which start at zero, move; without it they would not."""
+def test_branch_lr_trains_the_late_branches_at_their_own_rate(dataset, tmp_path):
+    """--init --up-kernel --branch-lr: with a vanishing --lr the source's network stays put while the
+    branches after the kernel head (the new upsampling heads, the source's refine branch) move."""
     from training.train import load_checkpoint
 
     kw = dict(inputs="color,albedo,normal", width=8, growth=8, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
     torch.manual_seed(0)
-    source = ModifiedUNet(UNetConfig(**kw))
+    source = ModifiedUNet(UNetConfig(refine_width=2, **kw))
     path = tmp_path / "source.pt"
     torch.save({"model": source.state_dict(), "model_config": source.config.to_dict()}, path)
-    head = ("--head", "kernel", "--kernel-size", "3", "--kernel-scales", "3", "--up-kernel")
+    head = ("--head", "kernel", "--kernel-size", "3", "--kernel-scales", "3", "--refine-width", "2", "--up-kernel")
     args = ("--epochs", "1", "--max-steps", "3", "--lr", "1e-12", "--init", str(path), *head)
-    for added_lr, moved in ((1e-2, True), (None, False)):
-        out = tmp_path / f"run-{added_lr}"
-        extra = ("--added-lr", str(added_lr)) if added_lr else ()
+    for branch_lr, moved in ((1e-2, True), (None, False)):
+        out = tmp_path / f"run-{branch_lr}"
+        extra = ("--branch-lr", str(branch_lr)) if branch_lr else ()
         assert _train(dataset, out, *args, *extra) == 0
         tuned = load_checkpoint(out / "last.pt")["model"]
         for k, v in source.state_dict().items():
-            torch.testing.assert_close(tuned[k], v, atol=1e-6, rtol=0, msg=k)
-        new = [v for k, v in tuned.items() if k.startswith("up_heads.")]
-        assert len(new) == 4 and (max(float(v.abs().max()) for v in new) > 1e-6) == moved
+            if not k.startswith("refine."):
+                torch.testing.assert_close(tuned[k], v, atol=1e-6, rtol=0, msg=k)
+        up = [v for k, v in tuned.items() if k.startswith("up_heads.")]
+        assert len(up) == 4 and (max(float(v.abs().max()) for v in up) > 1e-6) == moved
+        refine = float((tuned["refine.2.weight"] - source.refine[2].weight).abs().max())
+        assert (refine > 1e-6) == moved
 
 
 def test_picker_results_grow_a_picker_that_then_reads_both_results(tmp_path):

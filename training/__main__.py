@@ -240,11 +240,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "small weights learn slowly)",
     )
     g.add_argument(
-        "--added-lr",
+        "--branch-lr",
         type=float,
         default=argparse.SUPPRESS,  # absent unless given: TrainConfig holds the default
         metavar="LR",
-        help="with --init: learning rate of the branches it adds to the source (default: --lr)",
+        help="learning rate of the branches after the kernel head (refine branch, post kernel, upsampling "
+        "kernels; default: --lr), for growing them onto a trained model with --init",
     )
     g.add_argument(
         "--reset-blends",

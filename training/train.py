@@ -117,7 +117,7 @@ class TrainConfig:
     init: str = ""  # start from these weights (.pt or exported .onnx); a fresh optimizer and schedule
     widen: bool = False  # with init: the weights may come from a narrower network (model.widened_state)
     grown_offset_logit: float = GROWN_OFFSET_LOGIT  # with widen: grown kernel offsets start this far below
-    added_lr: float = 0.0  # with init: learning rate of the branches it adds (0: lr)
+    branch_lr: float = 0.0  # learning rate of the branches after the kernel head (LATE_BRANCHES; 0: lr)
     reset_blends: bool = False  # with init: the kernel head's scale blends restart at 0.5
     max_steps: int = 0  # 0: no cap (tests and smoke runs cap it)
     progress: bool = True
@@ -259,16 +259,9 @@ def load_network(path: str | Path) -> ModifiedUNet:
 
 
 def fitted_weights(
-    model: ModifiedUNet,
-    path: str | Path,
-    widen: bool = False,
-    grown_logit: float = GROWN_OFFSET_LOGIT,
-    added: list[str] | None = None,
+    model: ModifiedUNet, path: str | Path, widen: bool = False, grown_logit: float = GROWN_OFFSET_LOGIT
 ) -> dict[str, torch.Tensor]:
     """``model``'s state dict, read from ``path``; every name and shape must match.
-
-    Branches the source lacks (``LATE_BRANCHES``) start as ``model`` built them; their names
-    are appended to ``added`` when it is given.
 
     With ``widen``, ``path`` may hold a narrower network of the same layout: its weights fill
     the first channels and the result computes what it did (see ``widened_state``). It may
@@ -313,10 +306,7 @@ def fitted_weights(
             raise DenoiseError(f"--init {path} --widen: {e}") from None
     # A refine branch or post kernel the source lacks starts as this model built it: its zero output layer
     # leaves the function as it was.
-    new = {k: own[k] for k in own if k.startswith(LATE_BRANCHES) and k not in weights}
-    if added is not None:
-        added.extend(new)
-    weights = new | weights
+    weights = {k: own[k] for k in own if k.startswith(LATE_BRANCHES) and k not in weights} | weights
     missing = [k for k in own if k not in weights]
     wrong = [
         f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}"
@@ -509,12 +499,10 @@ def train(cfg: TrainConfig) -> Path:
 
     mcfg = cfg.model_config()
     init = None
-    added: list[str] = []  # the branches --init adds (a resumed run needs them for its optimizer's groups)
-    if cfg.init and (state is None or cfg.added_lr):  # a resumed run already has its weights
+    if cfg.init and state is None:  # a resumed run already has its weights
         # Checked before the data loads, on a throwaway model that must not use up the seeded RNG.
         with torch.random.fork_rng():
-            fitted = fitted_weights(ModifiedUNet(mcfg), cfg.init, cfg.widen, cfg.grown_offset_logit, added)
-        init = fitted if state is None else None
+            init = fitted_weights(ModifiedUNet(mcfg), cfg.init, cfg.widen, cfg.grown_offset_logit)
     pairs = find_pairs(cfg.data, cfg.source, cfg.spp or None)
     splits = split_pairs(pairs, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     (out / SPLIT_FILE).write_text(
@@ -554,13 +542,13 @@ def train(cfg: TrainConfig) -> Path:
     guide_head = GuideHead(mcfg.channels[0]) if cfg.w_guides else None
     params = list(model.parameters()) + (list(guide_head.parameters()) if guide_head else [])
     groups: list[dict[str, Any]] = [{"params": params}]
-    if cfg.added_lr and added:
-        # New branches start at zero output: at a fine-tuning rate Adam moves each weight by about
-        # lr per step, too little for them to learn anything in a few epochs.
-        fresh = {id(p) for name, p in model.named_parameters() if name in added}
+    if cfg.branch_lr:
+        # Branches grown onto a trained model start at zero output, and at a fine-tuning rate Adam
+        # moves each weight by about lr per step: too little for them to learn much in a few epochs.
+        late = {id(p) for name, p in model.named_parameters() if name.startswith(LATE_BRANCHES)}
         groups = [
-            {"params": [p for p in params if id(p) not in fresh]},
-            {"params": [p for p in params if id(p) in fresh], "lr": cfg.added_lr},
+            {"params": [p for p in params if id(p) not in late]},
+            {"params": [p for p in params if id(p) in late], "lr": cfg.branch_lr},
         ]
     opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * len(train_loader)
