@@ -4,6 +4,7 @@
 # seed-5000 samples outside v16's validation scenes (logs/v19-views.sh); resumes.
 # NAME and KINDS set the control run (KINDS=checker,stripes,blobs: v16's textures); POST=5 EXTRA=--widen grows
 # the post kernel to 5x5 (its new outer offsets start at no weight); KSIZE=5 EXTRA=--widen grows every scale's kernel.
+# v22-v24 pass EXTRA=--up-kernel, "--up-kernel --branch-lr 3e-3" or "--texture-hue 0.5" (models/README.md).
 cd "$(dirname "$0")/.."
 name=${NAME:-v19-color} resume=""
 [ -f runs/$name/last.pt ] && resume="--resume auto"
