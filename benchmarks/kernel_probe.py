@@ -9,17 +9,17 @@ full-resolution kernel's centre weight (1/9 is a box average, 1 keeps the pixel)
 coarse-to-fine blend weights at scales 0 and 1 (how much of the coarser estimate's low
 frequencies replace the finer one's), the post kernel's gain (1: full smoothing by it, its
 clamp), and the 99th percentile of the refine branch's absolute correction in the ``log``
-transfer; for kernels larger than 3x3, the median weight outside their centre 3x3 at scales
-0 and 1 (how much the larger support is used); with ``--up-kernel``, how far the scale-1-to-0
+transfer; for kernels larger than 3x3, the median weight outside their centre 3x3 at scales 0
+and 1 (how much the larger support is used); with ``--up-kernel``, how far the scale-1-to-0
 upsampling kernels moved from bilinear's weights (half the L1 distance: 0 is bilinear, 1 a
-kernel on neighbours bilinear does not read), medians on the edges and the rest. Then the medians of the centre weight and the
-scale-0 blend on the clean render's edges (the 10 % of pixels with the largest gradient of
-its log values) and on the rest: a model that keeps edges lowers the blend there. Where a
-model blurs texture, this says which part averages it away. With ``--oracle SHARE ...`` it
-then denoises every frame of ``--data`` at those spp (full frames, the core's path) with the
-scale-0 blend forced to 0 on that share of edge pixels, and prints the mean display PSNR of
-the chosen scenes and of the rest: how much finding the edges alone would give (not
-shippable: it reads the clean frame).
+kernel on neighbours bilinear does not read), medians on the edges and the rest. Then the
+medians of the centre weight and the scale-0 blend on the clean render's edges (the 10 % of
+pixels with the largest gradient of its log values) and on the rest: a model that keeps edges
+lowers the blend there. Where a model blurs texture, this says which part averages it away.
+With ``--oracle SHARE ...`` it then denoises every frame of ``--data`` at those spp (full
+frames, the core's path) with the scale-0 blend forced to 0 on that share of edge pixels, and
+prints the mean display PSNR of the chosen scenes and of the rest: how much finding the edges
+alone would give (not shippable: it reads the clean frame).
 """
 
 from __future__ import annotations
