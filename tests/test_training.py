@@ -909,6 +909,29 @@ def test_up_kernel_grows_a_model_nearly_keeping_what_it_computes(tmp_path):
         assert float((grown(x) - base).abs().max()) > 1e-3
 
 
+def test_widening_keeps_upsampling_kernels_or_grows_them_beside_the_other_branches():
+    """--widen with --up-kernel: the upsampling heads widen like the kernel heads (the same function);
+    grown at the same time from a model without them, they start at zero and the refine branch and
+    post kernel that read the widened features keep their weights."""
+    kw = dict(inputs="color", depth=2, head="kernel", kernel_size=3, kernel_scales=3, post_kernel=3, refine_width=2)
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
+    for source_up in (True, False):
+        small = ModifiedUNet(UNetConfig(width=4, growth=2, up_kernel=source_up, **kw)).eval()
+        for p in small.parameters():  # the late branches too, so that dropping one would show
+            if not p.abs().sum():
+                torch.nn.init.normal_(p, 0.0, 0.3)
+        wide = ModifiedUNet(UNetConfig(width=6, growth=5, up_kernel=True, **kw)).eval()
+        wide.load_state_dict(widened_state(wide, small.state_dict()))
+        with torch.no_grad():
+            if source_up:
+                torch.testing.assert_close(wide(x), small(x), atol=1e-5, rtol=0)
+            else:
+                assert all(not p.abs().sum() for p in wide.up_heads.parameters())
+                torch.testing.assert_close(wide.refine[2].weight, small.refine[2].weight)
+                torch.testing.assert_close(wide.post_head.bias, small.post_head.bias)
+
+
 def test_branch_lr_trains_the_late_branches_at_their_own_rate(dataset, tmp_path):
     """--init --up-kernel --branch-lr: with a vanishing --lr the source's network stays put while the
     branches after the kernel head (the new upsampling heads, the source's refine branch) move."""

@@ -42,8 +42,8 @@ REFINE_BOUND = 0.05
 # ``train --init`` can add them to a model without them (and restart them when widening).
 LATE_BRANCHES = ("refine.", "post_head.", "up_heads.")
 # --up-kernel: how far below the smallest bilinear weight (1/16) the logits of the coarse
-# neighbours that bilinear upsampling does not read start: e^-8, so a grown model starts within
-# about 0.02 % of its source's function (exact zeros would never learn).
+# neighbours that bilinear upsampling does not read start: e^-8, so together they hold 0.01 % of
+# each kernel and a grown model starts nearly at its source's function (exact zeros never learn).
 UP_FAR_LOGIT = 8.0
 
 
@@ -563,8 +563,11 @@ def widened_state(model: ModifiedUNet, small: dict[str, torch.Tensor]) -> dict[s
     for s in range(cfg.kernel_scales if cfg.head == "kernel" else 0):
         # A model grown by --demodulate has more blend logits: the new ones start at 0 (weight 0.5).
         where[f"kernel_heads.{s}"] = (r(int(small[f"kernel_heads.{s}.bias"].shape[0])), r(old[s]))
+    for s in range(cfg.kernel_scales - 1 if cfg.up_kernel else 0):
+        if f"up_heads.{s}.weight" in small:  # they read each scale's features, as the kernel heads do
+            where[f"up_heads.{s}"] = (r(9), r(old[s]))
     where["head"] = (r(3), r(old[0]))
-    late = {k: v for k, v in own.items() if k.startswith(LATE_BRANCHES)}
+    late = {k: v for k, v in own.items() if k.startswith(LATE_BRANCHES) and not k.startswith("up_heads.")}
     late_fits = all(k in small and small[k].shape == v.shape for k, v in late.items())
     if not late_fits and all(k in small and small[k].shape[0] == v.shape[0] for k, v in late.items()):
         # Only the full-resolution features they read grew: the old columns keep their weights.
@@ -582,7 +585,7 @@ def widened_state(model: ModifiedUNet, small: dict[str, torch.Tensor]) -> dict[s
             continue
         if name.startswith(LATE_BRANCHES) and prefix not in where:
             # They read the widened features: restart if they no longer fit.
-            out[name] = small[name].clone() if late_fits else value.clone()
+            out[name] = small[name].clone() if late_fits and name in small else value.clone()
             continue
         rows, cols = where[prefix]
         w = value.clone()
