@@ -15,6 +15,7 @@ The output is the clean image in the transfer space named in the model's metadat
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
@@ -487,6 +488,7 @@ def _upsample(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
+@functools.cache  # built once, not on every forward pass; callers only read it
 def _bilinear_logits(far: float = UP_FAR_LOGIT) -> torch.Tensor:
     """1 x 9 x 2 x 2: the log weights that 2x bilinear upsampling (align_corners False) gives the
     3x3 coarse neighbours (row-major offsets) of a pixel at each row and column parity; the
