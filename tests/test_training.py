@@ -956,6 +956,8 @@ def test_branch_lr_trains_the_late_branches_at_their_own_rate(dataset, tmp_path)
         assert len(up) == 4 and (max(float(v.abs().max()) for v in up) > 1e-6) == moved
         refine = float((tuned["refine.2.weight"] - source.refine[2].weight).abs().max())
         assert (refine > 1e-6) == moved
+    # Its optimizer has another parameter group: resuming the run without --branch-lr is refused by name.
+    assert _train(dataset, tmp_path / "run-0.01", *args, "--epochs", "2", "--resume", "auto") == 1
 
 
 def test_picker_results_grow_a_picker_that_then_reads_both_results(tmp_path):

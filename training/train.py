@@ -482,7 +482,9 @@ def train(cfg: TrainConfig) -> Path:
             "depth",
             "first_width",
             "residual",
+            "up_kernel",
             "refine_bound",
+            "branch_lr",  # the optimizer's parameter groups
             "split_seed",
             "val_fraction",
             "test_fraction",
