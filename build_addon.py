@@ -4,11 +4,13 @@
     python build_addon.py                      # all platforms
     python build_addon.py --platforms linux-x64
 
-Each zip holds the add-on, the bundled models from models/, and the onnxruntime
-wheel with its dependencies for Blender's Python 3.11 (Blender 4.2 to 5.0),
-downloaded unmodified with pip. numpy is left out: Blender ships it. The zips are
-made and then checked by Blender's own tool (blender_ext.py build
---split-platforms / validate, found inside the bpy package).
+Each zip holds the add-on, the bundled models from models/, and the wheels the add-on
+imports at run time (onnxruntime with its dependencies, and openexr, the EXR reader) for
+both Pythons Blender embeds: 3.11 (Blender 4.2 to 5.0) and 3.13 (5.1 and later), at the
+versions requirements/runtime.txt pins for each, downloaded unmodified with pip.
+Blender's installer installs only the wheels that match the running Python. numpy is left
+out: Blender ships it. The zips are made and then checked by Blender's own tool
+(blender_ext.py build --split-platforms / validate, found inside the bpy package).
 """
 
 from __future__ import annotations
@@ -26,12 +28,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 PACKAGE = ROOT / "blender_denoise_addon"
 MODELS = ROOT / "models"
-PYTHON_VERSION = "3.11"  # Blender 4.2 LTS to 5.0 embed CPython 3.11
+# The CPython each Blender line embeds, and the platforms Blender builds for it
+# (Blender 5 has no Intel Mac build: 4.5 LTS was the last).
+PYTHONS: dict[str, tuple[str, ...]] = {
+    "3.11": ("linux-x64", "windows-x64", "macos-arm64", "macos-x64"),  # Blender 4.2 LTS to 5.0
+    "3.13": ("linux-x64", "windows-x64", "macos-arm64"),  # Blender 5.1 and later
+}
+BUNDLED = ("onnxruntime", "openexr")  # what the add-on imports that Blender lacks
 # Wheel platform tags pip may pick for each Blender platform, best first.
 PLATFORM_TAGS: dict[str, list[str]] = {
     "linux-x64": ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64"],
     "windows-x64": ["win_amd64"],
-    "macos-arm64": ["macosx_11_0_arm64", "macosx_11_0_universal2", "macosx_10_15_universal2"],
+    "macos-arm64": [
+        "macosx_13_0_arm64",
+        "macosx_13_0_universal2",
+        "macosx_11_0_arm64",
+        "macosx_11_0_universal2",
+        "macosx_10_15_universal2",
+    ],
     "macos-x64": ["macosx_11_0_x86_64", "macosx_10_15_x86_64", "macosx_11_0_universal2", "macosx_10_15_universal2"],
 }
 SKIP_DISTRIBUTIONS = {"numpy"}  # Blender ships numpy; a second copy would shadow it
@@ -44,13 +58,31 @@ class BuildError(Exception):
     pass
 
 
-def pinned(requirement: str) -> str:
-    """The exact pin from requirements/runtime.txt: one home for the version."""
+_MARKER = re.compile(r'python_version\s*(<=|>=|==|<|>)\s*"(\d+)\.(\d+)"')
+_COMPARE = {
+    "<": tuple.__lt__,
+    "<=": tuple.__le__,
+    "==": tuple.__eq__,
+    ">=": tuple.__ge__,
+    ">": tuple.__gt__,
+}
+
+
+def pinned(requirement: str, python: str) -> str:
+    """The exact pin from requirements/runtime.txt for one Python: one home for the version.
+    A pin may carry a ``python_version`` marker (the only marker read here)."""
     text = (ROOT / "requirements" / "runtime.txt").read_text()
-    m = re.search(rf"^{re.escape(requirement)}==([^\s#]+)", text, re.M)
-    if not m:
-        raise BuildError(f"requirements/runtime.txt has no exact pin for {requirement}")
-    return f"{requirement}=={m.group(1)}"
+    have = tuple(int(x) for x in python.split("."))
+    for m in re.finditer(rf"^{re.escape(requirement)}==([^\s;#]+)\s*(?:;([^#\n]*))?", text, re.M):
+        marker = (m.group(2) or "").strip()
+        if marker:
+            mm = _MARKER.fullmatch(marker)
+            if not mm:
+                raise BuildError(f"requirements/runtime.txt: cannot read the marker {marker!r} of {requirement}")
+            if not _COMPARE[mm.group(1)](have, (int(mm.group(2)), int(mm.group(3)))):
+                continue
+        return f"{requirement}=={m.group(1)}"
+    raise BuildError(f"requirements/runtime.txt has no exact pin for {requirement} on Python {python}")
 
 
 def blender_ext() -> Path:
@@ -64,16 +96,17 @@ def blender_ext() -> Path:
     return Path(found[-1])
 
 
-def _pip_platform_args(platform: str) -> list[str]:
-    args = ["--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation", "cp"]
+def _pip_platform_args(platform: str, python: str) -> list[str]:
+    args = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
     for tag in PLATFORM_TAGS[platform]:
         args += ["--platform", tag]
     return args
 
 
-def resolve(platform: str, requirement: str, cache: Path) -> list[tuple[str, str]]:
-    """(name, version) of the requirement and its dependencies for one platform, via pip's resolver."""
-    report = cache / f"resolve-{platform}.json"
+def resolve(platform: str, python: str, requirements: list[str], cache: Path) -> list[tuple[str, str]]:
+    """(name, version) of the requirements and their dependencies for one platform and Python,
+    via pip's resolver."""
+    report = cache / f"resolve-{platform}-{python}.json"
     cmd = [
         sys.executable,
         "-m",
@@ -85,25 +118,26 @@ def resolve(platform: str, requirement: str, cache: Path) -> list[tuple[str, str
         "--report",
         str(report),
     ]
-    cmd += ["--target", str(cache / "unused-target"), *_pip_platform_args(platform), requirement]
+    cmd += ["--target", str(cache / "unused-target"), *_pip_platform_args(platform, python), *requirements]
     cmd += PLATFORM_EXTRAS.get(platform, [])
     subprocess.run(cmd, check=True)
     items = json.loads(report.read_text())["install"]
     return [(i["metadata"]["name"], i["metadata"]["version"]) for i in items]
 
 
-def download(platform: str, requirement: str, cache: Path) -> list[Path]:
+def download(platform: str, python: str, cache: Path) -> list[Path]:
     folder = cache / "wheels"
     folder.mkdir(parents=True, exist_ok=True)
     wheels = []
-    for name, version in resolve(platform, requirement, cache):
+    requirements = [pinned(r, python) for r in BUNDLED]
+    for name, version in resolve(platform, python, requirements, cache):
         if name.lower() in SKIP_DISTRIBUTIONS:
             continue
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(folder)]
-        subprocess.run([*cmd, *_pip_platform_args(platform), f"{name}=={version}"], check=True)
+        subprocess.run([*cmd, *_pip_platform_args(platform, python), f"{name}=={version}"], check=True)
         norm = re.sub(r"[-_.]+", "_", name).lower()
         hits = [p for p in folder.glob("*.whl") if p.name.lower().startswith(f"{norm}-{version}-")]
-        hits = [p for p in hits if _fits(p.name, platform)]
+        hits = [p for p in hits if _fits(p.name, platform) and _fits_python(p.name, python)]
         if not hits:
             raise BuildError(f"pip downloaded no wheel for {name}=={version} ({platform})")
         wheels += hits
@@ -122,6 +156,18 @@ def _fits(wheel: str, platform: str) -> bool:
     prefixes, suffixes = _TAG_RULES[platform]
     tags = wheel[:-4].split("-")[-1].split(".")
     return any(t == "any" or (t.startswith(prefixes) and t.endswith(suffixes)) for t in tags)
+
+
+def _fits_python(wheel: str, python: str) -> bool:
+    """cp311 (or an abi3 wheel for an older CPython, or pure Python) for Python 3.11."""
+    py_tags, abi = wheel[:-4].split("-")[-3:-1]
+    minor = int(python.split(".")[1])
+    for tag in py_tags.split("."):
+        if tag in ("py3", "py2") or tag == f"cp3{minor}":
+            return True
+        if abi == "abi3" and tag.startswith("cp3") and int(tag[3:]) <= minor:
+            return True
+    return False
 
 
 def manifest_text(platforms: list[str], wheels: list[str]) -> str:
@@ -151,22 +197,23 @@ def stage(platforms: list[str], wheels: list[Path], stage_dir: Path) -> Path:
 
 
 def build(platforms: list[str], out: Path, cache: Path) -> list[Path]:
-    requirement = pinned("onnxruntime")
-    wheels: set[Path] = set()
-    for platform in platforms:
-        print(f"resolving {requirement} for {platform} ...", file=sys.stderr)
-        wheels.update(download(platform, requirement, cache))
-    source = stage(platforms, sorted(wheels), cache / "stage" / "ai_denoiser")
+    wheels: dict[str, set[Path]] = {p: set() for p in platforms}
+    for python, python_platforms in PYTHONS.items():
+        for platform in [p for p in platforms if p in python_platforms]:
+            print(f"resolving {', '.join(BUNDLED)} for {platform}, Python {python} ...", file=sys.stderr)
+            wheels[platform].update(download(platform, python, cache))
     out.mkdir(parents=True, exist_ok=True)
     tool = blender_ext()
-    before = set(out.glob("*.zip"))
-    for old in before:
+    for old in out.glob("*.zip"):
         old.unlink()
-    cmd = [sys.executable, str(tool), "build", "--source-dir", str(source), "--output-dir", str(out)]
-    cmd.append("--split-platforms")
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise BuildError(f"Blender's builder failed: {(res.stdout + res.stderr).strip()[-1000:]}")
+    # One staging per platform: a universal2 macOS wheel fetched for one Mac platform and
+    # Python must not land in the other's zip (Blender's splitter goes by platform tag only).
+    for platform in platforms:
+        source = stage([platform], sorted(wheels[platform]), cache / "stage" / platform / "ai_denoiser")
+        cmd = [sys.executable, str(tool), "build", "--source-dir", str(source), "--output-dir", str(out)]
+        res = subprocess.run([*cmd, "--split-platforms"], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise BuildError(f"Blender's builder failed: {(res.stdout + res.stderr).strip()[-1000:]}")
     zips = sorted(out.glob("*.zip"))
     for z in zips:
         res = subprocess.run([sys.executable, str(tool), "validate", str(z)], capture_output=True, text=True)

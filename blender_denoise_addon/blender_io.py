@@ -19,6 +19,7 @@ from typing import Any
 import bpy
 import numpy as np
 
+from . import compat
 from .core import catalog
 from .core.denoise import CancelFn, DenoiseResult, ProgressFn, denoise
 from .core.errors import DenoiseCancelled, DenoiseError, ModelContractError
@@ -36,9 +37,9 @@ from .core.model import Model, load_model
 
 RESULT_IMAGE = "AI Denoised"
 
-# Render settings the quick render changes, restored in reverse order. Order
-# matters: media_type before file_format before color_depth, because each one
-# limits the values the next accepts (PNG takes no 32-bit depth).
+# Render settings the quick render changes, restored in this order, which matters:
+# media_type (5.0+; absent before) before file_format before color_depth, because each
+# one limits the values the next accepts (PNG takes no 32-bit depth).
 _RENDER_ATTRS: tuple[tuple[str, str], ...] = (
     ("render", "engine"),
     ("render", "filepath"),
@@ -97,9 +98,9 @@ def preserved_settings(scene: Any) -> Iterator[None]:
 
 
 def set_multilayer_exr(scene: Any) -> None:
-    """Lossless 32-bit multilayer EXR (Blender 5.0: via media_type, not file_format)."""
+    """Lossless 32-bit multilayer EXR."""
     ims = scene.render.image_settings
-    ims.media_type = "MULTI_LAYER_IMAGE"
+    compat.set_file_format(ims, compat.MULTILAYER_EXR)
     ims.color_depth = "32"
     ims.exr_codec = "ZIP"
 
@@ -320,8 +321,7 @@ def save_result(scene: Any, img: Any, path: str | os.PathLike[str]) -> Path:
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     with preserved_settings(scene):
         ims = scene.render.image_settings
-        ims.media_type = "IMAGE"
-        ims.file_format = fmt
+        compat.set_file_format(ims, fmt)
         ims.color_management = "FOLLOW_SCENE"
         img.save_render(str(tmp), scene=scene)
     if not tmp.is_file():

@@ -4,6 +4,9 @@ when it runs, so ``denoise-image`` never needs bpy and ``--help`` stays fast.
 A command module provides ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``. Errors from the core (DenoiseError) become a one-line
 message and exit status 1.
+
+The installed extension registers the same commands with Blender, for farms that have
+only the Blender binary: ``blender -c ai_denoise render-denoise scene.blend -o out/``.
 """
 
 from __future__ import annotations
@@ -35,19 +38,23 @@ def _available() -> dict[str, ModuleType]:
     return mods
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+BLENDER_COMMAND = "ai_denoise"  # `blender -c ai_denoise ...` (an identifier, as Blender requires)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m blender_denoise_addon") -> int:
     from ..core.errors import DenoiseError
 
     mods = _available()
-    parser = argparse.ArgumentParser(
-        prog="python -m blender_denoise_addon", description="AI denoiser for Blender renders."
-    )
+    parser = argparse.ArgumentParser(prog=prog, description="AI denoiser for Blender renders.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, mod in mods.items():
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)  # type: ignore[attr-defined]
         mod.add_arguments(p)  # type: ignore[attr-defined]
         p.set_defaults(_run=mod.run)  # type: ignore[attr-defined]
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or bad arguments: argparse has printed why
+        return int(e.code or 0)
     try:
         return int(args._run(args) or 0)
     except DenoiseError as e:
@@ -56,3 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def blender_command(argv: Sequence[str]) -> int:
+    """What ``blender -c ai_denoise ARGS`` runs (registered by the add-on's register())."""
+    return main(list(argv), prog=f"blender -c {BLENDER_COMMAND}")

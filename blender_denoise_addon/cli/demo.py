@@ -34,6 +34,8 @@ def build_scene(width: int, height: int) -> None:
     """A small studio: textured floor, glass, metal, a brick cube and a lamp, lit by a bundled HDRI."""
     import bpy
 
+    from .. import compat
+
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     scene.render.engine = "CYCLES"
@@ -43,7 +45,7 @@ def build_scene(width: int, height: int) -> None:
     scene.render.film_transparent = False
     world = bpy.data.worlds.new("Demo")
     scene.world = world
-    nodes, links = world.node_tree.nodes, world.node_tree.links
+    nodes, links = compat.node_tree(world).nodes, world.node_tree.links
     env = nodes.new("ShaderNodeTexEnvironment")
     hdri = Path(bpy.utils.system_resource("DATAFILES")) / "studiolights" / "world" / "interior.exr"
     env.image = bpy.data.images.load(str(hdri))
@@ -52,7 +54,7 @@ def build_scene(width: int, height: int) -> None:
 
     def material(name: str, **inputs: object) -> bpy.types.Material:
         mat = bpy.data.materials.new(name)
-        bsdf = mat.node_tree.nodes["Principled BSDF"]
+        bsdf = compat.node_tree(mat).nodes["Principled BSDF"]
         for key, value in inputs.items():
             bsdf.inputs[key.replace("_", " ")].default_value = value
         return mat

@@ -19,6 +19,7 @@ from typing import Any
 import bpy
 import numpy as np
 
+from .. import compat
 from ..core.dataset_files import PARTIAL
 from ..core.errors import DenoiseCancelled, DenoiseError
 from ..core.scene_spec import GenerateSettings
@@ -62,7 +63,7 @@ def configure(scene: bpy.types.Scene, settings: GenerateSettings) -> dict[str, A
     scene.view_settings.exposure = 0.0
     scene.view_settings.gamma = 1.0
     im = r.image_settings
-    im.media_type = "MULTI_LAYER_IMAGE"
+    compat.set_file_format(im, compat.MULTILAYER_EXR)
     im.color_depth = "32"
     im.exr_codec = "ZIP"
     r.use_file_extension = False

@@ -15,6 +15,7 @@ import bmesh
 import bpy
 from mathutils import Euler, Matrix
 
+from .. import compat
 from ..core.errors import DenoiseError
 
 SCENE_NAME = "AI Denoise Dataset"
@@ -207,8 +208,7 @@ def _texture_fac(nt: bpy.types.NodeTree, tex: dict[str, Any], scale_mult: float 
 
 def make_material(name: str, m: dict[str, Any], scale_mult: float = 1.0) -> bpy.types.Material:
     mat = bpy.data.materials.new(name)
-    nt = mat.node_tree
-    assert nt is not None  # new materials have node trees in Blender 4.2+
+    nt = compat.node_tree(mat)
     bsdf = nt.nodes["Principled BSDF"]
     inp = bsdf.inputs
     inp["Base Color"].default_value = (*m["base_color"], 1.0)
@@ -253,8 +253,7 @@ def make_material(name: str, m: dict[str, Any], scale_mult: float = 1.0) -> bpy.
 
 def _volume_material(name: str, vol: dict[str, Any]) -> bpy.types.Material:
     mat = bpy.data.materials.new(name)
-    nt = mat.node_tree
-    assert nt is not None  # new materials have node trees in Blender 4.2+
+    nt = compat.node_tree(mat)
     nt.nodes.remove(nt.nodes["Principled BSDF"])
     node = nt.nodes.new("ShaderNodeVolumePrincipled")
     node.inputs["Color"].default_value = (*vol["color"], 1.0)
@@ -279,7 +278,7 @@ def _link(scene: bpy.types.Scene, name: str, data: Any, loc: Any = (0, 0, 0), ro
 def _world(scene: bpy.types.Scene, w: dict[str, Any]) -> None:
     world = bpy.data.worlds.new("AI Denoise World")
     scene.world = world
-    nt = world.node_tree
+    nt = compat.node_tree(world)
     bg = nt.nodes["Background"]
     if w["type"] == "hdri":
         path = os.path.join(hdri_dir(), w["hdri"])

@@ -5,9 +5,9 @@
 - After a single-frame render (F12) the Render Result shows the denoised image,
   through the compositor: the add-on owns one node group, ``AI Denoise Output``
   (an Image node showing "AI Denoised" -> Group Output). It becomes the scene's
-  ``compositing_node_group`` only for a compositor-only re-render (no Render
-  Layers node, so Cycles does not run again, ~ms) and the user's group is put
-  back right after. The user's own compositor tree is never modified.
+  compositor output only for a compositor-only re-render (no Render Layers node,
+  so Cycles does not run again, ~ms) and the user's compositor is put back right
+  after (how, per Blender version: ``compat.compositing_with``).
 - Turning the toggle on turns on Denoising Data passes on the scene's view layers
   (the model's albedo/normal); turning it off restores them and removes the group.
 
@@ -27,7 +27,7 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
-from .. import blender_io
+from .. import blender_io, compat
 from ..core.denoise import DenoiseResult
 from ..core.errors import DenoiseError
 from ..core.imageio import write_image
@@ -79,9 +79,7 @@ def remove_group() -> None:
     group = owned_group()
     if group is None:
         return
-    for scene in bpy.data.scenes:  # never leave a scene pointing at a removed group
-        if scene.compositing_node_group == group:
-            scene.compositing_node_group = None
+    compat.stop_compositing_with(group)
     bpy.data.node_groups.remove(group)
 
 
@@ -146,16 +144,13 @@ def show_still(scene: Any, result: DenoiseResult) -> None:
     h, w = result.image.shape[:2]
     properties.record_result(scene.ai_denoise, result.stats, (w, h))
     group = ensure_group(img)
-    user_group = scene.compositing_node_group
     _State.busy = True
     try:
-        with blender_io.preserved_settings(scene):
+        with blender_io.preserved_settings(scene), compat.compositing_with(scene, group):
             scene.render.use_compositing = True
             scene.render.use_sequencer = False
-            scene.compositing_node_group = group
             bpy.ops.render.render(scene=scene.name)
     finally:
-        scene.compositing_node_group = user_group
         _State.busy = False
 
 
