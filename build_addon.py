@@ -34,7 +34,8 @@ PYTHONS: dict[str, tuple[str, ...]] = {
     "3.11": ("linux-x64", "windows-x64", "macos-arm64", "macos-x64"),  # Blender 4.2 LTS to 5.0
     "3.13": ("linux-x64", "windows-x64", "macos-arm64"),  # Blender 5.1 and later
 }
-BUNDLED = ("onnxruntime", "openexr")  # what the add-on imports that Blender lacks
+# What the add-on imports that Blender lacks: inference, EXR and PNG files, the CLI's progress bar.
+BUNDLED = ("onnxruntime", "openexr", "pillow", "tqdm")
 # Wheel platform tags pip may pick for each Blender platform, best first.
 PLATFORM_TAGS: dict[str, list[str]] = {
     "linux-x64": ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux2014_x86_64", "manylinux_2_17_x86_64"],
