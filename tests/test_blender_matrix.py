@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 import blender_matrix as matrix
+import pytest
 
 pytestmark = [pytest.mark.bpy, pytest.mark.slow]
 
