@@ -1,15 +1,14 @@
 """Every difference between the Blender versions the add-on supports (4.2 LTS to 5.3).
 
 The rest of the Blender layer calls these functions and never checks a version itself.
-Each difference is detected by the API that changed, not by a version number, and the
-5.0 names are the ones the functions are named after.
+Each difference is detected by the API that changed, not by a version number. Found by
+running every feature in each version (tests/blender_matrix.py).
 
 | what                 | 4.2 LTS, 4.5 LTS                                | 5.0 and later                          |
 |----------------------|--------------------------------------------------|----------------------------------------|
 | multilayer EXR       | ``file_format = 'OPEN_EXR_MULTILAYER'``          | ``media_type = 'MULTI_LAYER_IMAGE'``   |
 | compositor output    | ``scene.node_tree`` (``use_nodes``), Composite   | ``scene.compositing_node_group``       |
 | new material / world | no node tree until ``use_nodes = True``          | a node tree from the start             |
-| EEVEE's engine name  | ``BLENDER_EEVEE_NEXT``                           | ``BLENDER_EEVEE``                      |
 """
 
 from __future__ import annotations
@@ -46,11 +45,6 @@ def node_tree(idblock: Any) -> Any:
     if idblock.node_tree is None:
         idblock.use_nodes = True  # deprecated in 5.0, where new ones already have a tree
     return idblock.node_tree
-
-
-def eevee_engine() -> str:
-    items = bpy.types.RenderSettings.bl_rna.properties["engine"].enum_items.keys()
-    return "BLENDER_EEVEE_NEXT" if "BLENDER_EEVEE_NEXT" in items else "BLENDER_EEVEE"
 
 
 def _has_compositing_group(scene: Any) -> bool:

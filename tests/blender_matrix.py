@@ -108,7 +108,7 @@ def _in_blender(python: Path, step: str, zip_path: Path, work: Path) -> dict:
     )
     out = json.loads(result.read_text()) if result.is_file() else {}
     out[f"{step}_exit"] = res.returncode
-    if res.returncode != 0:
+    if "Traceback" in res.stdout + res.stderr or res.returncode != 0:  # a traceback is never fine
         out[f"{step}_log"] = (res.stdout + res.stderr)[-4000:]
     return out
 
@@ -146,10 +146,12 @@ def _headless(python: Path, site_packages: str, work: Path) -> dict:
     return out
 
 
-def run_one(blender: Blender, zip_path: Path, work: Path) -> dict:
-    """Every check for one Blender; each value with "ok"."""
+def run_one(blender: Blender, zip_path: Path, work: Path, foreign_zip: Path | None = None) -> dict:
+    """Every check for one Blender; each value with "ok". ``foreign_zip``: another platform's
+    zip, which Blender's installer must refuse (checked first, in the same user folder)."""
     python = clean_venv(blender)
-    result = _in_blender(python, "features", zip_path, work)
+    result = _in_blender(python, "foreign", foreign_zip, work) if foreign_zip else {}
+    result.update(_in_blender(python, "features", zip_path, work))
     if "site_packages" in result:
         result.update(_headless(python, result["site_packages"], work))
     result.update(_in_blender(python, "uninstall", zip_path, work))
@@ -159,10 +161,7 @@ def run_one(blender: Blender, zip_path: Path, work: Path) -> dict:
 def failures(result: dict) -> dict:
     """The checks that failed, and the exit codes that were not 0."""
     bad = {k: v for k, v in result.items() if isinstance(v, dict) and not v.get("ok")}
-    bad |= {k: v for k, v in result.items() if k.endswith("_exit") and v != 0}
-    for key in ("features_log", "uninstall_log"):
-        if key in result:
-            bad[key] = result[key]
+    bad |= {k: v for k, v in result.items() if k.endswith(("_exit", "_log")) and v}
     return bad
 
 

@@ -4,8 +4,8 @@ tiny scenes. Writes what it saw as JSON; tests/blender_matrix.py and the tests j
 
     python in_blender.py STEP ZIP RESULT.json WORKDIR
 
-STEP is ``features`` (install, then use everything; the extension stays installed) or
-``uninstall``. Each check is recorded as {"ok": bool, ...}; an exception records the
+STEP is ``features`` (install, then use everything; the extension stays installed),
+``uninstall``, or ``foreign`` (ZIP is another platform's: Blender must refuse it). Each check is recorded as {"ok": bool, ...}; an exception records the
 traceback and the script goes on with the next check.
 """
 
@@ -246,6 +246,24 @@ def _user_compositor(scene: Any) -> str:
     return ng.name
 
 
+def foreign() -> None:
+    """Another platform's zip: Blender's installer refuses it with its own message."""
+    try:
+        ret = bpy.ops.extensions.package_install_files(filepath=str(ZIP), repo="user_default", enable_on_install=True)
+        error = None
+    except RuntimeError as e:
+        ret, error = set(), str(e)
+    ext = Path(bpy.utils.user_resource("EXTENSIONS"))
+    installed = [str(p) for p in ext.rglob("*") if PKG_ID in p.name]
+    results["foreign_platform_refused"] = {
+        "ok": ADDON not in bpy.context.preferences.addons and not installed,
+        "returned": sorted(ret),
+        "error": error,
+        "installed": installed,
+    }
+    save()
+
+
 def uninstall() -> None:
     repo_index = [r.module for r in bpy.context.preferences.extensions.repos].index("user_default")
     ret = bpy.ops.extensions.package_uninstall(repo_index=repo_index, pkg_id=PKG_ID)
@@ -260,4 +278,4 @@ def uninstall() -> None:
 
 
 if __name__ == "__main__":
-    {"features": features, "uninstall": uninstall}[STEP]()
+    {"features": features, "uninstall": uninstall, "foreign": foreign}[STEP]()

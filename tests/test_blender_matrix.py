@@ -28,13 +28,14 @@ CHECKS = {
     "python_m_render_denoise",
     "python_m_generate_dataset",
     "uninstall",
+    "foreign_platform_refused",
 }
 
 
 @pytest.mark.parametrize("blender", matrix.MATRIX, ids=lambda b: f"blender-{b.bpy}")
 def test_zip_works_in_clean_blender(blender: matrix.Blender, dist: Path, tmp_path: Path) -> None:
     zip_path = next(dist.glob("*-linux_x64.zip"))
-    result = matrix.run_one(blender, zip_path, tmp_path)
+    result = matrix.run_one(blender, zip_path, tmp_path, foreign_zip=next(dist.glob("*-windows_x64.zip")))
     assert result.get("blender", [])[:2] == [int(x) for x in blender.bpy.split(".")[:2]], result
     assert result.get("python", "").startswith(blender.python), result
     ran = {k for k, v in result.items() if isinstance(v, dict) and "ok" in v}
