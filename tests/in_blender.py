@@ -5,8 +5,9 @@ tiny scenes. Writes what it saw as JSON; tests/blender_matrix.py and the tests j
     python in_blender.py STEP ZIP RESULT.json WORKDIR
 
 STEP is ``features`` (install, then use everything; the extension stays installed),
-``uninstall``, or ``foreign`` (ZIP is another platform's: Blender must refuse it). Each check is recorded as {"ok": bool, ...}; an exception records the
-traceback and the script goes on with the next check.
+``uninstall``, or ``foreign`` (ZIP is another platform's: Blender must refuse it). Each
+check is recorded as {"ok": bool, ...}; an exception records the traceback and the script
+goes on with the next check.
 """
 
 from __future__ import annotations
