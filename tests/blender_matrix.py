@@ -173,6 +173,47 @@ def pinned_version(requirement: str, python: str) -> str:
     return pinned(requirement, python).split("==")[1]
 
 
+# The pure core's tests (no bpy), run again on Blender 5.1+'s Python and numpy 2.
+CORE_TESTS = (
+    "tests/test_core_contract.py",
+    "tests/test_core_io.py",
+    "tests/test_core_metrics.py",
+    "tests/test_core_tiling.py",
+    "tests/test_cli_denoise_image.py",
+    "tests/test_scene_spec.py",
+    "tests/test_shipped_models.py",
+)
+
+
+def _dev_pin(requirement: str) -> str:
+    text = (ROOT / "requirements" / "dev.txt").read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"{requirement}=="))
+    return line.split("#")[0].strip()
+
+
+def core_venv(python: str = "3.13") -> Path:
+    """A venv with the runtime pins for ``python`` (numpy 2 on 3.13) and pytest, without bpy."""
+    runtime = [pinned_version(r, python) for r in ("numpy", "onnxruntime", "openexr", "pillow", "tqdm")]
+    names = ("numpy", "onnxruntime", "openexr", "pillow", "tqdm")
+    pins = [f"{n}=={v}" for n, v in zip(names, runtime, strict=True)] + [_dev_pin("pytest"), _dev_pin("onnx")]
+    venv = VENVS / f"core-py{python}"
+    bin_python = venv / "bin" / "python"
+    stamp = venv / ".pins"
+    if not (bin_python.exists() and stamp.is_file() and stamp.read_text() == " ".join(pins)):
+        if venv.exists():
+            shutil.rmtree(venv)
+        subprocess.run([find_python(python), "-m", "venv", str(venv)], check=True)
+        res = subprocess.run(
+            [str(bin_python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins],
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode != 0:
+            raise MatrixError(f"pip could not install {' '.join(pins)}: {res.stderr.strip()[-2000:]}")
+        stamp.write_text(" ".join(pins))
+    return bin_python
+
+
 def build_linux_zip(out: Path) -> Path:
     res = subprocess.run(
         [sys.executable, str(ROOT / "build_addon.py"), "--platforms", "linux-x64", "--out", str(out)],

@@ -6,6 +6,7 @@ zip's wheels, and uninstalling checked to leave nothing. See tests/blender_matri
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import blender_matrix as matrix
@@ -46,3 +47,24 @@ def test_zip_works_in_clean_blender(blender: matrix.Blender, dist: Path, tmp_pat
     imported = result["imports_from_extension"]
     assert str(tmp_path / "user" / "extensions") in imported["onnxruntime"]
     assert imported["onnxruntime_version"] == matrix.pinned_version("onnxruntime", blender.python)
+
+
+def test_core_on_python313_numpy2(tmp_path: Path) -> None:
+    """Blender 5.1+ brings Python 3.13 and numpy 2: the core's own tests pass there too."""
+    python = matrix.core_venv("3.13")
+    res = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-m", "not bpy", "-p", "no:cacheprovider", *matrix.CORE_TESTS],
+        cwd=matrix.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert " passed" in res.stdout and " failed" not in res.stdout
+    versions = subprocess.run(
+        [str(python), "-c", "import numpy, sys; print(sys.version_info[:2] >= (3, 13), numpy.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert versions[0] == "True" and int(versions[1].split(".")[0]) >= 2, versions
