@@ -1,6 +1,6 @@
-"""onnxruntime time of candidate U-Net shapes at one frame size, side by side in one run.
+"""onnxruntime time of the shipped U-Net shapes at one frame size, side by side in one run.
 
-    .venv/bin/python benchmarks/bench_architectures.py [--size 1920x1080] [--threads 2] [--repeats 3] [--only v3]
+    .venv/bin/python benchmarks/bench_architectures.py [--size 1920x1080] [--threads 2] [--repeats 3] [--only v16]
 
 Multiply-adds are a poor guide to CPU time: onnxruntime runs convolutions in a blocked
 (NCHWc) layout and converts around operators without a blocked kernel (ConvTranspose),
@@ -8,86 +8,46 @@ and pads channel counts up to the block (16 with AVX-512). So this exports each 
 with random weights (same cost as trained ones) and times ``session.run`` on one
 full frame with color, albedo and normal (the model alone: no tiling or transfer).
 Seconds are the median of ``--repeats`` runs after a warm-up; ``vs first`` is the first
-row's seconds divided by the row's (above 1: faster than the first row, the v2 shape).
+row's seconds divided by the row's (above 1: faster than the first row).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 KERNEL_HEAD = {"head": "kernel", "kernel_size": 3, "kernel_scales": 5, "depth": 4}
-V5 = {
-    "width": 16,
-    "growth": 16,
-    "upsample": "nearest",
-    "kernel_space": "both",
-    "demodulate": True,
-    "picker_width": 8,
-}
-# The shipped color model's shape (v14 and v16; the refine bound changes no cost).
-V16_COLOR = {
-    "inputs": "color",
-    "width": 16,
-    "growth": 16,
-    "upsample": "transpose",
-    "kernel_space": "both",
-    "post_kernel": 3,
-    "refine_width": 16,
-}
-# (label, UNetConfig arguments); the first row is the shape of the v1/v2 models.
+# The shipped models' shapes (models/README.md); the first row is the reference for "vs first".
 SHAPES: list[tuple[str, dict]] = [
-    ("v2: width 16 growth 8 transpose", {"width": 16, "growth": 8, "upsample": "transpose"}),
-    ("width 16 growth 8 nearest", {"width": 16, "growth": 8, "upsample": "nearest"}),
-    ("width 16 growth 16 transpose", {"width": 16, "growth": 16, "upsample": "transpose"}),
     (
-        "v3: width 16 growth 16 transpose, kernels on both",
-        {"width": 16, "growth": 16, "upsample": "transpose", "kernel_space": "both"},
-    ),
-    (
-        "v3 + demodulate (linear irradiance, 9 planes)",
-        {"width": 16, "growth": 16, "upsample": "transpose", "kernel_space": "both", "demodulate": True},
-    ),
-    (
-        "v4 aux: v3 + demodulate + picker branch (8)",
+        "v13 color + albedo + normal",
         {
+            "width": 16,
+            "growth": 16,
+            "upsample": "nearest",
+            "kernel_space": "both",
+            "demodulate": True,
+            "picker_width": 8,
+            "post_kernel": 3,
+        },
+    ),
+    (
+        "v16 color",
+        {
+            "inputs": "color",
             "width": 16,
             "growth": 16,
             "upsample": "transpose",
             "kernel_space": "both",
-            "demodulate": True,
-            "picker_width": 8,
+            "post_kernel": 3,
+            "refine_width": 16,
         },
     ),
-    ("v5 aux: v4 aux with nearest upsampling", V5),
-    ("v5 aux + refine branch (8)", V5 | {"refine_width": 8}),
-    ("v5 aux + refine branch (16)", V5 | {"refine_width": 16}),
-    ("v5 aux + post kernel (3)", V5 | {"post_kernel": 3}),
-    ("v5 aux + post kernel (3) + refine branch (8)", V5 | {"post_kernel": 3, "refine_width": 8}),
-    ("v5 aux + post kernel (3) + picker on the results", V5 | {"post_kernel": 3, "picker_results": True}),
-    ("v16 color", V16_COLOR),
-    ("v16 color with nearest upsampling", V16_COLOR | {"upsample": "nearest"}),
-    ("v16 color without the refine branch", V16_COLOR | {"refine_width": 0}),
-    ("v16 color with 5x5 kernels", V16_COLOR | {"kernel_size": 5}),
-    ("v16 color with 5x5 kernels and nearest upsampling", V16_COLOR | {"kernel_size": 5, "upsample": "nearest"}),
-    ("v16 color with 32 channels at full resolution", V16_COLOR | {"first_width": 32}),
-    ("width 16 growth 16 nearest", {"width": 16, "growth": 16, "upsample": "nearest"}),
-    (
-        "width 16 growth 16 nearest, both + demodulate",
-        {"width": 16, "growth": 16, "upsample": "nearest", "kernel_space": "both", "demodulate": True},
-    ),
-    ("width 24 growth 8 nearest", {"width": 24, "growth": 8, "upsample": "nearest"}),
-    ("width 32 growth 16 nearest (OIDN base widths)", {"width": 32, "growth": 16, "upsample": "nearest"}),
 ]
 
 

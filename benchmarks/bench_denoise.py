@@ -42,9 +42,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-for _p in (ROOT, ROOT / "tests"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 
 SEED = 1234
 HALF_ENC = (16, 24, 32, 40, 48)
@@ -194,9 +191,8 @@ def run_one(cfg: dict) -> dict:
 
 
 def build_models(workdir: Path, color_only: bool = False) -> dict[str, dict]:
-    from onnx_builders import unet
-
     from blender_denoise_addon.core.contract import parse_metadata
+    from training.onnx_builders import unet
 
     models = {}
     for key, kw in (("base", {}), ("half", {"enc": HALF_ENC, "dec": HALF_DEC})):

@@ -14,17 +14,14 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from blender_denoise_addon.core import scene_spec as ss  # noqa: E402
 from blender_denoise_addon.core.imageio import read_image  # noqa: E402
+from blender_denoise_addon.dataset import spec as ss  # noqa: E402
 
 
 def cpu_seconds() -> float:

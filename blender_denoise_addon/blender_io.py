@@ -12,7 +12,6 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from .core.imageio import (
     write_image,
 )
 from .core.model import Model, load_model
+from .core.options import Options
 
 RESULT_IMAGE = "AI Denoised"
 
@@ -210,19 +210,6 @@ def save_render_result(scene: Any, path: Path) -> None:
 # -- models and denoising ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Options:
-    """What the panel/CLI chose, in core terms."""
-
-    tiling: str = "sliding"
-    tile: int | None = None
-    overlap: int | None = None
-    threads: int | None = None
-    use_albedo: bool = True
-    use_normal: bool = True
-    model_path: str | None = None  # None: the bundled model that fits the passes
-
-
 # Sessions are expensive to build; an animation reuses one per (path, mtime, threads).
 _models: dict[tuple[str, float, int | None], Model] = {}
 
@@ -268,6 +255,27 @@ def denoise_frame(
         progress=progress,
         cancel=cancel,
     )
+
+
+def options_from(settings: Any, model_path: str | None) -> Options:
+    """The panel's settings (``scene.ai_denoise``) -> core options."""
+    return Options(
+        tiling=settings.tiling.lower(),
+        tile=settings.tile_size or None,
+        overlap=None if settings.auto_overlap else settings.overlap,
+        threads=settings.threads or None,
+        use_albedo=settings.use_albedo,
+        use_normal=settings.use_normal,
+        model_path=model_path,
+    )
+
+
+def record_result(settings: Any, stats: Any, size: tuple[int, int]) -> None:
+    settings.last_seconds = stats.seconds
+    settings.last_tiles = stats.tiles
+    settings.last_model = f"{stats.model} ({', '.join(stats.inputs)})"
+    settings.last_size = f"{size[0]} x {size[1]}"
+    settings.last_error = ""
 
 
 # -- results ------------------------------------------------------------------------------

@@ -19,15 +19,12 @@ bpy = pytest.importorskip("bpy")
 import addon_utils  # noqa: E402  (comes with bpy)
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # addon_utils.enable finds the add-on on sys.path
-    sys.path.insert(0, str(REPO))
-
-from onnx_builders import conv_chain  # noqa: E402
 
 from blender_denoise_addon import blender_io  # noqa: E402
 from blender_denoise_addon.core import catalog, metrics  # noqa: E402
 from blender_denoise_addon.core.imageio import read_image  # noqa: E402
 from blender_denoise_addon.ui import hook  # noqa: E402
+from training.onnx_builders import conv_chain  # noqa: E402
 
 ADDON = "blender_denoise_addon"
 pytestmark = pytest.mark.bpy
@@ -313,7 +310,7 @@ def test_register_unregister_100_cycles_leave_nothing(addon) -> None:
 
 def test_enable_does_not_import_onnxruntime() -> None:
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import bpy, addon_utils;"
+        "import sys; import bpy, addon_utils;"
         f"addon_utils.enable({ADDON!r}, default_set=True);"
         "assert hasattr(bpy.types.Scene, 'ai_denoise');"
         "assert 'onnxruntime' not in sys.modules, 'onnxruntime imported at registration'"

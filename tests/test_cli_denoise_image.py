@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 import pytest
-from onnx_builders import conv_chain
 
 from blender_denoise_addon.core import denoise, load_model, read_image, write_image
+from training.onnx_builders import conv_chain
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx_builders import conv_chain
 
 from blender_denoise_addon.core import MissingPassError, ModelContractError, denoise, load_model
 from blender_denoise_addon.core.contract import ModelInfo
+from training.onnx_builders import conv_chain
 
 
 def test_valid_model_loads_with_its_metadata(tmp_path):

@@ -7,10 +7,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from onnx_builders import conv_chain, unet
 
 from blender_denoise_addon.core import DenoiseCancelled, denoise, load_model
 from blender_denoise_addon.core.tiling import plan_tiles
+from training.onnx_builders import conv_chain, unet
 
 
 def frame(h: int, w: int, seed: int = 0, hdr: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from onnx_builders import conv_chain
 from PIL import Image
+
+from training.onnx_builders import conv_chain
 
 ROOT = Path(__file__).resolve().parent.parent
 

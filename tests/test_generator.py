@@ -19,10 +19,10 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 from blender_denoise_addon.cli import main  # noqa: E402
-from blender_denoise_addon.core import dataset_files as df  # noqa: E402
-from blender_denoise_addon.core import scene_spec as ss  # noqa: E402
 from blender_denoise_addon.core.imageio import read_image  # noqa: E402
 from blender_denoise_addon.core.transfer import srgb_encode  # noqa: E402
+from blender_denoise_addon.dataset import files as df  # noqa: E402
+from blender_denoise_addon.dataset import spec as ss  # noqa: E402
 
 pytestmark = pytest.mark.bpy
 

@@ -1,6 +1,6 @@
 """Training pairs from the generator's layout: discovery, scene split, loading, crops.
 
-File names come from ``blender_denoise_addon.core.dataset_files``; input preparation
+File names come from ``blender_denoise_addon.dataset.files``; input preparation
 and the per-frame exposure from ``blender_denoise_addon.core.denoise``, so training
 sees exactly what the core feeds the network. Frames stay linear here; the transfer
 is applied to whole batches (``to_network``) with the core's functions and xp=torch.
@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from blender_denoise_addon.core import dataset_files as files
 from blender_denoise_addon.core import transfer as tf
 from blender_denoise_addon.core.contract import INPUT_SETS
 from blender_denoise_addon.core.denoise import frame_exposure, prepare_albedo, prepare_normal, sanitize_color
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.imageio import read_image
+from blender_denoise_addon.dataset import files
 
 SPLITS = ("train", "val", "test")
 SOURCES = ("auto", "exr", "png")
@@ -47,7 +47,7 @@ _NUMBERS = re.compile(r"\d+")
 
 
 def _parse(name: str, build: Any) -> tuple[int, ...] | None:
-    """Numbers in ``name`` such that ``build(*numbers)`` gives back ``name`` (layout from dataset_files)."""
+    """Numbers in ``name`` such that ``build(*numbers)`` gives back ``name`` (layout from dataset.files)."""
     nums = tuple(int(n) for n in _NUMBERS.findall(name))
     for k in (1, 2):
         try:

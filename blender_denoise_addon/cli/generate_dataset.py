@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..core.errors import DenoiseError
-from ..core.scene_spec import GenerateSettings, validate
+from ..dataset.spec import GenerateSettings, validate
 
 HELP = "Render random Cycles scenes as noisy (low spp) and clean (high spp) training pairs. Resumable, shardable."
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..core.defaults import TILING, TILING_MODES
 from ..core.errors import DenoiseError
 from ..core.imageio import IMAGE_SUFFIXES, write_image
+from ..core.options import Options
 
 HELP = "Render a .blend with Cycles at low samples and denoise each frame (needs bpy or a Blender binary)."
 
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     blender_io.check_camera(scene)
     frames = parse_frames(args.frames, scene.frame_current)
     outputs = output_paths(args.output, frames, args.format, blend.stem)
-    opts = blender_io.Options(
+    opts = Options(
         tiling=args.tiling,
         tile=args.tile,
         overlap=args.overlap,

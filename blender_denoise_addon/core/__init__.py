@@ -8,6 +8,7 @@ from .denoise import DenoiseResult, DenoiseStats, InputReport, denoise
 from .errors import DenoiseCancelled, DenoiseError, MissingPassError, ModelContractError
 from .imageio import Frame, read_image, write_image
 from .model import Model, load_model
+from .options import Options
 
 __all__ = [
     "DenoiseCancelled",
@@ -20,6 +21,7 @@ __all__ = [
     "Model",
     "ModelContractError",
     "ModelInfo",
+    "Options",
     "denoise",
     "load_model",
     "parse_metadata",

@@ -1,4 +1,4 @@
 """Training-pair generator, the Blender side: builds scenes described by
-``core.scene_spec`` in bpy, renders them with Cycles and writes the dataset
-laid out by ``core.dataset_files``. Imports bpy; load only inside Blender or
+``dataset.spec`` in bpy, renders them with Cycles and writes the dataset
+laid out by ``dataset.files``. Imports bpy; load only inside Blender or
 with the bpy module installed."""

@@ -20,9 +20,9 @@ import bpy
 import numpy as np
 
 from .. import compat
-from ..core.dataset_files import PARTIAL
 from ..core.errors import DenoiseCancelled, DenoiseError
-from ..core.scene_spec import GenerateSettings
+from ..dataset.files import PARTIAL
+from ..dataset.spec import GenerateSettings
 
 # Channel names exactly as Blender writes them, so anything that reads Blender's
 # multilayer EXRs (core.imageio included) reads ours.

@@ -16,11 +16,11 @@ from typing import Any
 import bpy
 import numpy as np
 
-from ..core import dataset_files as df
-from ..core import scene_spec as ss
 from ..core.errors import DenoiseError
 from ..core.imageio import read_image, write_image
 from ..core.transfer import autoexposure
+from ..dataset import files as df
+from ..dataset import spec as ss
 from .render import configure, render_exr
 from .scene import build_scene
 

@@ -1,4 +1,4 @@
-"""Build a Blender scene from a ``core.scene_spec`` description.
+"""Build a Blender scene from a ``dataset.spec`` description.
 
 Everything is created with bpy.data (no operators), in a scene of its own, and
 every datablock made is tracked so :meth:`BuiltScene.remove` leaves the user's

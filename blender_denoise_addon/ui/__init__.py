@@ -7,7 +7,7 @@ import importlib
 from types import ModuleType
 
 # Registration order; unregistered in reverse. Sub-panels come after their parent.
-MODULES: tuple[str, ...] = ("properties", "preferences", "operators", "hook", "panel", "dataset")
+MODULES: tuple[str, ...] = ("properties", "preferences", "operators", "hook", "panel")
 
 
 def _modules() -> list[ModuleType]:

@@ -31,7 +31,7 @@ from .. import blender_io, compat
 from ..core.denoise import DenoiseResult
 from ..core.errors import DenoiseError
 from ..core.imageio import write_image
-from . import preferences, properties
+from . import preferences
 
 GROUP_NAME = "AI Denoise Output"
 IMAGE_NODE = "AI Denoised"
@@ -106,7 +106,7 @@ def toggled(scene: Any) -> None:
 
 
 def _denoise_render_result(scene: Any) -> DenoiseResult:
-    opts = properties.options(scene.ai_denoise, preferences.model_path())
+    opts = blender_io.options_from(scene.ai_denoise, preferences.model_path())
     with tempfile.TemporaryDirectory(prefix="ai_denoise_hook_") as tmp:
         path = Path(tmp) / "render.exr"
         blender_io.save_render_result(scene, path)
@@ -142,7 +142,7 @@ def show_still(scene: Any, result: DenoiseResult) -> None:
     add-on's group, so the Render Result shows it."""
     img = blender_io.show_image(result.image)
     h, w = result.image.shape[:2]
-    properties.record_result(scene.ai_denoise, result.stats, (w, h))
+    blender_io.record_result(scene.ai_denoise, result.stats, (w, h))
     group = ensure_group(img)
     _State.busy = True
     try:

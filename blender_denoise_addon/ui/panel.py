@@ -1,4 +1,4 @@
-"""Properties > Render > AI Denoise."""
+"""Properties > Render > AI Denoise, and its Training Dataset section."""
 
 from __future__ import annotations
 
@@ -64,6 +64,38 @@ class RENDER_PT_ai_denoise(bpy.types.Panel):
             box.label(text=s.last_error, icon="ERROR")
 
 
-classes = (RENDER_PT_ai_denoise,)
+class RENDER_PT_ai_denoise_dataset(bpy.types.Panel):
+    """Render random scenes as noisy/clean training pairs for the AI denoiser"""
+
+    bl_label = "Training Dataset"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+    bl_parent_id = "RENDER_PT_ai_denoise"  # a section of the add-on's panel
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: Any) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        s = context.scene.ai_denoise_dataset
+        col = layout.column()
+        col.prop(s, "output_dir")
+        col.prop(s, "count")
+        sub = col.column(align=True)
+        sub.prop(s, "resolution_x", text="Resolution X")
+        sub.prop(s, "resolution_y", text="Y")
+        col.prop(s, "noisy_spp")
+        col.prop(s, "clean_spp")
+        col.prop(s, "adaptive_threshold")
+        col.prop(s, "seed")
+        row = layout.row()
+        row.scale_y = 1.3
+        row.operator("render.ai_denoise_generate_dataset", icon="RENDER_STILL")
+        if s.status:
+            layout.label(text=s.status, icon="INFO")
+
+
+classes = (RENDER_PT_ai_denoise, RENDER_PT_ai_denoise_dataset)  # the parent first
 
 register, unregister = bpy.utils.register_classes_factory(classes)  # pyright: ignore[reportGeneralTypeIssues]

@@ -1,4 +1,5 @@
-"""The scene's AI Denoise settings (``scene.ai_denoise``): what the panel edits."""
+"""The scene's AI Denoise settings: ``scene.ai_denoise`` (denoising) and
+``scene.ai_denoise_dataset`` (training pairs), what the panels edit."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from ..blender_io import Options
 from ..core.defaults import TILING
+from ..core.errors import DenoiseError
+from ..dataset.spec import GenerateSettings, parse_spp_list, validate
+from . import hook
 
 TILING_ITEMS = [
     ("SLIDING", "Sliding Window", "Overlapping tiles, seamless (exact when the overlap covers the receptive field)"),
@@ -18,8 +21,6 @@ TILING_ITEMS = [
 
 
 def _hook_toggled(self: Any, context: Any) -> None:
-    from . import hook  # lazy: hook imports this module
-
     hook.toggled(context.scene if context.scene is not None else self.id_data)
 
 
@@ -85,37 +86,64 @@ class AIDenoiseSettings(bpy.types.PropertyGroup):
     last_error: StringProperty(name="Last Error", default="")  # type: ignore[valid-type]
 
 
-def options(settings: Any, model_path: str | None) -> Options:
-    """Panel settings -> core options."""
-    return Options(
-        tiling=settings.tiling.lower(),
-        tile=settings.tile_size or None,
-        overlap=None if settings.auto_overlap else settings.overlap,
-        threads=settings.threads or None,
-        use_albedo=settings.use_albedo,
-        use_normal=settings.use_normal,
-        model_path=model_path,
+class AIDenoiseDatasetSettings(bpy.types.PropertyGroup):
+    output_dir: StringProperty(  # type: ignore[valid-type]
+        name="Output Folder",
+        description="Dataset folder; generating into an existing one resumes it",
+        subtype="DIR_PATH",
+        default="//ai_denoise_dataset",
+    )
+    count: IntProperty(name="Count", description="Number of samples (scenes)", default=100, min=1)  # type: ignore[valid-type]
+    resolution_x: IntProperty(name="Width", default=256, min=8, max=16384, subtype="PIXEL")  # type: ignore[valid-type]
+    resolution_y: IntProperty(name="Height", default=256, min=8, max=16384, subtype="PIXEL")  # type: ignore[valid-type]
+    noisy_spp: StringProperty(  # type: ignore[valid-type]
+        name="Noisy Samples", description="Samples per pixel of the noisy renders, e.g. '1 4 16'", default="1 4 16"
+    )
+    clean_spp: IntProperty(name="Clean Samples", description="Samples of the clean render", default=1024, min=2)  # type: ignore[valid-type]
+    seed: IntProperty(name="Seed", description="Same seed, same dataset", default=0, min=0)  # type: ignore[valid-type]
+    adaptive_threshold: FloatProperty(  # type: ignore[valid-type]
+        name="Clean Adaptive Threshold",
+        description="Adaptive-sampling noise threshold of the clean render (0 = every pixel gets all samples)",
+        default=GenerateSettings.clean_adaptive_threshold,
+        min=0.0,
+        max=0.5,
+        precision=4,
+    )
+    running: BoolProperty(default=False, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    status: StringProperty(default="", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+
+
+def settings_from(props: AIDenoiseDatasetSettings) -> GenerateSettings:
+    out = props.output_dir.strip()
+    if not out:
+        raise DenoiseError("choose an output folder")
+    if out.startswith("//") and not bpy.data.filepath:
+        raise DenoiseError(
+            "the output folder is relative ('//') but the .blend file is not saved: save it or pick an absolute folder"
+        )
+    return validate(
+        out=bpy.path.abspath(out),
+        count=props.count,
+        resolution=(props.resolution_x, props.resolution_y),
+        noisy_spp=parse_spp_list(props.noisy_spp),
+        clean_spp=props.clean_spp,
+        seed=props.seed,
+        clean_adaptive_threshold=props.adaptive_threshold,
     )
 
 
-def record_result(settings: Any, stats: Any, size: tuple[int, int]) -> None:
-    settings.last_seconds = stats.seconds
-    settings.last_tiles = stats.tiles
-    settings.last_model = f"{stats.model} ({', '.join(stats.inputs)})"
-    settings.last_size = f"{size[0]} x {size[1]}"
-    settings.last_error = ""
-
-
-classes = (AIDenoiseSettings,)
+classes = (AIDenoiseSettings, AIDenoiseDatasetSettings)
 
 
 def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.types.Scene.ai_denoise = PointerProperty(type=AIDenoiseSettings)
+    bpy.types.Scene.ai_denoise_dataset = PointerProperty(type=AIDenoiseDatasetSettings)
 
 
 def unregister() -> None:
+    del bpy.types.Scene.ai_denoise_dataset
     del bpy.types.Scene.ai_denoise
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

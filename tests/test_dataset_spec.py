@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blender_denoise_addon.core import dataset_files as df
-from blender_denoise_addon.core import scene_spec as ss
 from blender_denoise_addon.core.errors import DenoiseError
+from blender_denoise_addon.dataset import files as df
+from blender_denoise_addon.dataset import spec as ss
 
 
 def test_spec_is_deterministic_and_json() -> None:

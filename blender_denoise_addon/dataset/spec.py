@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DenoiseError
+from ..core.errors import DenoiseError
 
 # Bump when the scene description changes meaning: records carry it, and a
 # resumed dataset refuses to mix versions.
