@@ -3,6 +3,7 @@ picked by the passes a frame has, and they actually denoise a noisy frame."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,34 @@ def test_shipped_models_reduce_noise():
         err_out = float(np.mean((out - clean) ** 2))
         assert np.isfinite(out).all()
         assert err_out < 0.25 * err_noisy, f"{path.name}: MSE {err_out:.4g} vs noisy {err_noisy:.4g}"
+
+
+PIN = Path(__file__).resolve().parent / "data"
+
+
+def _pin_frame() -> dict[str, np.ndarray]:
+    import OpenEXR
+
+    with OpenEXR.File(str(PIN / "pin_frame.exr"), separate_channels=True) as f:
+        ch = {n: np.array(c.pixels) for p in f.parts for n, c in p.channels.items()}
+    return {
+        name: np.stack([ch[f"{name}.{c}"] for c in comps], -1)
+        for name, comps in (("noisy", "RGBA"), ("albedo", "RGB"), ("normal", "XYZ"), ("reference", "RGB"))
+    }
+
+
+@pytest.mark.parametrize("name", ["denoiser-v13-color-albedo-normal.onnx", "denoiser-v16-color.onnx"])
+def test_shipped_model_psnr_is_pinned(name: str) -> None:
+    """A refactor cannot silently change what a shipped model computes: its PSNR on a stored
+    96x96 frame (tests/data/make_pin_frame.py) stays within 0.05 dB of the value measured then."""
+    from blender_denoise_addon.core.metrics import report
+
+    pinned = json.loads((PIN / "pin_frame.json").read_text())
+    frame = _pin_frame()
+    assert report(frame["noisy"], frame["reference"])["psnr"] == pytest.approx(pinned["noisy"], abs=1e-3)
+    model = load_model(MODELS / name)
+    passes = {p: frame[p] for p in ("albedo", "normal") if p in model.info.inputs}
+    out = denoise(model, frame["noisy"], passes.get("albedo"), passes.get("normal")).image
+    got = report(out, frame["reference"])["psnr"]
+    assert abs(got - pinned[name]) <= 0.05, f"{name}: {got:.4f} dB, pinned {pinned[name]:.4f}"
+    assert got > pinned["noisy"] + 5  # and it denoises
