@@ -40,8 +40,8 @@ from training.model import (  # noqa: E402
     UNetConfig,
     _kernel_upsample,
     count_parameters,
-    widened_state,
 )
+from training.surgery import widened_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--width", "8", "--growth", "8", "--depth", "2"]
@@ -527,7 +527,7 @@ def test_w_guides_teaches_a_color_model_the_clean_passes_and_export_leaves_the_h
     import shutil
 
     from training.__main__ import main
-    from training.train import load_checkpoint
+    from training.checkpoint import load_checkpoint
 
     extra = ["--inputs", "color", "--head", "kernel", "--kernel-size", "3", "--kernel-scales", "3", "--epochs", "2"]
     assert _train(dataset, tmp_path / "g", *extra, "--w-guides", "0.5", "--albedo-texture", "0.5", "--lr", "3e-3") == 0
@@ -629,8 +629,8 @@ def exported(run_dir, tmp_path_factory) -> Path:
 def test_export_matches_torch_and_loads_in_the_core(exported, run_dir):
     import onnx
 
+    from training.checkpoint import build_model, load_checkpoint
     from training.export import check_parity
-    from training.train import build_model, load_checkpoint
 
     model = load_model(exported)
     cfg = UNetConfig(inputs="color,albedo,normal", width=8, growth=8, depth=2)
@@ -649,7 +649,8 @@ def test_export_matches_torch_and_loads_in_the_core(exported, run_dir):
 
 
 def test_init_fine_tunes_from_an_exported_model_or_a_checkpoint(exported, run_dir, dataset, tmp_path):
-    from training.train import build_model, fitted_weights, load_checkpoint, load_initial_weights
+    from training.checkpoint import build_model, load_checkpoint
+    from training.surgery import fitted_weights, load_initial_weights
 
     trained = load_checkpoint(run_dir / "best.pt")["model"]
     for source in (exported, run_dir / "best.pt"):
@@ -723,8 +724,8 @@ def test_exported_model_tiles_seamlessly_and_runs_in_denoise_image(exported, dat
 def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path, variant):
     """The kernel head (demodulating, or averaging linear radiance): train, export (parity), sliding == full."""
     from training.__main__ import main
+    from training.checkpoint import build_model, load_checkpoint
     from training.export import check_parity
-    from training.train import build_model, load_checkpoint
 
     run = tmp_path / "run"
     extra = ["--head", "kernel", "--kernel-size", "3", "--kernel-scales", "3", *variant, "--epochs", "1"]
@@ -747,7 +748,7 @@ def test_kernel_head_trains_exports_and_tiles_seamlessly(dataset, tmp_path, vari
 
 def test_linear_kernel_space_keeps_the_mean_of_sparse_noise():
     """Uniform kernels on a 0 / bright checkerboard: linear averaging keeps its mean, log averaging does not."""
-    from training.train import reset_blends
+    from training.surgery import reset_blends
 
     v = 8.0  # linear radiance after exposure
     lin = torch.zeros(1, 3, 32, 32)
@@ -820,7 +821,7 @@ def test_demodulate_grows_a_model_that_matches_where_albedo_is_flat(tmp_path):
         x[:, 3:6] = torch.rand(2, 3, 32, 32)
         assert float((grown(x) - small(x)).abs().max()) > 1e-3
     # From a file (what --init reads): only --widen may add --demodulate.
-    from training.train import fitted_weights
+    from training.surgery import fitted_weights
 
     path = tmp_path / "small.pt"
     torch.save({"model": small.state_dict(), "model_config": small.config.to_dict()}, path)
@@ -840,7 +841,7 @@ def test_demodulate_grows_a_model_that_matches_where_albedo_is_flat(tmp_path):
 def _grow_from_file(model: ModifiedUNet, source: ModifiedUNet, folder, widen: bool = False):  # noqa: ANN201
     """Load ``model`` the way ``train --init [--widen]`` does, from ``source`` saved as a checkpoint
     (returned, for more loads)."""
-    from training.train import fitted_weights
+    from training.surgery import fitted_weights
 
     path = folder / "source.pt"
     torch.save({"model": source.state_dict(), "model_config": source.config.to_dict()}, path)
@@ -935,7 +936,7 @@ def test_widening_keeps_upsampling_kernels_or_grows_them_beside_the_other_branch
 def test_branch_lr_trains_the_late_branches_at_their_own_rate(dataset, tmp_path):
     """--init --up-kernel --branch-lr: with a vanishing --lr the source's network stays put while the
     branches after the kernel head (the new upsampling heads, the source's refine branch) move."""
-    from training.train import load_checkpoint
+    from training.checkpoint import load_checkpoint
 
     kw = dict(inputs="color,albedo,normal", width=8, growth=8, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
     torch.manual_seed(0)
@@ -1180,7 +1181,7 @@ def test_residual_model_starts_at_its_input_and_exports(tmp_path):
 
 def test_widen_converts_a_transpose_model_to_nearest_upsampling(tmp_path):
     """--widen --upsample nearest from a transpose model: everything but the transposed convs is kept."""
-    from training.train import fitted_weights
+    from training.surgery import fitted_weights
 
     kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
     torch.manual_seed(0)
@@ -1198,7 +1199,7 @@ def test_widen_converts_a_transpose_model_to_nearest_upsampling(tmp_path):
 
 def test_widen_grows_the_post_kernel_nearly_keeping_what_the_network_computes(tmp_path):
     """--widen --post-kernel 5 from a 3x3 post kernel: the new outer offsets start small, not dead."""
-    from training.train import GROWN_OFFSET_LOGIT, fitted_weights
+    from training.surgery import GROWN_OFFSET_LOGIT, fitted_weights
 
     kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
     torch.manual_seed(0)
@@ -1227,7 +1228,7 @@ def test_widen_grows_the_post_kernel_nearly_keeping_what_the_network_computes(tm
 
 def test_widen_grows_the_scale_kernels_nearly_keeping_what_the_network_computes(tmp_path):
     """--widen --kernel-size 5 from 3x3 kernels: every scale's new outer offsets start small, not dead."""
-    from training.train import GROWN_OFFSET_LOGIT, fitted_weights
+    from training.surgery import GROWN_OFFSET_LOGIT, fitted_weights
 
     kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_scales=3, post_kernel=3)
     torch.manual_seed(0)
@@ -1258,7 +1259,7 @@ def test_widen_grows_the_scale_kernels_nearly_keeping_what_the_network_computes(
 def test_widen_grows_the_full_resolution_level_alone_keeping_the_late_branches(tmp_path):
     """--widen --first-width: only level 0 grows; the post kernel and refine branch keep their weights,
     so the grown network computes exactly what the old one did."""
-    from training.train import fitted_weights
+    from training.surgery import fitted_weights
 
     kw = dict(inputs="color", width=4, growth=2, depth=2, head="kernel", kernel_size=3, kernel_scales=3)
     kw |= dict(post_kernel=3, refine_width=4)

@@ -50,7 +50,7 @@ class TorchModel:
     def from_checkpoint(cls, checkpoint: str | Path, threads: int = 0) -> TorchModel:
         import torch
 
-        from .train import build_model, load_checkpoint
+        from .checkpoint import build_model, load_checkpoint
 
         if threads:
             torch.set_num_threads(threads)

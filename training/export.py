@@ -22,12 +22,11 @@ from blender_denoise_addon.core.contract import INPUT_NAME, OUTPUT_NAME, ModelIn
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.model import load_model
 
+from .checkpoint import MODEL_CONFIG_KEY, build_model, load_checkpoint
 from .model import ModifiedUNet
-from .train import build_model, load_checkpoint
 
 OPSET = 17
 # Not part of the add-on's contract: how the network was built, so `train --init` can check it.
-MODEL_CONFIG_KEY = "training.model_config"
 MAX_BYTES = 10 * 1024 * 1024  # what the add-on can reasonably ship
 
 

@@ -25,6 +25,7 @@ from blender_denoise_addon.core import transfer as tf
 from blender_denoise_addon.core.defaults import EXPOSURE
 from blender_denoise_addon.core.errors import DenoiseError
 
+from .checkpoint import load_checkpoint
 from .dataset import (
     DEFAULT_TEXTURE_KINDS,
     FullImageDataset,
@@ -45,20 +46,14 @@ from .model import (
     ModifiedUNet,
     UNetConfig,
     count_parameters,
-    widened_state,
 )
+from .surgery import GROWN_OFFSET_LOGIT, fitted_weights, reset_blends
 
 CONFIG_FILE = "config.json"
 SPLIT_FILE = "split.json"
 LOG_FILE = "log.csv"
 LAST = "last.pt"
 BEST = "best.pt"
-
-
-# A grown kernel's new outer offsets start at their nearest old offset's logit minus this:
-# e^-4 (1.8 %) of its weight, so the grown model computes nearly what the old one did and the new
-# offsets still get gradient (a softmax weight of 0 would never learn).
-GROWN_OFFSET_LOGIT = 4.0
 
 
 @dataclass
@@ -177,229 +172,6 @@ def init_output_bias(model: ModifiedUNet, transfer: str) -> None:
     y = float(np.clip(tf.forward(np.float64(EXPOSURE.key), transfer), 1e-4, 1 - 1e-4))
     with torch.no_grad():
         model.head.bias.fill_(math.log(y / (1.0 - y)))
-
-
-def build_model(checkpoint: dict[str, Any]) -> tuple[ModifiedUNet, UNetConfig, str]:
-    """(model with weights, its config, its transfer) from a loaded checkpoint."""
-    cfg = UNetConfig(**LEGACY_DEFAULTS | checkpoint["model_config"])
-    model = ModifiedUNet(cfg)
-    model.load_state_dict(checkpoint["model"])
-    return model, cfg, checkpoint["transfer"]
-
-
-def initial_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Weights to start a run from: a checkpoint's ``model``, or an exported model's initializers.
-
-    Exported models keep PyTorch's parameter names (the TorchScript exporter names each
-    initializer after its parameter), so a shipped ``.onnx`` can be fine-tuned without its
-    checkpoint.
-    """
-    path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        return load_checkpoint(path)["model"]
-    if not path.is_file():
-        raise DenoiseError(f"model not found: {path}")
-    import onnx
-    from onnx import numpy_helper
-
-    try:
-        proto = onnx.load(str(path))
-    except Exception as e:  # noqa: BLE001 - onnx raises several types for a bad file
-        raise DenoiseError(f"cannot read {path} as an ONNX model: {e}") from e
-    return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in proto.graph.initializer}
-
-
-# Options that change what the weights compute without changing their shapes: --init must match them.
-_FUNCTION_FIELDS = (
-    "inputs",
-    "depth",
-    "residual",
-    "head",
-    "kernel_size",
-    "kernel_scales",
-    "demodulate",
-    "upsample",
-    "kernel_space",
-)
-
-
-def _flag(field: str, value: Any) -> str:
-    name = "--" + field.replace("_", "-")
-    if isinstance(value, bool):
-        return name if value else f"no {name}"
-    return f"{name} {value}"
-
-
-def initial_config(path: str | Path) -> dict[str, Any] | None:
-    """The model config ``path`` was trained with: a checkpoint's, or an export's metadata (None if absent)."""
-    path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        return LEGACY_DEFAULTS | load_checkpoint(path)["model_config"]
-    import onnx
-
-    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    from .export import MODEL_CONFIG_KEY
-
-    return json.loads(meta[MODEL_CONFIG_KEY]) if MODEL_CONFIG_KEY in meta else None
-
-
-def load_initial_weights(model: ModifiedUNet, path: str | Path) -> None:
-    """Copy every parameter and buffer of ``model`` from ``path``."""
-    model.load_state_dict(fitted_weights(model, path))
-
-
-def load_network(path: str | Path) -> ModifiedUNet:
-    """The network saved in ``path`` (a checkpoint, or an export carrying its config), in eval mode."""
-    saved = initial_config(path)
-    if saved is None:
-        raise DenoiseError(f"{path} carries no model config (exports before v3); use its checkpoint")
-    model = ModifiedUNet(UNetConfig(**LEGACY_DEFAULTS | saved)).eval()
-    load_initial_weights(model, path)
-    return model
-
-
-def fitted_weights(
-    model: ModifiedUNet, path: str | Path, widen: bool = False, grown_logit: float = GROWN_OFFSET_LOGIT
-) -> dict[str, torch.Tensor]:
-    """``model``'s state dict, read from ``path``; every name and shape must match.
-
-    With ``widen``, ``path`` may hold a narrower network of the same layout: its weights fill
-    the first channels and the result computes what it did (see ``widened_state``). It may
-    also lack ``demodulate`` (kernel space linear or both): the demodulated result then starts
-    blended in at weight 0.5. And a ``transpose`` model may become a ``nearest`` one: its
-    transposed convs are dropped (this one is not function-preserving: fine-tune it).
-    """
-    weights = initial_weights(path)
-    saved = initial_config(path)
-    picker = weights.get("picker.0.weight")
-    if picker is not None and model.config.picker_results and picker.shape[1] == model.config.in_channels:
-        # Grown by --picker-results: the branch's new inputs (the two results) start with zero weights.
-        weights["picker.0.weight"] = torch.cat([picker, picker.new_zeros(picker.shape[0], 6, *picker.shape[2:])], 1)
-    if saved is not None:
-        differ = [k for k in _FUNCTION_FIELDS if k in saved and saved[k] != getattr(model.config, k)]
-        if widen and "demodulate" in differ and model.config.demodulate and model.config.kernel_space != "log":
-            differ.remove("demodulate")  # grown: widened_state adds the demodulated path, half-blended in
-        if widen and "kernel_size" in differ and model.config.head == "kernel":
-            # Grown: larger per-scale kernels whose new outer offsets start small (grown_scale_kernels).
-            differ.remove("kernel_size")
-            weights = grown_scale_kernels(weights, int(saved["kernel_size"]), model.config, grown_logit)
-        if widen and differ == ["upsample"] and model.config.upsample == "nearest":
-            # Converted: the learnt 2x2 transposed convs are dropped; not function-preserving, so fine-tune.
-            differ = []
-            weights = {k: v for k, v in weights.items() if not k.startswith("ups.")}
-        if differ:
-            flags = ", ".join(_flag(k, saved[k]) for k in differ)
-            raise DenoiseError(f"--init {path} was trained with other settings; to start from it, pass {flags}")
-        ratio = saved.get("refine_bound", REFINE_BOUND) / model.config.refine_bound
-        if ratio != 1.0 and "refine.2.weight" in weights:
-            # Another --refine-bound: the output layer is scaled so that the branch adds what it did
-            # (to first order: tanh is near linear where the branch barely acts), and fine-tuning
-            # starts from the source's function.
-            weights["refine.2.weight"] = weights["refine.2.weight"] * ratio
-            weights["refine.2.bias"] = weights["refine.2.bias"] * ratio
-    own = model.state_dict()
-    if widen:
-        weights = grown_post_kernel(weights, model.config.post_kernel, grown_logit)
-        try:
-            weights = widened_state(model, weights)
-        except (KeyError, ValueError) as e:
-            raise DenoiseError(f"--init {path} --widen: {e}") from None
-    # A refine branch or post kernel the source lacks starts as this model built it: its zero output layer
-    # leaves the function as it was.
-    weights = {k: own[k] for k in own if k.startswith(LATE_BRANCHES) and k not in weights} | weights
-    missing = [k for k in own if k not in weights]
-    wrong = [
-        f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in weights and weights[k].shape != v.shape
-    ]
-    if missing or wrong:
-        raise DenoiseError(
-            f"--init {path} does not fit this model (same --inputs, --width, --growth, --depth, --head, "
-            f"--kernel-* needed): {len(missing)} missing, e.g. {missing[:3]}; {len(wrong)} of another shape, "
-            f"e.g. {wrong[:3]}"
-        )
-    return {k: weights[k].to(v.dtype) for k, v in own.items()}
-
-
-def _grown_offsets(old: int, size: int, grown_logit: float) -> tuple[list[int], list[float]]:
-    """For each offset of a ``size`` x ``size`` kernel (row-major): the row of its nearest offset in
-    an ``old`` x ``old`` one, and how much to lower that logit (0 for the old offsets themselves)."""
-    pad = (size - old) // 2
-    rows, lower = [], []
-    for y in range(size):
-        for x in range(size):
-            oy, ox = min(max(y - pad, 0), old - 1), min(max(x - pad, 0), old - 1)
-            rows.append(oy * old + ox)
-            lower.append(0.0 if (oy, ox) == (y - pad, x - pad) else grown_logit)
-    return rows, lower
-
-
-def _grow_rows(
-    weights: dict[str, torch.Tensor], prefix: str, old: int, size: int, grown_logit: float
-) -> dict[str, torch.Tensor]:
-    """The 1x1 logit layer ``prefix`` with its first old*old rows (kernel logits) grown to size*size;
-    the rows after them (gains, blends) are kept."""
-    w, b = weights[f"{prefix}.weight"], weights[f"{prefix}.bias"]
-    rows, lower = _grown_offsets(old, size, grown_logit)
-    rest = list(range(old * old, w.shape[0]))
-    return weights | {
-        f"{prefix}.weight": w[rows + rest].clone(),
-        f"{prefix}.bias": b[rows + rest] - torch.tensor(lower + [0.0] * len(rest), dtype=b.dtype),
-    }
-
-
-def grown_post_kernel(
-    weights: dict[str, torch.Tensor], size: int, grown_logit: float = GROWN_OFFSET_LOGIT
-) -> dict[str, torch.Tensor]:
-    """``weights`` with a smaller post kernel embedded in a ``size`` x ``size`` one (``--widen``).
-
-    The old offsets keep their logits; each new outer one copies its nearest old offset's
-    logit layer, lowered by ``grown_logit``, so it follows the same pixels' choice at a
-    small weight; the gain (the last row) is kept.
-    """
-    w, b = weights.get("post_head.weight"), weights.get("post_head.bias")
-    if w is None or b is None or not size or w.shape[0] == size * size + 1:
-        return weights
-    old = int(round((w.shape[0] - 1) ** 0.5))
-    if old * old + 1 != w.shape[0] or old > size:
-        raise DenoiseError(f"--widen: a {old}x{old} post kernel cannot grow into a {size}x{size} one")
-    return _grow_rows(weights, "post_head", old, size, grown_logit)
-
-
-def grown_scale_kernels(
-    weights: dict[str, torch.Tensor], old: int, cfg: UNetConfig, grown_logit: float = GROWN_OFFSET_LOGIT
-) -> dict[str, torch.Tensor]:
-    """``weights`` with every scale's ``old`` x ``old`` kernel grown to ``cfg.kernel_size`` (``--widen``),
-    the way ``grown_post_kernel`` grows the post kernel; the blend logits are kept."""
-    if old > cfg.kernel_size:
-        raise DenoiseError(f"--widen: {old}x{old} kernels cannot grow into {cfg.kernel_size}x{cfg.kernel_size} ones")
-    for s in range(cfg.kernel_scales):
-        weights = _grow_rows(weights, f"kernel_heads.{s}", old, cfg.kernel_size, grown_logit)
-    return weights
-
-
-def reset_blends(state: dict[str, torch.Tensor], cfg: UNetConfig) -> dict[str, torch.Tensor]:
-    """``state`` with every kernel-head blend logit at 0 (weight 0.5), the kernels kept.
-
-    A sigmoid blend trained towards 0 (e.g. in log space, where coarse means are biased dark)
-    has almost no gradient left, so a run that changes ``kernel_space`` restarts them.
-    """
-    k2 = cfg.kernel_size**2
-    state = dict(state)
-    for s in range(cfg.kernel_scales if cfg.head == "kernel" else 0):
-        for kind in ("weight", "bias"):
-            name = f"kernel_heads.{s}.{kind}"
-            state[name] = state[name].clone()
-            state[name][k2:] = 0.0
-    return state
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise DenoiseError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def _loader(ds: Any, batch: int, shuffle: bool, workers: int, seed: int) -> DataLoader:
