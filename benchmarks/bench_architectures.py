@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-KERNEL_HEAD = {"head": "kernel", "kernel_size": 3, "kernel_scales": 5, "depth": 4}
+KERNEL_HEAD = {"kernel_size": 3, "kernel_scales": 5, "depth": 4}
 # The shipped models' shapes (models/README.md); the first row is the reference for "vs first".
 SHAPES: list[tuple[str, dict]] = [
     (

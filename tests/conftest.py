@@ -18,3 +18,48 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert res.returncode == 0, res.stderr[-3000:]
     return out
+
+
+# --- training: a tiny dataset, run and export, made once per session --------------------------
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread: tiny tensors gain nothing from two, and OpenMP spinning on a busy 2-core machine costs 10x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five 32x32 scenes at 1 and 4 spp, 16 spp references, from the real generator (~10 s)."""
+    from training_support import SPP
+
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    cmd = [sys.executable, "-m", "blender_denoise_addon", "generate-dataset", "--out", str(root)]
+    cmd += ["--count", "5", "--resolution", "32", "32", "--noisy-spp", *map(str, SPP), "--clean-spp", "16"]
+    cmd += ["--seed", "3"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=600)
+    return root
+
+
+@pytest.fixture(scope="session")
+def run_dir(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training_support import train_cli
+
+    out = tmp_path_factory.mktemp("run")
+    assert train_cli(dataset, out, "--epochs", "1") == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.__main__ import main
+
+    path = tmp_path_factory.mktemp("export") / "tiny.onnx"
+    assert main(["export", "--checkpoint", str(run_dir / "best.pt"), "-o", str(path)]) == 0
+    return path

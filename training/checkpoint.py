@@ -29,7 +29,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def build_model(checkpoint: dict[str, Any]) -> tuple[ModifiedUNet, UNetConfig, str]:
     """(model with weights, its config, its transfer) from a loaded checkpoint."""
-    cfg = UNetConfig(**LEGACY_DEFAULTS | checkpoint["model_config"])
+    cfg = UNetConfig.from_dict(checkpoint["model_config"])
     model = ModifiedUNet(cfg)
     model.load_state_dict(checkpoint["model"])
     return model, cfg, checkpoint["transfer"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,16 +152,10 @@ class Loaded:
     normal: np.ndarray | None
     target: np.ndarray
     exposure: float
-    # With guides: the clean frame's albedo and normal, targets of train's --w-guides term.
-    guide_albedo: np.ndarray | None = None
-    guide_normal: np.ndarray | None = None
 
 
-def load_pair(pair: Pair, inputs: str, transfer: str, guides: bool = False) -> Loaded:
-    """Read and prepare one pair the way the core prepares a frame for inference.
-
-    With ``guides``, also the clean frame's albedo and normal (prepared alike), whatever ``inputs`` is.
-    """
+def load_pair(pair: Pair, inputs: str, transfer: str) -> Loaded:
+    """Read and prepare one pair the way the core prepares a frame for inference."""
     passes = INPUT_SETS[inputs]
     noisy = read_image(pair.noisy)
     clean = read_image(pair.clean)
@@ -179,20 +172,12 @@ def load_pair(pair: Pair, inputs: str, transfer: str, guides: bool = False) -> L
     def chw(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a.transpose(2, 0, 1))
 
-    guide_albedo = guide_normal = None
-    if guides:
-        if clean.albedo is None or clean.normal is None:
-            raise DenoiseError(f"{pair.clean}: --w-guides needs the clean frame's albedo and normal passes")
-        guide_albedo = chw(prepare_albedo(clean.albedo[..., :3]))
-        guide_normal = chw(prepare_normal(clean.normal[..., :3]))
     return Loaded(
         color=chw(color),
         albedo=aux["albedo"],
         normal=aux["normal"],
         target=chw(sanitize_color(clean.color[..., :3])),
         exposure=frame_exposure(color, transfer),
-        guide_albedo=guide_albedo,
-        guide_normal=guide_normal,
     )
 
 
@@ -216,9 +201,6 @@ def _item(lo: Loaded) -> dict[str, Any]:
         item["albedo"] = lo.albedo
     if lo.normal is not None:
         item["normal"] = lo.normal
-    for key in ("guide_albedo", "guide_normal"):  # not network inputs: to_network reads only "albedo" and "normal"
-        if getattr(lo, key) is not None:
-            item[key] = getattr(lo, key)
     return item
 
 
@@ -255,49 +237,23 @@ def dihedral(item: dict[str, Any], k: int) -> dict[str, Any]:
 
 # Supersampling per pixel edge for the texture of ``albedo_texture`` (anti-aliased like a render).
 _TEXTURE_SS = 4
-# ``mortar`` (thin grout lines of tiles and bricks) is opt-in: the default keeps the crops that
-# earlier runs' recipes drew.
-TEXTURE_KINDS = ("checker", "stripes", "blobs", "mortar")
-DEFAULT_TEXTURE_KINDS = ("checker", "stripes", "blobs")
-_LUMINANCE = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709
+TEXTURE_KINDS = ("checker", "stripes", "blobs")
 
 
-def check_texture_kinds(kinds: Sequence[str]) -> None:
-    unknown = [k for k in kinds if k not in TEXTURE_KINDS]
-    if not kinds or unknown:
-        got = ", ".join(kinds) or "none"
-        raise DenoiseError(f"--texture-kinds takes some of {', '.join(TEXTURE_KINDS)}; got {got}")
-
-
-def texture_pattern(
-    h: int, w: int, rng: np.random.Generator, kinds: Sequence[str] = DEFAULT_TEXTURE_KINDS, hue: float = 0.0
-) -> np.ndarray:
+def texture_pattern(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """A random piecewise-constant colour texture, 3 x h x w in (0, 1], anti-aliased, max 1.
 
-    A rotated checker, stripes or thresholded smooth noise with a period of 3 to 48 pixels, or
-    mortar: tiles or bricks (rows shifted) with grout lines 0.5 to 2.5 pixels wide (at most a
-    quarter of a cell), the fine lines a 3x3 filter smears. Its regions in 2-3 random colours
-    (log-uniform brightness down to 1/20, some tint); in a ``hue`` fraction of the patterns they
-    differ mostly in hue instead: strong tints, luminance within a factor of 1.6 of each other.
+    A rotated checker, stripes or thresholded smooth noise with a period of 3 to 48 pixels,
+    its regions in 2-3 random colours (log-uniform brightness down to 1/20, some tint).
     """
     ss = _TEXTURE_SS
-    kind = str(rng.choice(list(kinds)))
+    kind = str(rng.choice(list(TEXTURE_KINDS)))
     period = float(np.exp(rng.uniform(np.log(3.0), np.log(48.0))))
     ys, xs = np.mgrid[0 : h * ss, 0 : w * ss].astype(np.float32) / ss
     ang = rng.uniform(0, np.pi)
     u = (xs * np.cos(ang) + ys * np.sin(ang) + rng.uniform(0, period)) / period
     v = (-xs * np.sin(ang) + ys * np.cos(ang) + rng.uniform(0, period)) / period
-    if kind == "mortar":
-        height = max(3.0, period * rng.uniform(0.3, 1.0))  # cells as high as wide, or flatter
-        line = rng.uniform(0.5, min(2.5, period / 4, height / 4))  # grout width in pixels
-        rows = v * period / height
-        row = np.floor(rows)
-        bond = float(rng.choice([0.0, 0.5, rng.uniform()]))  # tiles, bricks, random shift
-        cols = u + (row % 2) * bond
-        grout = ((cols - np.floor(cols)) * period < line) | ((rows - row) * height < line)
-        two_tone = int(rng.uniform() < 0.5)  # alternate cells in a second colour, or not
-        label = np.where(grout, 0, 1 + ((np.floor(cols) + row) % 2).astype(np.int64) * two_tone).astype(np.int64)
-    elif kind == "checker":
+    if kind == "checker":
         label = (np.floor(u) + np.floor(v)).astype(np.int64) % 2
     elif kind == "stripes":
         label = np.floor(u).astype(np.int64) % 2
@@ -316,35 +272,20 @@ def texture_pattern(
         cuts = np.sort(rng.uniform(-0.5, 0.5, int(rng.integers(1, 3))))
         label = np.searchsorted(cuts, field).astype(np.int64)
     n = int(label.max()) + 1
-    # Drawn only when asked for, so runs without it see the patterns they always did.
-    if hue and rng.uniform() < hue:
-        # Edges that the log luminance barely shows while the channels move apart (a teal and
-        # brown checker, yellow bricks in green grout: test scenes 12 and 13): features that
-        # sum the channels miss them.
-        tint = rng.uniform(0.1, 1.0, (n, 3))
-        bright = np.exp(rng.uniform(0.0, np.log(1.6), n))
-        palette = (bright[:, None] * tint / (tint @ _LUMINANCE)[:, None]).astype(np.float32)
-    else:
-        bright = np.exp(rng.uniform(np.log(0.05), 0.0, n))
-        tint = rng.uniform(0.6, 1.0, (n, 3)) if rng.uniform() < 0.7 else rng.uniform(0.1, 1.0, (n, 3))
-        palette = (bright[:, None] * tint / tint.max(1, keepdims=True)).astype(np.float32)
+    bright = np.exp(rng.uniform(np.log(0.05), 0.0, n))
+    tint = rng.uniform(0.6, 1.0, (n, 3)) if rng.uniform() < 0.7 else rng.uniform(0.1, 1.0, (n, 3))
+    palette = (bright[:, None] * tint / tint.max(1, keepdims=True)).astype(np.float32)
     fine = palette[label]  # (h*ss) x (w*ss) x 3
     out = fine.reshape(h, ss, w, ss, 3).mean((1, 3)).transpose(2, 0, 1)
     return np.ascontiguousarray(out / out.max())
 
 
-def check_texture_fraction(fraction: float, flag: str = "--albedo-texture") -> None:
+def check_texture_fraction(fraction: float) -> None:
     if not 0.0 <= fraction <= 1.0:
-        raise DenoiseError(f"{flag} is a fraction, in [0, 1]; got {fraction}")
+        raise DenoiseError(f"--albedo-texture is a fraction, in [0, 1]; got {fraction}")
 
 
-def albedo_texture(
-    item: dict[str, Any],
-    rng: np.random.Generator,
-    transfer: str,
-    kinds: Sequence[str] = DEFAULT_TEXTURE_KINDS,
-    hue: float = 0.0,
-) -> dict[str, Any]:
+def albedo_texture(item: dict[str, Any], rng: np.random.Generator, transfer: str) -> dict[str, Any]:
     """Paint a random texture into a crop: noisy colour, target and albedo times the same pattern.
 
     Renders show surfaces whose colour follows their albedo's texture, and the denoiser
@@ -358,14 +299,12 @@ def albedo_texture(
     out = dict(item)
     color = item["color"]
     _, h, w = color.shape
-    pattern = texture_pattern(h, w, rng, kinds, hue)
+    pattern = texture_pattern(h, w, rng)
     albedo = item.get("albedo")
     if albedo is not None:
         cover = np.clip(albedo.max(0, keepdims=True) / 0.02, 0.0, 1.0)
         pattern = 1.0 + cover * (pattern - 1.0)
         out["albedo"] = albedo * pattern
-    if "guide_albedo" in item:  # the texture is albedo: the guide target carries it too
-        out["guide_albedo"] = item["guide_albedo"] * pattern
     out["color"] = color * pattern
     out["target"] = item["target"] * pattern
     before = frame_exposure(color.transpose(1, 2, 0), transfer)
@@ -385,11 +324,10 @@ def _pad_to(a: np.ndarray, h: int, w: int) -> np.ndarray:
 class PairCache:
     """Loads pairs on first use and keeps them in memory (per process)."""
 
-    def __init__(self, pairs: list[Pair], inputs: str, transfer: str, guides: bool = False) -> None:
+    def __init__(self, pairs: list[Pair], inputs: str, transfer: str) -> None:
         self.pairs = pairs
         self.inputs = inputs
         self.transfer = transfer
-        self.guides = guides
         self._loaded: dict[int, Loaded] = {}
 
     def __len__(self) -> int:
@@ -397,7 +335,7 @@ class PairCache:
 
     def __getitem__(self, i: int) -> Loaded:
         if i not in self._loaded:
-            self._loaded[i] = load_pair(self.pairs[i], self.inputs, self.transfer, self.guides)
+            self._loaded[i] = load_pair(self.pairs[i], self.inputs, self.transfer)
         return self._loaded[i]
 
     def preload(self, progress: bool = True) -> None:
@@ -411,8 +349,7 @@ class PairCache:
 class RandomCropDataset:
     """``patches_per_image`` random crops of every pair per epoch, with random flips/rotations.
 
-    With ``texture`` > 0, that fraction of the crops gets a painted texture (``albedo_texture``)
-    of one of ``texture_kinds``, a ``texture_hue`` fraction of them in colours of one luminance.
+    With ``texture`` > 0, that fraction of the crops gets a painted texture (``albedo_texture``).
 
     Crops are reproducible: item i of epoch e always draws from the same seeded
     generator, whatever the number of workers.
@@ -426,17 +363,11 @@ class RandomCropDataset:
         augment: bool = True,
         seed: int = 0,
         texture: float = 0.0,
-        texture_kinds: Sequence[str] = DEFAULT_TEXTURE_KINDS,
-        texture_hue: float = 0.0,
     ):
         if patch < 1 or patches_per_image < 1:
             raise DenoiseError("patch size and patches per image must be at least 1")
         check_texture_fraction(texture)
-        check_texture_fraction(texture_hue, "--texture-hue")
-        check_texture_kinds(texture_kinds)
         self.texture = texture
-        self.texture_kinds = tuple(texture_kinds)
-        self.texture_hue = texture_hue
         self.cache = cache
         self.patch = patch
         self.per_image = patches_per_image
@@ -463,7 +394,7 @@ class RandomCropDataset:
         k = int(rng.integers(0, 8)) if self.augment else 0
         # Drawn only when asked for, so runs without it see the crops they always did.
         if self.texture and rng.uniform() < self.texture:
-            item = albedo_texture(item, rng, self.cache.transfer, self.texture_kinds, self.texture_hue)
+            item = albedo_texture(item, rng, self.cache.transfer)
         return dihedral(item, k) if self.augment else item
 
 

@@ -19,18 +19,10 @@ from blender_denoise_addon.core.errors import DenoiseError
 from .checkpoint import initial_config, initial_weights
 from .model import LATE_BRANCHES, REFINE_BOUND, ModifiedUNet, UNetConfig
 
-# A grown kernel's new outer offsets start at their nearest old offset's logit minus this:
-# e^-4 (1.8 %) of its weight, so the grown model computes nearly what the old one did and the new
-# offsets still get gradient (a softmax weight of 0 would never learn).
-GROWN_OFFSET_LOGIT = 4.0
-
-
 # Options that change what the weights compute without changing their shapes: --init must match them.
 _FUNCTION_FIELDS = (
     "inputs",
     "depth",
-    "residual",
-    "head",
     "kernel_size",
     "kernel_scales",
     "demodulate",
@@ -51,31 +43,25 @@ def load_initial_weights(model: ModifiedUNet, path: str | Path) -> None:
     model.load_state_dict(fitted_weights(model, path))
 
 
-def fitted_weights(
-    model: ModifiedUNet, path: str | Path, widen: bool = False, grown_logit: float = GROWN_OFFSET_LOGIT
-) -> dict[str, torch.Tensor]:
+def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -> dict[str, torch.Tensor]:
     """``model``'s state dict, read from ``path``; every name and shape must match.
 
     With ``widen``, ``path`` may hold a narrower network of the same layout: its weights fill
     the first channels and the result computes what it did (see ``widened_state``). It may
-    also lack ``demodulate`` (kernel space linear or both): the demodulated result then starts
+    also lack ``demodulate`` (kernel space both): the demodulated result then starts
     blended in at weight 0.5. And a ``transpose`` model may become a ``nearest`` one: its
     transposed convs are dropped (this one is not function-preserving: fine-tune it).
     """
     weights = initial_weights(path)
     saved = initial_config(path)
-    picker = weights.get("picker.0.weight")
-    if picker is not None and model.config.picker_results and picker.shape[1] == model.config.in_channels:
-        # Grown by --picker-results: the branch's new inputs (the two results) start with zero weights.
-        weights["picker.0.weight"] = torch.cat([picker, picker.new_zeros(picker.shape[0], 6, *picker.shape[2:])], 1)
     if saved is not None:
         differ = [k for k in _FUNCTION_FIELDS if k in saved and saved[k] != getattr(model.config, k)]
         if widen and "demodulate" in differ and model.config.demodulate and model.config.kernel_space != "log":
             differ.remove("demodulate")  # grown: widened_state adds the demodulated path, half-blended in
-        if widen and "kernel_size" in differ and model.config.head == "kernel":
-            # Grown: larger per-scale kernels whose new outer offsets start small (grown_scale_kernels).
-            differ.remove("kernel_size")
-            weights = grown_scale_kernels(weights, int(saved["kernel_size"]), model.config, grown_logit)
+        if widen and "kernel_space" in differ and model.config.kernel_space == "both":
+            # Grown: the same kernels now also average linear radiance (the shapes do not change);
+            # --reset-blends restarts the blends a log-space model learnt to switch off.
+            differ.remove("kernel_space")
         if widen and differ == ["upsample"] and model.config.upsample == "nearest":
             # Converted: the learnt 2x2 transposed convs are dropped; not function-preserving, so fine-tune.
             differ = []
@@ -92,7 +78,6 @@ def fitted_weights(
             weights["refine.2.bias"] = weights["refine.2.bias"] * ratio
     own = model.state_dict()
     if widen:
-        weights = grown_post_kernel(weights, model.config.post_kernel, grown_logit)
         try:
             weights = widened_state(model, weights)
         except (KeyError, ValueError) as e:
@@ -108,68 +93,11 @@ def fitted_weights(
     ]
     if missing or wrong:
         raise DenoiseError(
-            f"--init {path} does not fit this model (same --inputs, --width, --growth, --depth, --head, "
+            f"--init {path} does not fit this model (same --inputs, --width, --growth, --depth, "
             f"--kernel-* needed): {len(missing)} missing, e.g. {missing[:3]}; {len(wrong)} of another shape, "
             f"e.g. {wrong[:3]}"
         )
     return {k: weights[k].to(v.dtype) for k, v in own.items()}
-
-
-def _grown_offsets(old: int, size: int, grown_logit: float) -> tuple[list[int], list[float]]:
-    """For each offset of a ``size`` x ``size`` kernel (row-major): the row of its nearest offset in
-    an ``old`` x ``old`` one, and how much to lower that logit (0 for the old offsets themselves)."""
-    pad = (size - old) // 2
-    rows, lower = [], []
-    for y in range(size):
-        for x in range(size):
-            oy, ox = min(max(y - pad, 0), old - 1), min(max(x - pad, 0), old - 1)
-            rows.append(oy * old + ox)
-            lower.append(0.0 if (oy, ox) == (y - pad, x - pad) else grown_logit)
-    return rows, lower
-
-
-def _grow_rows(
-    weights: dict[str, torch.Tensor], prefix: str, old: int, size: int, grown_logit: float
-) -> dict[str, torch.Tensor]:
-    """The 1x1 logit layer ``prefix`` with its first old*old rows (kernel logits) grown to size*size;
-    the rows after them (gains, blends) are kept."""
-    w, b = weights[f"{prefix}.weight"], weights[f"{prefix}.bias"]
-    rows, lower = _grown_offsets(old, size, grown_logit)
-    rest = list(range(old * old, w.shape[0]))
-    return weights | {
-        f"{prefix}.weight": w[rows + rest].clone(),
-        f"{prefix}.bias": b[rows + rest] - torch.tensor(lower + [0.0] * len(rest), dtype=b.dtype),
-    }
-
-
-def grown_post_kernel(
-    weights: dict[str, torch.Tensor], size: int, grown_logit: float = GROWN_OFFSET_LOGIT
-) -> dict[str, torch.Tensor]:
-    """``weights`` with a smaller post kernel embedded in a ``size`` x ``size`` one (``--widen``).
-
-    The old offsets keep their logits; each new outer one copies its nearest old offset's
-    logit layer, lowered by ``grown_logit``, so it follows the same pixels' choice at a
-    small weight; the gain (the last row) is kept.
-    """
-    w, b = weights.get("post_head.weight"), weights.get("post_head.bias")
-    if w is None or b is None or not size or w.shape[0] == size * size + 1:
-        return weights
-    old = int(round((w.shape[0] - 1) ** 0.5))
-    if old * old + 1 != w.shape[0] or old > size:
-        raise DenoiseError(f"--widen: a {old}x{old} post kernel cannot grow into a {size}x{size} one")
-    return _grow_rows(weights, "post_head", old, size, grown_logit)
-
-
-def grown_scale_kernels(
-    weights: dict[str, torch.Tensor], old: int, cfg: UNetConfig, grown_logit: float = GROWN_OFFSET_LOGIT
-) -> dict[str, torch.Tensor]:
-    """``weights`` with every scale's ``old`` x ``old`` kernel grown to ``cfg.kernel_size`` (``--widen``),
-    the way ``grown_post_kernel`` grows the post kernel; the blend logits are kept."""
-    if old > cfg.kernel_size:
-        raise DenoiseError(f"--widen: {old}x{old} kernels cannot grow into {cfg.kernel_size}x{cfg.kernel_size} ones")
-    for s in range(cfg.kernel_scales):
-        weights = _grow_rows(weights, f"kernel_heads.{s}", old, cfg.kernel_size, grown_logit)
-    return weights
 
 
 def reset_blends(state: dict[str, torch.Tensor], cfg: UNetConfig) -> dict[str, torch.Tensor]:
@@ -180,7 +108,7 @@ def reset_blends(state: dict[str, torch.Tensor], cfg: UNetConfig) -> dict[str, t
     """
     k2 = cfg.kernel_size**2
     state = dict(state)
-    for s in range(cfg.kernel_scales if cfg.head == "kernel" else 0):
+    for s in range(cfg.kernel_scales):
         for kind in ("weight", "bias"):
             name = f"kernel_heads.{s}.{kind}"
             state[name] = state[name].clone()
@@ -216,14 +144,10 @@ def widened_state(model: ModifiedUNet, small: dict[str, torch.Tensor]) -> dict[s
         # The decoder reads cat(upsampled coarse features, skip): the skip starts after all the coarse ones.
         where[f"decoders.{j}.0"] = (r(old[lv]), torch.cat([r(old[lv + 1]), big[lv + 1] + r(old[lv])]))
         where[f"decoders.{j}.2"] = (r(old[lv]), r(old[lv]))
-    for s in range(cfg.kernel_scales if cfg.head == "kernel" else 0):
+    for s in range(cfg.kernel_scales):
         # A model grown by --demodulate has more blend logits: the new ones start at 0 (weight 0.5).
         where[f"kernel_heads.{s}"] = (r(int(small[f"kernel_heads.{s}.bias"].shape[0])), r(old[s]))
-    for s in range(cfg.kernel_scales - 1 if cfg.up_kernel else 0):
-        if f"up_heads.{s}.weight" in small:  # they read each scale's features, as the kernel heads do
-            where[f"up_heads.{s}"] = (r(9), r(old[s]))
-    where["head"] = (r(3), r(old[0]))
-    late = {k: v for k, v in own.items() if k.startswith(LATE_BRANCHES) and not k.startswith("up_heads.")}
+    late = {k: v for k, v in own.items() if k.startswith(LATE_BRANCHES)}
     late_fits = all(k in small and small[k].shape == v.shape for k, v in late.items())
     if not late_fits and all(k in small and small[k].shape[0] == v.shape[0] for k, v in late.items()):
         # Only the full-resolution features they read grew: the old columns keep their weights.

@@ -1,0 +1,214 @@
+"""training/train.py (and around it): training runs: files, resume, overfitting, loss settings,
+validation PSNR, the CLI, recipes.
+
+The tiny dataset and run are made once per session (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+from training_support import ROOT, bare, train_cli  # noqa: E402
+
+from training.dataset import (  # noqa: E402
+    PairCache,
+    RandomCropDataset,
+    find_pairs,
+    to_network,
+)
+from training.model import (  # noqa: E402
+    ModifiedUNet,
+    UNetConfig,
+)
+
+
+def test_one_epoch_writes_checkpoints_config_and_log(run_dir):
+    for name in ("config.json", "split.json", "log.csv", "last.pt", "best.pt"):
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["seed"] == 0 and config["epochs"] == 1 and config["model"]["width"] == 8
+    lines = (run_dir / "log.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,step,lr,train_loss,train_mse,train_ssim,train_l1,val_loss")
+    assert len(lines) == 2
+    state = torch.load(run_dir / "best.pt", weights_only=False)
+    assert state["epoch"] == 0 and state["seed"] == 0 and np.isfinite(state["best_val"])
+    split = json.loads((run_dir / "split.json").read_text())
+    assert split["train"] and split["val"] and split["test"]
+
+
+def test_resume_continues_from_last_checkpoint(dataset, run_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    from training.__main__ import main
+
+    before = json.loads((run / "config.json").read_text())
+    # Only the run folder and the new epoch count: every other setting comes from the checkpoint.
+    assert main(["train", "--out", str(run), "--epochs", "2", "--resume", "auto", "--threads", "1", "--quiet"]) == 0
+    rows = (run / "log.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["1", "2"]
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["epoch"] == 1 and state["config"]["model"] == before["model"]
+    assert json.loads((run / "config.json").read_text()) | {"epochs": 1, "resume": ""} == before | {"out": str(run)}
+    # Settings that would change the run are refused by name.
+    assert train_cli(dataset, run, "--epochs", "3", "--resume", "auto", "--width", "12") == 1
+
+
+def test_overfits_a_fixed_batch(dataset):
+    from training.losses import DenoiseLoss
+    from training.train import seed_everything
+
+    seed_everything(0)
+    cache = PairCache(find_pairs(dataset)[:4], "color,albedo,normal", "log")
+    ds = RandomCropDataset(cache, patch=32, patches_per_image=1, augment=False)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+    x, y = to_network(batch, "log")
+    net = ModifiedUNet(bare(width=16, growth=8, depth=2))
+    loss_fn = DenoiseLoss()
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    first = loss_fn(net(x), y)[0].item()
+    for _ in range(250):
+        loss, _ = loss_fn(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # A kernel head only re-weights noisy neighbours, so it cannot fit the batch as closely as a
+    # free output could; it still must learn it.
+    assert loss.item() < first / 2, (first, loss.item())
+
+
+def test_albedo_texture_reaches_a_run_or_fails_first(dataset, tmp_path):
+    extra = ["--kernel-size", "3", "--kernel-scales", "3", "--epochs", "1"]
+    # Painted crops ride along: the flag reaches the run's config.
+    assert train_cli(dataset, tmp_path / "a", *extra, "--albedo-texture", "0.5") == 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["albedo_texture"] == 0.5
+    assert train_cli(dataset, tmp_path / "d", *extra, "--albedo-texture", "2") == 1
+    assert not (tmp_path / "d").exists()  # nothing written
+
+
+def test_every_loss_weight_flag_reaches_the_loss():
+    from dataclasses import fields
+
+    from training.config import TrainConfig
+    from training.losses import LossWeights
+    from training.train import loss_weights
+
+    for i, f in enumerate(fields(LossWeights)):
+        weights = loss_weights(TrainConfig(data="d", out="o", **{f"w_{f.name}": 0.25 + i}))  # type: ignore[arg-type]
+        assert getattr(weights, f.name) == 0.25 + i, f.name
+
+
+def test_validation_psnr_is_the_mean_display_psnr_that_evaluation_reports():
+    from blender_denoise_addon.core import metrics
+    from training.losses import DenoiseLoss, LossWeights
+    from training.train import evaluate_loss
+
+    rng = np.random.default_rng(4)
+    target = rng.gamma(0.8, 0.4, (3, 3, 16, 16)).astype(np.float32)
+    pred = (target * rng.uniform(0.5, 1.5, target.shape)).astype(np.float32)
+    pred[2] = target[2]  # a frame equal to its target: inf PSNR, left out of the mean
+    exposure = [0.7, 3.0, 1.0]
+    batches = [
+        {
+            "color": torch.from_numpy(pred[i : i + 1]),
+            "target": torch.from_numpy(target[i : i + 1]),
+            "exposure": torch.tensor([exposure[i]]),
+            "height": torch.tensor([16]),
+            "width": torch.tensor([16]),
+        }
+        for i in range(3)
+    ]
+
+    class Identity(torch.nn.Module):  # the "denoiser" returns its input: the prediction is pred
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    # The loss weights do not change psnr_db: runs with other loss terms compare on it.
+    for weights in (LossWeights(), LossWeights(mse=0, ssim=0, psnr=1)):
+        val = evaluate_loss(Identity(), batches, DenoiseLoss(weights, "log"), "log")  # type: ignore[arg-type]
+        want = np.mean(
+            [
+                metrics.psnr(metrics.to_display(p.transpose(1, 2, 0)), metrics.to_display(t.transpose(1, 2, 0)))
+                for p, t in zip(pred[:2], target[:2], strict=True)
+            ]
+        )
+        assert val["psnr_db"] == pytest.approx(want, abs=0.02)
+
+
+def test_cli_help_explains_every_option():
+    import argparse
+
+    from training.__main__ import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {"train", "evaluate", "export", "summarize"}
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help and len(action.help) > 8, f"{name} {action.option_strings} has no help"
+    cmd = [sys.executable, "-m", "training", "train", "--help"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and "--patch" in proc.stdout and "(default: 64)" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["v13-color-albedo-normal", "v16-color"])
+def test_recipe_builds_the_shipped_model_shape_stage_by_stage(name):
+    """Every stage's settings make a valid config, each stage's data is a listed dataset, and the last
+    stage trains exactly the network the shipped model's metadata records."""
+    import onnx
+
+    from training.checkpoint import MODEL_CONFIG_KEY
+    from training.config import config_from, load_recipe
+
+    recipe = load_recipe(name)
+    configs = [config_from(recipe["defaults"] | s["settings"]) for s in recipe["stages"]]
+    assert all(s["data"] in recipe["datasets"] for s in recipe["stages"])
+    assert all(s.get("init") == "previous" for s in recipe["stages"][1:]) and "init" not in recipe["stages"][0]
+    assert all(d["generate"].startswith("--count") for d in recipe["datasets"].values())
+    meta = {p.key: p.value for p in onnx.load(str(ROOT / "models" / recipe["model"])).metadata_props}
+    assert configs[-1].model == UNetConfig.from_dict(json.loads(meta[MODEL_CONFIG_KEY]))
+    assert meta["denoiser.name"] == recipe["name"]
+
+
+def test_recipe_runs_its_stages_skips_finished_ones_and_names_missing_data(dataset, tmp_path, monkeypatch):
+    from training import config
+    from training.__main__ import main
+    from training.checkpoint import build_model, load_checkpoint
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    tiny = {"width": 8, "growth": 4, "depth": 2, "patch": 16, "batch_size": 8, "patches_per_image": 2, "epochs": 1}
+    recipe = {
+        "model": "tiny.onnx",
+        "name": "tiny",
+        "datasets": {"tiny": {"generate": "--count 5 --resolution 32 32"}},
+        "defaults": tiny,
+        "stages": [
+            {"name": "a", "data": "tiny", "settings": {"seed": 1}},
+            {"name": "b", "data": "tiny", "init": "previous", "settings": {"growth": 8, "widen": True}},
+        ],
+    }
+    (recipes / "tiny.json").write_text(json.dumps(recipe))
+    monkeypatch.setattr(config, "RECIPES", recipes)
+    root = tmp_path / "data"
+    args = ["train", "--recipe", "tiny", "--data-root", str(root), "--out", str(tmp_path / "run"), "--threads", "1"]
+    assert main([*args, "--quiet"]) == 1  # no dataset yet: the command to render it is printed
+    root.mkdir()
+    (root / "tiny").symlink_to(dataset)
+    assert main([*args, "--quiet"]) == 0
+    _, cfg, _ = build_model(load_checkpoint(tmp_path / "run" / "b" / "best.pt"))
+    assert cfg.channels == [8, 16, 24]
+    assert load_checkpoint(tmp_path / "run" / "b" / "best.pt")["config"]["init"].endswith("a/best.pt")
+    stamp = (tmp_path / "run" / "a" / "last.pt").stat().st_mtime_ns
+    assert main([*args, "--quiet"]) == 0  # both stages finished: nothing trains again
+    assert (tmp_path / "run" / "a" / "last.pt").stat().st_mtime_ns == stamp
+    assert main([*args, "--lr", "1"]) == 1  # a recipe sets its own training options

@@ -1,0 +1,65 @@
+"""``train --recipe NAME``: every stage of a shipped model's recipe (training/recipes/NAME.json).
+
+A recipe names its datasets (each with the ``generate-dataset`` command that renders it) and its
+stages; each stage is a set of training settings by field name (``config.config_from``), its
+dataset, and whether it starts from the previous stage's best weights. Stages run into
+OUT/<stage>; a finished stage is skipped and an interrupted one resumed, so a recipe spans
+sessions: run the same command again.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from blender_denoise_addon.core.errors import DenoiseError
+
+from .config import config_from, load_recipe
+
+DATASET_COMMAND = "python -m blender_denoise_addon generate-dataset"
+
+
+def dataset_command(data_root: Path, name: str, dataset: dict[str, Any]) -> str:
+    return f"{DATASET_COMMAND} --out {data_root / name} {dataset['generate']}"
+
+
+def _finished(stage_out: Path, epochs: int) -> bool:
+    from .checkpoint import load_checkpoint
+    from .train import LAST
+
+    last = stage_out / LAST
+    return last.is_file() and load_checkpoint(last)["epoch"] + 1 >= epochs
+
+
+def run_recipe(name: str, out: str | Path, data_root: str | Path, run: dict[str, Any] | None = None) -> Path:
+    """Run (or continue) every stage; returns the last stage's folder, whose best.pt is the model.
+    ``run``: settings for every stage that do not change results (threads, workers, progress)."""
+    from .train import LAST, train
+
+    recipe = load_recipe(name)
+    out, data_root = Path(out), Path(data_root)
+    missing = [n for n in recipe["datasets"] if not (data_root / n).is_dir()]
+    if missing:
+        commands = "\n".join(dataset_command(data_root, n, recipe["datasets"][n]) for n in missing)
+        raise DenoiseError(f"recipe {name} needs datasets that are not in {data_root}; render them first:\n{commands}")
+    previous: Path | None = None
+    for stage in recipe["stages"]:
+        stage_out = out / stage["name"]
+        settings = recipe.get("defaults", {}) | stage["settings"] | (run or {})
+        settings |= {"data": str(data_root / stage["data"]), "out": str(stage_out)}
+        if stage.get("init") == "previous":
+            if previous is None:
+                raise DenoiseError(f"recipe {name}: stage {stage['name']} starts from a previous stage, but is first")
+            settings["init"] = str(previous / "best.pt")
+        cfg = config_from(settings)
+        if _finished(stage_out, cfg.epochs):
+            print(f"recipe {name}: stage {stage['name']} is done", file=sys.stderr)
+        else:
+            resume = {"resume": str(stage_out / LAST)} if (stage_out / LAST).is_file() else {}
+            print(f"recipe {name}: stage {stage['name']}{' (resumed)' if resume else ''}", file=sys.stderr)
+            train(replace(cfg, **resume))
+        previous = stage_out
+    assert previous is not None
+    return previous
