@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # kept lazy: the extension install test uses this module without the repo on sys.path
-    from blender_denoise_addon.core.imageio import Frame
+from blender_denoise_addon.core.imageio import Frame
 
 
 def emitter_scene(width: int = 32, height: int = 24, spp: int = 4):
