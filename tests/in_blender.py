@@ -126,37 +126,31 @@ def features() -> None:
         return {"ok": status.startswith("OK") and ret == {"FINISHED"} and used.endswith("(color)"), "status": status,
                 "used": used}  # fmt: skip
 
-    @check("missing_model_reported")
-    def _() -> dict[str, Any]:
-        scene_with_camera()
+    def reported_error(model_path: Path, use_albedo: bool = True) -> str | None:
+        """The operator's ERROR report (a RuntimeError in background mode) with this user model."""
+        scene = scene_with_camera()
+        scene.ai_denoise.use_albedo = use_albedo
         p = prefs()
         p.model_source = "FILE"
-        p.model_path = str(WORK / "no_such_model.onnx")
+        p.model_path = str(model_path)
         try:
             bpy.ops.render.ai_denoise()
-            message = None
-        except RuntimeError as e:  # background mode: the operator's ERROR report
-            message = str(e)
+            return None
+        except RuntimeError as e:
+            return str(e)
         finally:
             p.model_source = "BUNDLED"
+
+    @check("missing_model_reported")
+    def _() -> dict[str, Any]:
+        message = reported_error(WORK / "no_such_model.onnx")
         return {"ok": message is not None and "no_such_model" in message, "message": message}
 
     @check("missing_pass_reported")
     def _() -> dict[str, Any]:
         catalog = addon("core.catalog")
         full = next(p for p in catalog.bundled_models() if "albedo" in p.stem)
-        scene = scene_with_camera()
-        scene.ai_denoise.use_albedo = False
-        p = prefs()
-        p.model_source = "FILE"
-        p.model_path = str(full)
-        try:
-            bpy.ops.render.ai_denoise()
-            message = None
-        except RuntimeError as e:
-            message = str(e)
-        finally:
-            p.model_source = "BUNDLED"
+        message = reported_error(full, use_albedo=False)
         return {"ok": message is not None and "albedo" in message, "message": message}
 
     @check("render_hook_still")
