@@ -27,6 +27,7 @@ def test_one_validated_zip_per_platform(dist):
     wheels = [n for n in names if n.startswith("wheels/")]
     assert any(n.startswith("wheels/onnxruntime-") and n.endswith("win_amd64.whl") for n in wheels)
     assert not any("numpy" in n for n in wheels), "Blender ships numpy; bundling it would shadow Blender's"
+    assert not any(n.startswith("wheels/ray-") for n in wheels), "Ray is optional and never in the zip"
     assert not any("manylinux" in n or "macosx" in n for n in wheels)
     assert any(n.startswith("models/") and n.endswith(".onnx") for n in names)
     assert 'blender_version_min = "4.2.0"' in manifest and 'files = "' in manifest

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..core import catalog
 from ..core.defaults import TILING, TILING_MODES
-from ..core.denoise import denoise
+from ..core.denoise import DenoiseStats, denoise
 from ..core.errors import DenoiseError
 from ..core.imageio import IMAGE_SUFFIXES, read_image, write_image
 from ..core.model import Model, load_model
@@ -40,6 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--format", choices=("exr", "png"), help="output format for folder outputs (default: same as each input)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="one task per frame on a Ray cluster: a local one, or ADDRESS (auto, HOST:PORT, ray://HOST:PORT); "
+        "Ray is optional: pip install -r requirements/ray.txt",
+    )
 
 
 def collect_inputs(items: list[str]) -> list[Path]:
@@ -76,6 +85,62 @@ def output_paths(inputs: list[Path], output: str, fmt: str | None, folder_input:
     return paths
 
 
+def options_from(args: argparse.Namespace) -> dict[str, Any]:
+    """What denoising one file needs from the command line (plain data: it travels to Ray workers)."""
+    keys = ("model", "tiling", "tile", "overlap", "batch", "threads")
+    return {k: getattr(args, k) for k in keys}
+
+
+# Loaded models by (file or passes, threads): a process denoising many frames (or a Ray worker
+# running many tasks) builds each session once.
+_models: dict[tuple[Any, int | None], Model] = {}
+
+
+def _model_for(frame: Any, options: dict[str, Any]) -> Model:
+    key = (options["model"] or frozenset(frame.passes), options["threads"])
+    if key not in _models:
+        if options["model"]:
+            _models[key] = load_model(options["model"], threads=options["threads"])
+        else:
+            _models[key] = catalog.pick_model(frozenset(frame.passes), threads=options["threads"])
+    return _models[key]
+
+
+def denoise_file(src: Path, dst: Path, options: dict[str, Any], quiet: bool = True) -> DenoiseStats:
+    """Read ``src``, denoise it, write ``dst`` (atomically); raises DenoiseError."""
+    from tqdm import tqdm
+
+    frame = read_image(src)
+    model = _model_for(frame, options)
+    with tqdm(total=0, unit="tile", desc=src.name, leave=False, disable=quiet, file=sys.stderr) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        result = denoise(
+            model,
+            frame.rgba,
+            frame.albedo,
+            frame.normal,
+            tiling=options["tiling"],
+            tile=options["tile"],
+            overlap=options["overlap"],
+            batch=options["batch"],
+            progress=progress,
+        )
+    write_image(dst, result.image)
+    return result.stats
+
+
+def summary(src: Path, dst: Path, s: DenoiseStats) -> str:
+    return (
+        f"{src.name} -> {dst} | model {s.model} ({','.join(s.inputs)}) | {s.tiling} {s.tiles} tiles"
+        f" | {s.seconds:.2f} s | {s.input_report}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -84,52 +149,32 @@ def run(args: argparse.Namespace) -> int:
     for src, dst in zip(inputs, outputs, strict=False):
         if src.resolve() == dst.resolve():
             raise DenoiseError(f"output {dst} would overwrite its input")
-    fixed: Model | None = load_model(args.model, threads=args.threads) if args.model else None
-    by_passes: dict[frozenset[str], Model] = {}
+    options = options_from(args)
+    if args.model:
+        load_model(args.model)  # a missing or broken model fails once, before any frame
+    if args.ray is not None:
+        from .distributed import denoise_frames
+
+        return denoise_frames(list(zip(inputs, outputs, strict=True)), options, args.ray or None, args.quiet)
     failures = 0
     files_bar = tqdm(total=len(inputs), unit="img", disable=args.quiet or len(inputs) == 1, file=sys.stderr)
     for src, dst in zip(inputs, outputs, strict=False):
         try:
-            frame = read_image(src)
-            model = fixed
-            if model is None:
-                key = frozenset(frame.passes)
-                if key not in by_passes:
-                    by_passes[key] = catalog.pick_model(key, threads=args.threads)
-                model = by_passes[key]
-            with tqdm(total=0, unit="tile", desc=src.name, leave=False, disable=args.quiet, file=sys.stderr) as bar:
-
-                def progress(done: int, total: int) -> None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-
-                result = denoise(
-                    model,
-                    frame.rgba,
-                    frame.albedo,
-                    frame.normal,
-                    tiling=args.tiling,
-                    tile=args.tile,
-                    overlap=args.overlap,
-                    batch=args.batch,
-                    progress=progress,
-                )
-            write_image(dst, result.image)
+            stats = denoise_file(src, dst, options, quiet=args.quiet)
         except DenoiseError as e:
             failures += 1
             tqdm.write(f"error: {e}", file=sys.stderr)
             continue
         finally:
             files_bar.update(1)
-        s = result.stats
-        tqdm.write(
-            f"{src.name} -> {dst} | model {s.model} ({','.join(s.inputs)}) | {s.tiling} {s.tiles} tiles"
-            f" | {s.seconds:.2f} s | {s.input_report}",
-            file=sys.stderr,
-        )
+        tqdm.write(summary(src, dst, stats), file=sys.stderr)
     files_bar.close()
+    return report_failures(failures, len(inputs))
+
+
+def report_failures(failures: int, total: int) -> int:
+    """The run's last line and exit status, the same for local and Ray runs."""
     if failures:
-        print(f"error: {failures} of {len(inputs)} images failed", file=sys.stderr)
+        print(f"error: {failures} of {total} images failed", file=sys.stderr)
         return 1
     return 0

@@ -40,6 +40,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--clamp-direct", type=float, default=0.0, help="Cycles direct clamp, 0 = none (default %(default)s)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="one task per sample on a Ray cluster: a local one, or ADDRESS (auto, HOST:PORT, ray://HOST:PORT); "
+        "the driver writes what the tasks return. Ray is optional: pip install -r requirements/ray.txt",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> GenerateSettings:
@@ -66,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
         raise DenoiseError(
             "generate-dataset needs Blender: install the bpy module (pip install bpy==5.0.1) or run inside Blender"
         ) from None
+    if args.ray is not None:
+        from .distributed import generate
+
+        return generate(settings, args.ray or None, args.quiet)
     from tqdm import tqdm
 
     from ..generator.run import DatasetJob

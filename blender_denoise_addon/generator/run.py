@@ -43,9 +43,10 @@ def png_exposure(clean_rgb: np.ndarray) -> float:
 
 
 class DatasetJob:
-    def __init__(self, settings: ss.GenerateSettings, quiet: bool = False) -> None:
+    def __init__(self, settings: ss.GenerateSettings, quiet: bool = False, threads: int = 0) -> None:
         self.settings = settings
         self.quiet = quiet  # silence Cycles' per-sample log lines on stdout
+        self.threads = threads  # Cycles threads (0: all cores); the pixels do not depend on it
         self.root = Path(settings.out)
         self.all_indices = ss.shard_indices(settings.count, settings.shard)
         self.done_before = df.complete_indices(self.root) if self.root.is_dir() else set()
@@ -179,6 +180,9 @@ class DatasetJob:
             built = build_scene(spec)
             try:
                 render_settings = configure(built.scene, st)
+                if self.threads:
+                    built.scene.render.threads_mode = "FIXED"
+                    built.scene.render.threads = self.threads
                 if attempt == ss.MAX_ATTEMPTS - 1:
                     return spec, built, render_settings
                 render_exr(built.scene, probe, 1, ss.render_seed(st.seed, index, 0), quiet=self.quiet)
