@@ -69,10 +69,10 @@ _COMPARE = {
 }
 
 
-def pinned(requirement: str, python: str) -> str:
-    """The exact pin from requirements/runtime.txt for one Python: one home for the version.
+def pinned(requirement: str, python: str, file: str = "runtime.txt") -> str:
+    """The exact pin from requirements/FILE for one Python: one home for the version.
     A pin may carry a ``python_version`` marker (the only marker read here)."""
-    text = (ROOT / "requirements" / "runtime.txt").read_text()
+    text = (ROOT / "requirements" / file).read_text()
     have = tuple(int(x) for x in python.split("."))
     for m in re.finditer(rf"^{re.escape(requirement)}==([^\s;#]+)\s*(?:;([^#\n]*))?", text, re.M):
         marker = (m.group(2) or "").strip()
@@ -83,7 +83,7 @@ def pinned(requirement: str, python: str) -> str:
             if not _COMPARE[mm.group(1)](have, (int(mm.group(2)), int(mm.group(3)))):
                 continue
         return f"{requirement}=={m.group(1)}"
-    raise BuildError(f"requirements/runtime.txt has no exact pin for {requirement} on Python {python}")
+    raise BuildError(f"requirements/{file} has no exact pin for {requirement} on Python {python}")
 
 
 def blender_ext() -> Path:

@@ -71,23 +71,27 @@ def find_python(version: str) -> str:
     raise MatrixError(f"no Python {version} found (on PATH or in {pyenv_root}/versions): install it, e.g. with pyenv")
 
 
-def clean_venv(blender: Blender) -> Path:
-    """A venv with only bpy and its numpy; made once, remade when the pins change."""
-    venv = VENVS / f"bpy-{blender.bpy}"
-    python = venv / "bin" / "python"
-    pins = [f"bpy=={blender.bpy}", f"numpy=={blender.numpy}"]
+def _venv(name: str, python: str, pins: list[str]) -> Path:
+    """build/blender-matrix/NAME with only ``pins`` installed; made once, remade when they change."""
+    venv = VENVS / name
+    bin_python = venv / "bin" / "python"
     stamp = venv / ".pins"
-    if python.exists() and stamp.is_file() and stamp.read_text() == " ".join(pins):
-        return python
+    if bin_python.exists() and stamp.is_file() and stamp.read_text() == " ".join(pins):
+        return bin_python
     if venv.exists():
         shutil.rmtree(venv)
-    subprocess.run([find_python(blender.python), "-m", "venv", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins]
+    subprocess.run([find_python(python), "-m", "venv", str(venv)], check=True)
+    pip = [str(bin_python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins]
     res = subprocess.run(pip, capture_output=True, text=True)
     if res.returncode != 0:
         raise MatrixError(f"pip could not install {' '.join(pins)}: {res.stderr.strip()[-2000:]}")
     stamp.write_text(" ".join(pins))
-    return python
+    return bin_python
+
+
+def clean_venv(blender: Blender) -> Path:
+    """A venv with only bpy and the numpy that Blender bundles."""
+    return _venv(f"bpy-{blender.bpy}", blender.python, [f"bpy=={blender.bpy}", f"numpy=={blender.numpy}"])
 
 
 def _env(user: Path) -> dict[str, str]:
@@ -184,33 +188,13 @@ CORE_TESTS = (
 )
 
 
-def _dev_pin(requirement: str) -> str:
-    text = (ROOT / "requirements" / "dev.txt").read_text()
-    line = next(ln for ln in text.splitlines() if ln.startswith(f"{requirement}=="))
-    return line.split("#")[0].strip()
-
-
 def core_venv(python: str = "3.13") -> Path:
-    """A venv with the runtime pins for ``python`` (numpy 2 on 3.13) and pytest, without bpy."""
-    runtime = [pinned_version(r, python) for r in ("numpy", "onnxruntime", "openexr", "pillow", "tqdm")]
-    names = ("numpy", "onnxruntime", "openexr", "pillow", "tqdm")
-    pins = [f"{n}=={v}" for n, v in zip(names, runtime, strict=True)] + [_dev_pin("pytest"), _dev_pin("onnx")]
-    venv = VENVS / f"core-py{python}"
-    bin_python = venv / "bin" / "python"
-    stamp = venv / ".pins"
-    if not (bin_python.exists() and stamp.is_file() and stamp.read_text() == " ".join(pins)):
-        if venv.exists():
-            shutil.rmtree(venv)
-        subprocess.run([find_python(python), "-m", "venv", str(venv)], check=True)
-        res = subprocess.run(
-            [str(bin_python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins],
-            capture_output=True,
-            text=True,
-        )
-        if res.returncode != 0:
-            raise MatrixError(f"pip could not install {' '.join(pins)}: {res.stderr.strip()[-2000:]}")
-        stamp.write_text(" ".join(pins))
-    return bin_python
+    """A venv with the runtime pins for ``python`` (numpy 2 on 3.13), pytest and onnx, without bpy."""
+    from build_addon import pinned
+
+    pins = [pinned(r, python) for r in ("numpy", "onnxruntime", "openexr", "pillow", "tqdm")]
+    pins += [pinned(r, python, "dev.txt") for r in ("pytest", "onnx")]
+    return _venv(f"core-py{python}", python, pins)
 
 
 def build_linux_zip(out: Path) -> Path:

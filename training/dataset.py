@@ -23,8 +23,9 @@ from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.imageio import read_image
 from blender_denoise_addon.dataset import files
 
+from .config import SOURCES
+
 SPLITS = ("train", "val", "test")
-SOURCES = ("auto", "exr", "png")
 
 
 @dataclass(frozen=True)
