@@ -133,7 +133,13 @@ def _headless(python: Path, site_packages: str, work: Path) -> dict:
             + ["--noisy-spp", "1", "--clean-spp", "4", "--quiet"],
             work / "pym_pairs",
         ),
+        "python_m_generate_dataset_scene": (  # the artist's file: crops of its frames, the file untouched
+            ["generate-dataset", "--out", str(work / "pym_scene"), "--count", "2", "--scene", str(blend)]
+            + ["--resolution", "16", "12", "--noisy-spp", "1", "--clean-spp", "4", "--quiet"],
+            work / "pym_scene",
+        ),
     }
+    blend_bytes = blend.read_bytes() if blend.is_file() else b""
     for name, (args, folder) in runs.items():
         res = subprocess.run(
             [str(python), "-m", "blender_denoise_addon", *args],
@@ -145,6 +151,8 @@ def _headless(python: Path, site_packages: str, work: Path) -> dict:
         )
         files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
         out[name] = {"ok": res.returncode == 0 and bool(files), "exit": res.returncode, "files": files}
+        if name.endswith("_scene"):
+            out[name]["ok"] &= len([f for f in files if f.endswith(".exr")]) == 4 and blend.read_bytes() == blend_bytes
         if res.returncode != 0:
             out[name]["log"] = (res.stdout + res.stderr)[-3000:]
     return out

@@ -126,6 +126,36 @@ def features() -> None:
         return {"ok": status.startswith("OK") and ret == {"FINISHED"} and used.endswith("(color)"), "status": status,
                 "used": used}  # fmt: skip
 
+    @check("models_folder")
+    def _() -> dict[str, Any]:
+        # A fine-tuned model dropped into the extension's user directory, and a broken one.
+        catalog, preferences = addon("core.catalog"), addon("ui.preferences")
+        folder = preferences.models_folder(create=True)
+        color_only = next(p for p in catalog.bundled_models() if p.stem.endswith("-color"))
+        shutil.copy(color_only, folder / "walk_tuned.onnx")
+        catalog.card_path(folder / "walk_tuned.onnx").write_text(json.dumps({"name": "Walkthrough tuned"}))
+        (folder / "broken.onnx").write_bytes(b"not an onnx file")
+        scene = scene_with_camera()
+        p = prefs()
+        items = {i[0]: (i[1], i[2]) for i in preferences._model_items(p, bpy.context)}
+        p.model_source = "user:walk_tuned.onnx"
+        ret = bpy.ops.render.ai_denoise()
+        label = preferences.model_label()
+        p.model_source = "user:broken.onnx"
+        try:
+            bpy.ops.render.ai_denoise()
+            broken_error = None
+        except RuntimeError as e:
+            broken_error = str(e)
+        p.model_source = "BUNDLED"
+        in_ext = str(folder).startswith(bpy.utils.user_resource("EXTENSIONS"))
+        listed = items.get("user:walk_tuned.onnx", ("", ""))[0] == "Walkthrough tuned"
+        broken = "broken.onnx" in items.get("user:broken.onnx", ("", ""))[1]
+        bundled = sum(k.startswith("bundled:") for k in items) == 2
+        return {"ok": in_ext and listed and broken and bundled and ret == {"FINISHED"} and label == "Walkthrough tuned"
+                and broken_error is not None and "broken.onnx" in broken_error, "folder": str(folder), "items": items,
+                "used": scene.ai_denoise.last_model, "broken_error": broken_error}  # fmt: skip
+
     def reported_error(model_path: Path, use_albedo: bool = True) -> str | None:
         """The operator's ERROR report (a RuntimeError in background mode) with this user model."""
         scene = scene_with_camera()
@@ -204,6 +234,27 @@ def features() -> None:
         exrs = [f for f in files if f.endswith(".exr")]
         return {"ok": ret == {"FINISHED"} and len(exrs) >= 2, "files": files}
 
+    @check("generate_pairs_this_file")
+    def _() -> dict[str, Any]:
+        scene = scene_with_camera(48, 32)
+        scene.frame_start, scene.frame_end = 1, 3
+        scene.render.engine = next(e for e in ("BLENDER_EEVEE_NEXT", "BLENDER_EEVEE") if _engine_ok(scene, e))
+        engine, ids = scene.render.engine, len(bpy.data.objects) + len(bpy.data.scenes)
+        props = scene.ai_denoise_dataset
+        props.source = "THIS_FILE"
+        props.output_dir = str(WORK / "pairs_file")
+        props.count = 2
+        props.resolution_x, props.resolution_y = 24, 16
+        props.noisy_spp = "1"
+        props.clean_spp = 4
+        ret = bpy.ops.render.ai_denoise_generate_dataset()
+        recs = [json.loads(p.read_text()) for p in sorted((WORK / "pairs_file" / "samples").glob("*.json"))]
+        kept = scene.render.engine == engine and len(bpy.data.objects) + len(bpy.data.scenes) == ids
+        crops = [r["spec"]["crop"][2:] for r in recs]
+        return {"ok": ret == {"FINISHED"} and len(recs) == 2 and kept and crops == [[24, 16]] * 2
+                and all(r["scene"]["rendered_with"] == "CYCLES" for r in recs), "crops": crops,
+                "scene_unchanged": kept}  # fmt: skip
+
     @check("cli_command")
     def _() -> dict[str, Any]:
         # `blender -c ai_denoise ...` runs this function; the bpy module has no -c to call it with.
@@ -219,6 +270,14 @@ def features() -> None:
         bad = cli.blender_command(["render-denoise", str(WORK / "missing.blend"), "-o", str(out)])
         return {"ok": registered and code == 0 and names == ["cli_scene_0002.exr", "cli_scene_0003.exr"] and bad == 1,
                 "registered": registered, "exit": code, "files": names, "missing_blend_exit": bad}  # fmt: skip
+
+
+def _engine_ok(scene: Any, engine: str) -> bool:
+    try:
+        scene.render.engine = engine
+        return True
+    except TypeError:  # not an engine of this version (Eevee Next is 4.2-4.5's name)
+        return False
 
 
 def _user_compositor(scene: Any) -> str:

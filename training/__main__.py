@@ -1,4 +1,4 @@
-"""``python -m training train|evaluate|export``. Each stage is imported only when it runs."""
+"""``python -m training train|evaluate|export|finetune|summarize``. Each stage is imported only when it runs."""
 
 from __future__ import annotations
 
@@ -96,6 +96,45 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(_run=_run_export)
 
 
+def _finetune_parser(sub: argparse._SubParsersAction) -> None:
+    from .finetune import FinetuneConfig
+
+    d = FinetuneConfig("", "")
+    p = sub.add_parser(
+        "finetune",
+        help="tune a shipped model on your own pairs for a time budget (one command)",
+        description="Fine-tune the shipped model that fits the data's passes (or --from MODEL) with its recipe "
+        "for --minutes, score held-out pairs before and after, keep the better model, export it with the parity "
+        "check and write its card (NAME.card.json) beside it. Put both in the add-on's models folder. A rerun "
+        "with the same output resumes (OUT.run/).",
+    )
+    p.add_argument("--data", required=True, help="dataset folder written by generate-dataset (e.g. with --scene)")
+    p.add_argument("-o", "--output", required=True, help="the tuned .onnx to write")
+    p.add_argument(
+        "--from",
+        dest="base",
+        default=d.base,
+        metavar="MODEL",
+        help="the .onnx to start from (default: the shipped model that uses the most of the data's passes)",
+    )
+    p.add_argument("--minutes", type=float, default=d.minutes, help="training time budget (default %(default)s)")
+    p.add_argument(
+        "--holdout", type=float, default=d.holdout, help="share of samples held out for scoring (default %(default)s)"
+    )
+    p.add_argument("--name", default=d.name, help="the model's name in Blender (default: the output's file name)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the held-out split and the crops")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch / onnxruntime threads (0: default)")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(_run=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from .finetune import FinetuneConfig, finetune
+
+    finetune(FinetuneConfig(**{k: v for k, v in vars(args).items() if k not in ("command", "_run")}))
+    return 0
+
+
 def _summary_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "summarize",
@@ -184,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _eval_parser(sub)
     _export_parser(sub)
+    _finetune_parser(sub)
     _summary_parser(sub)
     return parser
 

@@ -308,6 +308,10 @@ class TrainConfig:
     w_l1: float = field(default=1.0, metadata=_optim("weight of the L1 term"))
     w_psnr: float = field(default=0.0, metadata=_optim("weight of each frame's display-PSNR shortfall below 50 dB"))
     max_steps: int = field(default=0, metadata=_optim("stop after this many steps (0: no cap; smoke runs)"))
+    minutes: float = field(
+        default=0.0,
+        metadata=_optim("stop after this many minutes, the learning rate decaying over them (0: by epochs and steps)"),
+    )
     seed: int = field(default=0, metadata=_run("seed for weights, crops and shuffling"))
     workers: int = field(default=0, metadata=_run("DataLoader worker processes (0: the main process)"))
     threads: int = field(default=0, metadata=_run("torch CPU threads (0: torch's default)"))

@@ -94,6 +94,7 @@ def trace_to_onnx(net: ModifiedUNet, info: ModelInfo, path: Path) -> None:
     # The TorchScript exporter: the dynamo one needs onnxscript, which we do not ship.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)  # "constant folding not applied" for slices: harmless
         torch.onnx.export(
             net,
             (dummy,),

@@ -58,11 +58,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
-    """Linear warmup, then cosine decay to ``floor`` (a fraction of the base rate) at ``total``."""
+def lr_factor(step: int, total: int, warmup: int, floor: float, progress: float | None = None) -> float:
+    """Linear warmup, then cosine decay to ``floor`` (a fraction of the base rate) at ``total``
+    steps, or, with a time budget, at ``progress`` (the budget's fraction used) = 1."""
     if warmup and step < warmup:
         return (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    t = min(1.0, progress if progress is not None else (step - warmup) / max(1, total - warmup))
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
@@ -173,10 +174,16 @@ class Run:
     cfg: TrainConfig
     model: ModifiedUNet
     opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LambdaLR
+    sched: Any = None  # torch.optim.lr_scheduler.LambdaLR
     epoch: int = 0  # the next epoch to run
     step: int = 0
     best: float = math.inf
+    seconds: float = 0.0  # wall time spent training (and validating), over every resume
+
+    @property
+    def budget_used(self) -> float | None:
+        """Fraction of ``cfg.minutes`` spent (None without a time budget)."""
+        return self.seconds / (60 * self.cfg.minutes) if self.cfg.minutes else None
 
     def checkpoint(self, epoch: int) -> dict[str, Any]:
         return {
@@ -190,6 +197,7 @@ class Run:
             "epoch": epoch,
             "step": self.step,
             "best_val": self.best,
+            "seconds": self.seconds,
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -204,12 +212,16 @@ def build(cfg: TrainConfig, steps_per_epoch: int, state: dict[str, Any] | None, 
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     floor = cfg.min_lr / cfg.lr
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, cfg.warmup_steps, floor))
-    run = Run(cfg, model, opt, sched)
+    run = Run(cfg, model, opt)
+    if state is not None:
+        run.seconds = state.get("seconds", 0.0)
+    run.sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, total, cfg.warmup_steps, floor, run.budget_used)
+    )
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        run.sched.load_state_dict(state["scheduler"])
         run.epoch, run.step, run.best = state["epoch"] + 1, state["step"], state["best_val"]
         torch.set_rng_state(state["torch_rng"])
     return run
@@ -222,14 +234,38 @@ def fit(run: Run, data: Data, out: Path) -> None:
     cfg, model = run.cfg, run.model
     loss_fn = DenoiseLoss(loss_weights(cfg), cfg.transfer)
     model.train()
+    start = time.perf_counter() - run.seconds
+    budget = 60 * cfg.minutes
+    # With a time budget, one bar over the budget (its ETA is the end of training), else one per epoch.
+    timer = tqdm(
+        total=round(budget),
+        initial=min(round(run.seconds), round(budget)),
+        unit="s",
+        desc="training",
+        bar_format="{l_bar}{bar}| {n}/{total} s [{elapsed}<{remaining}{postfix}]",
+        disable=not (cfg.progress and budget),
+        file=sys.stderr,
+    )
+
+    def out_of_time() -> bool:
+        run.seconds = time.perf_counter() - start
+        if budget:
+            timer.update(min(round(run.seconds), round(budget)) - timer.n)
+        return bool(budget) and run.seconds >= budget
+
     for epoch in range(run.epoch, cfg.epochs):
-        if cfg.max_steps and run.step >= cfg.max_steps:
+        if (cfg.max_steps and run.step >= cfg.max_steps) or out_of_time():
             break
         data.crops.set_epoch(epoch)
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         n = 0
-        bar = tqdm(data.train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not cfg.progress)
+        bar = tqdm(
+            data.train_loader,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            disable=not cfg.progress or bool(budget),
+        )
         for batch in bar:
             x, y = to_network(batch, cfg.transfer)
             loss, terms = loss_fn(model(x), y, batch["exposure"])
@@ -242,10 +278,12 @@ def fit(run: Run, data: Data, out: Path) -> None:
             for k, v in ({"loss": loss.item()} | terms).items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{sums['loss'] / n:.4f}")
-            if cfg.max_steps and run.step >= cfg.max_steps:
+            timer.set_postfix_str(f"epoch {epoch + 1}, step {run.step}, loss {sums['loss'] / n:.4f}", refresh=False)
+            if (cfg.max_steps and run.step >= cfg.max_steps) or out_of_time():
                 break
         bar.close()
         val = evaluate_loss(model, data.val_loader, loss_fn, cfg.transfer)
+        out_of_time()  # validation counts against the budget
         row: dict[str, Any] = {"epoch": epoch + 1, "step": run.step, "lr": run.opt.param_groups[0]["lr"]}
         row |= {f"train_{k}": v / max(1, n) for k, v in sums.items()}
         row |= {f"val_{k}": v for k, v in val.items()}
@@ -259,11 +297,12 @@ def fit(run: Run, data: Data, out: Path) -> None:
         _save(out / LAST, state)
         if improved:
             _save(out / BEST, state)
-        print(
+        tqdm.write(  # above the time bar, when there is one
             f"epoch {epoch + 1}: train {row['train_loss']:.5f} val {val['loss']:.5f} ({val['psnr_db']:.2f} dB)"
             f"{' (best)' if improved else ''} lr {row['lr']:.2e} {row['seconds']:.1f}s",
             file=sys.stderr,
         )
+    timer.close()
 
 
 def train(cfg: TrainConfig) -> Path:

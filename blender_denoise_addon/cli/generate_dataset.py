@@ -8,13 +8,46 @@ import sys
 from ..core.errors import DenoiseError
 from ..dataset.spec import GenerateSettings, validate
 
-HELP = "Render random Cycles scenes as noisy (low spp) and clean (high spp) training pairs. Resumable, shardable."
+HELP = (
+    "Render random Cycles scenes, or crops of your own .blend scenes (--scene), as noisy (low spp) and clean "
+    "(high spp) training pairs. Resumable, shardable."
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="dataset folder (created; a rerun resumes it)")
     p.add_argument("--count", type=int, required=True, metavar="N", help="number of samples in the whole dataset")
-    p.add_argument("--resolution", type=int, nargs=2, default=[256, 256], metavar=("W", "H"), help="default 256 256")
+    p.add_argument(
+        "--resolution",
+        type=int,
+        nargs=2,
+        default=[256, 256],
+        metavar=("W", "H"),
+        help="image size; with --scene, the crop taken from the full-resolution frame (default 256 256)",
+    )
+    p.add_argument(
+        "--scene",
+        action="append",
+        default=[],
+        metavar="FILE.blend",
+        help="render pairs from this file's scene (camera, materials, lights, animation) instead of random "
+        "scenes; repeat for several files. The file is never saved; Eevee scenes render with Cycles",
+    )
+    p.add_argument(
+        "--frames", metavar="A-B", help="with --scene: frames to draw from (default: each scene's frame range)"
+    )
+    p.add_argument(
+        "--camera-jitter",
+        type=float,
+        default=0.0,
+        metavar="DEG",
+        help="with --scene: turn the camera up to DEG degrees (pitch and yaw) per sample for more viewpoints",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="with --scene: missing image textures or linked libraries are an error instead of a warning",
+    )
     p.add_argument("--noisy-spp", type=int, nargs="+", default=[1, 4, 16], metavar="SPP", help="default 1 4 16")
     p.add_argument("--clean-spp", type=int, default=1024, metavar="SPP", help="default %(default)s")
     p.add_argument("--seed", type=int, default=0, help="dataset seed: same seed, same files (default %(default)s)")
@@ -34,10 +67,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="clean render: samples every pixel gets before adaptive stopping (default %(default)s)",
     )
     p.add_argument(
-        "--clamp-indirect", type=float, default=0.0, help="Cycles indirect clamp, 0 = none (default %(default)s)"
+        "--clamp-indirect",
+        type=float,
+        help="Cycles indirect clamp, 0 = none (default: 0; with --scene, the scene's own)",
     )
     p.add_argument(
-        "--clamp-direct", type=float, default=0.0, help="Cycles direct clamp, 0 = none (default %(default)s)"
+        "--clamp-direct", type=float, help="Cycles direct clamp, 0 = none (default: 0; with --scene, the scene's own)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -63,6 +98,10 @@ def settings_from_args(args: argparse.Namespace) -> GenerateSettings:
         clean_adaptive_min_samples=args.adaptive_min_samples,
         clamp_direct=args.clamp_direct,
         clamp_indirect=args.clamp_indirect,
+        scenes=[str(p) for p in args.scene],
+        frames=args.frames,
+        camera_jitter=args.camera_jitter,
+        strict=args.strict,
     )
 
 
@@ -75,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
             "generate-dataset needs Blender: install the bpy module (pip install bpy==5.0.1) or run inside Blender"
         ) from None
     if args.ray is not None:
+        if settings.scenes:
+            raise DenoiseError("--ray renders random scenes only; with --scene, run one --shard I/N per machine")
         from .distributed import generate
 
         return generate(settings, args.ray or None, args.quiet)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ModelContractError
 from .model import Model, load_model
@@ -55,3 +58,51 @@ def pick_model(passes: Iterable[str], threads: int | None = None, candidates: It
             f"no bundled model works with the passes available ({', '.join(sorted(available))}){detail}"
         )
     return best
+
+
+# -- models the artist added (fine-tuned ones): a folder of .onnx files, each with its card ----------
+
+CARD_SUFFIX = ".card.json"
+
+
+def card_path(model: str | os.PathLike[str]) -> Path:
+    """Where a model's card lives: beside it, ``NAME.onnx`` -> ``NAME.card.json``."""
+    p = Path(model)
+    return p.with_name(p.stem + CARD_SUFFIX)
+
+
+def read_card(model: str | os.PathLike[str]) -> dict[str, Any]:
+    """The model's card, or {} when it has none (or it is not readable JSON)."""
+    try:
+        card = json.loads(card_path(model).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A model file in a folder: its name for menus, and what is wrong with it (None: usable)."""
+
+    path: Path
+    name: str
+    inputs: tuple[str, ...]
+    error: str | None
+
+
+def list_models(folder: str | os.PathLike[str]) -> list[Listed]:
+    """Every ``.onnx`` in ``folder``, checked against the model contract. A broken one is listed
+    with its error, never left out. Named from its card, else its metadata, else its file name."""
+    d = Path(folder)
+    if not d.is_dir():
+        return []
+    listed = []
+    for p in sorted(d.glob("*.onnx")):
+        card = read_card(p)
+        try:
+            m = load_model(p, threads=1)
+        except ModelContractError as e:
+            listed.append(Listed(p, str(card.get("name") or p.stem), (), str(e)))
+            continue
+        listed.append(Listed(p, str(card.get("name") or m.info.name or p.stem), m.info.inputs, None))
+    return listed

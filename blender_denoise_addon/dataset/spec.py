@@ -62,16 +62,28 @@ class GenerateSettings:
     clean_adaptive_threshold: float = 0.005
     clean_adaptive_min_samples: int = 128
     # 0 = no clamping (unbiased clean target); Cycles' factory default clamps indirect at 10.
-    clamp_direct: float = 0.0
-    clamp_indirect: float = 0.0
+    # None (the artist's scenes only): each scene keeps its own clamps.
+    clamp_direct: float | None = 0.0
+    clamp_indirect: float | None = 0.0
+    # The artist's .blend files instead of random scenes; ``resolution`` is then the crop size.
+    scenes: tuple[str, ...] = ()
+    frames: tuple[int, int] | None = None  # None: each scene's own frame range
+    camera_jitter: float = 0.0  # degrees of random camera rotation (artist's scenes)
+    strict: bool = False  # missing textures or libraries are an error, not a warning
 
     def identity(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("out", "count", "shard"):
+        for k in ("out", "count", "shard", "strict"):
             d.pop(k)
         d["resolution"] = list(self.resolution)
         d["noisy_spp"] = list(self.noisy_spp)
         d["spec_version"] = SPEC_VERSION
+        for k in ("scenes", "frames", "camera_jitter"):  # random datasets keep their old identity
+            if not self.scenes:
+                d.pop(k)
+        if self.scenes:
+            d["scenes"] = list(self.scenes)
+            d["frames"] = list(self.frames) if self.frames else None
         return d
 
 
@@ -99,6 +111,33 @@ def parse_spp_list(text: str) -> list[int]:
         raise DenoiseError(f"noisy spp must be whole numbers separated by spaces, got {text!r}") from None
 
 
+def parse_frames(text: str) -> tuple[int, int]:
+    """``"A-B"`` (or a single frame ``"A"``) -> (A, B) with A <= B."""
+    m = re.fullmatch(r"\s*(-?\d+)\s*(?:(?:-|\.\.)\s*(-?\d+)\s*)?", str(text))
+    if not m:
+        raise DenoiseError(f"--frames must look like A-B (e.g. 1-250), got {text!r}")
+    a = int(m.group(1))
+    b = int(m.group(2)) if m.group(2) is not None else a
+    if b < a:
+        raise DenoiseError(f"--frames {text}: the first frame is after the last")
+    return a, b
+
+
+def check_blend(path: str | Path) -> Path:
+    """An existing .blend file, or a one-line error."""
+    p = Path(path)
+    if p.suffix.lower() != ".blend":
+        raise DenoiseError(f"--scene {p}: not a .blend file")
+    if not p.is_file():
+        raise DenoiseError(f"--scene {p}: file not found")
+    with open(p, "rb") as f:
+        head = f.read(7)
+    # Plain .blend files start with BLENDER; compressed ones with the gzip or zstd magic.
+    if not (head == b"BLENDER" or head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd"):
+        raise DenoiseError(f"--scene {p}: not a Blender file (its header is not a .blend header)")
+    return p
+
+
 def validate(
     out: str | Path,
     count: int,
@@ -109,8 +148,13 @@ def validate(
     shard: str | tuple[int, int] = (0, 1),
     clean_adaptive_threshold: float = 0.005,
     clean_adaptive_min_samples: int = 128,
-    clamp_direct: float = 0.0,
-    clamp_indirect: float = 0.0,
+    clamp_direct: float | None = 0.0,
+    clamp_indirect: float | None = 0.0,
+    scenes: tuple[str, ...] | list[str] = (),
+    frames: tuple[int, int] | str | None = None,
+    camera_jitter: float = 0.0,
+    strict: bool = False,
+    check_files: bool = True,
 ) -> GenerateSettings:
     """Check every user-facing setting and say exactly what is wrong."""
     if not str(out).strip():
@@ -145,8 +189,25 @@ def validate(
         raise DenoiseError(f"adaptive min samples must be >= 0, got {clean_adaptive_min_samples}")
     # A small clean spp with the default minimum just means "every pixel gets all samples".
     clean_adaptive_min_samples = min(clean_adaptive_min_samples, clean_spp)
-    if clamp_direct < 0 or clamp_indirect < 0:
+    if not scenes:  # random scenes are always rendered unclamped unless asked
+        clamp_direct = 0.0 if clamp_direct is None else clamp_direct
+        clamp_indirect = 0.0 if clamp_indirect is None else clamp_indirect
+        if frames is not None or camera_jitter:
+            raise DenoiseError("--frames and --camera-jitter need --scene FILE.blend")
+    if (clamp_direct or 0) < 0 or (clamp_indirect or 0) < 0:
         raise DenoiseError("clamp values must be >= 0 (0 = no clamping)")
+    blends = tuple(str(check_blend(p)) if check_files else str(p) for p in scenes)
+    if len(set(blends)) != len(blends):
+        raise DenoiseError(f"a --scene file is given twice: {list(scenes)}")
+    fr = (
+        parse_frames(frames)
+        if isinstance(frames, str)
+        else (None if frames is None else (int(frames[0]), int(frames[1])))
+    )
+    if fr is not None and fr[1] < fr[0]:
+        raise DenoiseError(f"frames {fr[0]}-{fr[1]}: the first frame is after the last")
+    if not 0.0 <= camera_jitter <= 45.0:
+        raise DenoiseError(f"camera jitter must be between 0 and 45 degrees, got {camera_jitter}")
     return GenerateSettings(
         out=outp,
         count=int(count),
@@ -157,8 +218,12 @@ def validate(
         shard=sh,
         clean_adaptive_threshold=float(clean_adaptive_threshold),
         clean_adaptive_min_samples=int(clean_adaptive_min_samples),
-        clamp_direct=float(clamp_direct),
-        clamp_indirect=float(clamp_indirect),
+        clamp_direct=None if clamp_direct is None else float(clamp_direct),
+        clamp_indirect=None if clamp_indirect is None else float(clamp_indirect),
+        scenes=blends,
+        frames=fr,
+        camera_jitter=float(camera_jitter),
+        strict=bool(strict),
     )
 
 
@@ -176,6 +241,36 @@ def render_seed(seed: int, index: int, spp: int, clean: bool = False) -> int:
 
 def _rng(seed: int, index: int, attempt: int = 0) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index] + ([attempt] if attempt else [])))
+
+
+# ---------------------------------------------------------------------------
+# Samples from the artist's scenes
+
+
+def user_scene_draw(
+    seed: int,
+    index: int,
+    n_scenes: int,
+    frames: tuple[int, int],
+    frame_size: tuple[int, int],
+    crop: tuple[int, int],
+    jitter: float = 0.0,
+) -> dict[str, Any]:
+    """What sample ``index`` renders of the artist's scenes: which file (round robin, so each
+    file gets its share), a frame in ``frames``, a crop of the full-resolution frame (pixels,
+    Blender's border from the bottom-left; the whole frame when it is smaller than ``crop``)
+    and the camera's rotation jitter in degrees. Deterministic."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index, 0xB1E4D]))
+    w, h = min(crop[0], frame_size[0]), min(crop[1], frame_size[1])
+    draw: dict[str, Any] = {
+        "file_index": index % n_scenes,
+        "frame": int(rng.integers(frames[0], frames[1] + 1)),
+        "crop": [int(rng.integers(0, frame_size[0] - w + 1)), int(rng.integers(0, frame_size[1] - h + 1)), w, h],
+        "jitter_degrees": None,
+    }
+    if jitter > 0:
+        draw["jitter_degrees"] = _vec(rng.uniform(-jitter, jitter, 2))  # pitch, yaw
+    return draw
 
 
 # ---------------------------------------------------------------------------

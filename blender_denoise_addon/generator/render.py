@@ -62,15 +62,7 @@ def configure(scene: bpy.types.Scene, settings: GenerateSettings) -> dict[str, A
     scene.view_settings.look = "None"
     scene.view_settings.exposure = 0.0
     scene.view_settings.gamma = 1.0
-    im = r.image_settings
-    compat.set_file_format(im, compat.MULTILAYER_EXR)
-    im.color_depth = "32"
-    im.exr_codec = "ZIP"
-    r.use_file_extension = False
-    r.use_stamp = False
-    for prop in dir(r):
-        if prop.startswith("use_stamp_"):
-            setattr(r, prop, False)
+    configure_output(scene)
     return {
         "engine": "CYCLES",
         "device": "CPU",
@@ -90,6 +82,20 @@ def configure(scene: bpy.types.Scene, settings: GenerateSettings) -> dict[str, A
         "filter_width": r.filter_size,
         "light_sampling_threshold": c.light_sampling_threshold,
     }
+
+
+def configure_output(scene: bpy.types.Scene) -> None:
+    """Renders go to a 32-bit multilayer EXR without stamps (``render_exr`` reads it back)."""
+    r = scene.render
+    im = r.image_settings
+    compat.set_file_format(im, compat.MULTILAYER_EXR)
+    im.color_depth = "32"
+    im.exr_codec = "ZIP"
+    r.use_file_extension = False
+    r.use_stamp = False
+    for prop in dir(r):
+        if prop.startswith("use_stamp_"):
+            setattr(r, prop, False)
 
 
 def _read_channels(path: Path) -> tuple[dict[str, np.ndarray], str | None]:

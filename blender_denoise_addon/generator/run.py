@@ -7,6 +7,7 @@ and honour Esc between renders, and the CLI can drive a progress bar.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from ..core.transfer import autoexposure
 from ..dataset import files as df
 from ..dataset import spec as ss
 from .render import configure, render_exr
-from .scene import build_scene
+from .scene import BuiltScene, build_scene
+from .user_scene import OpenScene, build_copy, inspect, open_blend
 
 
 @dataclass
@@ -43,23 +45,46 @@ def png_exposure(clean_rgb: np.ndarray) -> float:
 
 
 class DatasetJob:
-    def __init__(self, settings: ss.GenerateSettings, quiet: bool = False, threads: int = 0) -> None:
+    """Renders the samples of ``settings``: random scenes, or the artist's ``settings.scenes``.
+
+    ``open_files=False`` renders the scene open in this session instead of loading the file
+    (the add-on's "This File"); the CLI loads each file and never saves it.
+    """
+
+    def __init__(
+        self, settings: ss.GenerateSettings, quiet: bool = False, threads: int = 0, open_files: bool = True
+    ) -> None:
         self.settings = settings
         self.quiet = quiet  # silence Cycles' per-sample log lines on stdout
         self.threads = threads  # Cycles threads (0: all cores); the pixels do not depend on it
+        self.open_files = open_files
         self.root = Path(settings.out)
         self.all_indices = ss.shard_indices(settings.count, settings.shard)
         self.done_before = df.complete_indices(self.root) if self.root.is_dir() else set()
-        self.todo = [i for i in self.all_indices if i not in self.done_before]
+        n = max(1, len(settings.scenes))
+        # Samples of one file together, so each file is loaded once.
+        self.todo = sorted((i for i in self.all_indices if i not in self.done_before), key=lambda i: (i % n, i))
+        self._open: tuple[int, OpenScene] | None = None
+        self.warnings: list[str] = []
         self.renders_per_sample = len(settings.noisy_spp) + 1
         self._prepared = False
 
     # -- folder ---------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Create the layout, and refuse to mix settings with an existing dataset."""
+        """Check the artist's files, create the layout, and refuse to mix settings with an existing
+        dataset. Every check that can fail runs before the folder is created."""
         if self._prepared:
             return
+        for i in range(len(self.settings.scenes)):
+            src = self._scene_file(i)
+            if src.missing:
+                msg = (
+                    f"warning: {Path(src.file).name}: {len(src.missing)} missing file(s) will render pink: "
+                    f"{'; '.join(src.missing)} (--strict makes this an error)"
+                )
+                self.warnings.append(msg)
+                print(msg, file=sys.stderr)
         try:
             for sub in (df.EXR_DIR, df.NOISE_DIR, df.DENOISE_DIR, df.RECORDS_DIR):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -107,7 +132,7 @@ class DatasetJob:
             p.unlink(missing_ok=True)
         df.sample_dir(root, index).mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        spec, built, render_settings = self._lit_scene(index)
+        spec, summary, built, render_settings = self._user_scene(index) if st.scenes else self._lit_scene(index)
         try:
             build_seconds = time.perf_counter() - t0
             noisy = []
@@ -153,7 +178,7 @@ class DatasetJob:
             "sample": df.sample_name(index),
             "index": index,
             "seed": st.seed,
-            "resolution": list(st.resolution),
+            "resolution": list(spec["crop"][2:]) if st.scenes else list(st.resolution),
             "noisy": noisy,
             "clean": clean,
             "png_exposure": exposure,
@@ -161,13 +186,46 @@ class DatasetJob:
             "build_seconds": round(build_seconds, 3),
             "blender": bpy.app.version_string,
             "spec_version": ss.SPEC_VERSION,
-            "scene": ss.spec_summary(spec),
+            "scene": summary,
             "spec": spec,
         }
         df.write_json_atomic(df.record_path(root, index), record)  # last: marks the sample complete
         yield Step(index, "sample", None, sample_done=True)
 
-    def _lit_scene(self, index: int) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    def _scene_file(self, file_index: int) -> OpenScene:
+        """The artist's file ``file_index``, loaded (once for consecutive samples) and checked."""
+        if self._open is not None and self._open[0] == file_index:
+            return self._open[1]
+        path = self.settings.scenes[file_index]
+        if self.open_files:
+            open_blend(path)
+        src = inspect(path, self.settings)
+        self._open = (file_index, src)
+        return src
+
+    def _user_scene(self, index: int) -> tuple[dict[str, Any], dict[str, Any], BuiltScene, dict[str, Any]]:
+        st = self.settings
+        src = self._scene_file(index % len(st.scenes))
+        draw = ss.user_scene_draw(
+            st.seed, index, len(st.scenes), src.frames, src.frame_size, st.resolution, st.camera_jitter
+        )
+        built, render_settings = build_copy(src, st, draw)
+        if self.threads:
+            built.scene.render.threads_mode = "FIXED"
+            built.scene.render.threads = self.threads
+        spec = {"file": src.file, "scene": src.scene.name, "missing": src.missing} | draw
+        summary = {
+            "layout": "artist",
+            "file": Path(src.file).name,
+            "scene": src.scene.name,
+            "frame": draw["frame"],
+            "scene_engine": src.engine,
+            "rendered_with": "CYCLES",
+            "missing": len(src.missing),
+        }
+        return spec, summary, built, render_settings
+
+    def _lit_scene(self, index: int) -> tuple[dict[str, Any], dict[str, Any], BuiltScene, dict[str, Any]]:
         """The first of the sample's scene draws whose 1 spp probe render is not black.
 
         The probe (same resolution, its own fixed seed) is deterministic, so a resumed run picks
@@ -184,7 +242,7 @@ class DatasetJob:
                     built.scene.render.threads_mode = "FIXED"
                     built.scene.render.threads = self.threads
                 if attempt == ss.MAX_ATTEMPTS - 1:
-                    return spec, built, render_settings
+                    return spec, ss.spec_summary(spec), built, render_settings
                 render_exr(built.scene, probe, 1, ss.render_seed(st.seed, index, 0), quiet=self.quiet)
                 lit = ss.is_lit(read_image(probe).color)
             except BaseException:
@@ -193,7 +251,7 @@ class DatasetJob:
             finally:
                 probe.unlink(missing_ok=True)
             if lit:
-                return spec, built, render_settings
+                return spec, ss.spec_summary(spec), built, render_settings
             built.remove()
         raise AssertionError("unreachable")
 

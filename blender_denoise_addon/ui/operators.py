@@ -1,5 +1,5 @@
 """The operators: AI Denoise (quick Cycles render -> passes -> core denoise -> "AI Denoised")
-and Generate Training Pairs (random scenes -> noisy/clean pairs, one render per timer tick,
+and Generate Training Pairs (random scenes or this file -> noisy/clean pairs, one render per timer tick,
 so Blender redraws between renders and Esc stops after the current one)."""
 
 from __future__ import annotations
@@ -200,11 +200,13 @@ class RENDER_OT_ai_denoise_generate_dataset(bpy.types.Operator):
 
         props = context.scene.ai_denoise_dataset
         try:
-            job = DatasetJob(properties.settings_from(props))
+            job = DatasetJob(properties.settings_from(props), open_files=False)  # "This File": the open scene
             job.prepare()
         except DenoiseError as e:
             self.report({"ERROR"}, str(e))
             return False
+        for w in job.warnings:
+            self.report({"WARNING"}, w.removeprefix("warning: "))
         self._job = job
         self._steps = job.steps()
         self._total = len(job.todo) * (sum(job.settings.noisy_spp) + job.settings.clean_spp)  # spp-weighted

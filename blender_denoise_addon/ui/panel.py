@@ -65,7 +65,7 @@ class RENDER_PT_ai_denoise(bpy.types.Panel):
 
 
 class RENDER_PT_ai_denoise_dataset(bpy.types.Panel):
-    """Render random scenes as noisy/clean training pairs for the AI denoiser"""
+    """Render random scenes, or crops of this file's frames, as noisy/clean training pairs for the AI denoiser"""
 
     bl_label = "Training Dataset"
     bl_space_type = "PROPERTIES"
@@ -80,11 +80,19 @@ class RENDER_PT_ai_denoise_dataset(bpy.types.Panel):
         layout.use_property_decorate = False
         s = context.scene.ai_denoise_dataset
         col = layout.column()
+        col.prop(s, "source")
         col.prop(s, "output_dir")
         col.prop(s, "count")
+        this_file = s.source == "THIS_FILE"
+        if this_file:
+            sc = context.scene
+            col.label(text=f"Frames {sc.frame_start}-{sc.frame_end}, crops of {sc.render.resolution_x} x "
+                      f"{sc.render.resolution_y}", icon="IMAGE_BACKGROUND")  # fmt: skip
         sub = col.column(align=True)
-        sub.prop(s, "resolution_x", text="Resolution X")
+        sub.prop(s, "resolution_x", text="Crop X" if this_file else "Resolution X")
         sub.prop(s, "resolution_y", text="Y")
+        if this_file:
+            col.prop(s, "camera_jitter")
         col.prop(s, "noisy_spp")
         col.prop(s, "clean_spp")
         col.prop(s, "adaptive_threshold")

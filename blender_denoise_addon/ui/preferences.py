@@ -1,7 +1,11 @@
-"""Add-on preferences: which model denoises (the bundled default or a user .onnx)."""
+"""Add-on preferences: which model denoises. The choice lists Automatic (the bundled model that
+fits the passes), every bundled model, every model in the models folder (fine-tuned ones go
+there, named from their cards; a broken one is listed with its error) and a file anywhere."""
 
 from __future__ import annotations
 
+import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,64 @@ def check_model(path: str) -> str:
     return f"{model.label}: inputs {', '.join(model.info.inputs)}, transfer {model.info.transfer}"
 
 
+AUTOMATIC, FILE = "BUNDLED", "FILE"  # the fixed choices' identifiers (kept from older versions)
+_BUNDLED, _USER = "bundled:", "user:"
+
+
+def models_folder(create: bool = False) -> Path | None:
+    """The extension's user directory's ``models`` folder, where fine-tuned models go (it survives
+    updates of the extension). Installed from a checkout (not as an extension): Blender's config folder."""
+    try:
+        path = bpy.utils.extension_path_user(ADDON_ID, path="models", create=create)
+    except ValueError:  # "the package does not name an extension"
+        path = bpy.utils.user_resource("CONFIG", path="ai_denoise_models", create=create)
+    return Path(path) if path else None
+
+
+class _Listing:
+    """``catalog.list_models`` of the models folder, redone only when its files change (each
+    model is loaded to check it), and the enum items Blender needs kept alive."""
+
+    key: tuple[Any, ...] | None = None
+    models: list[catalog.Listed] = []
+    items: list[tuple[str, str, str, str, int]] = []
+
+
+def user_models() -> list[catalog.Listed]:
+    folder = models_folder()
+    try:
+        files = sorted(os.scandir(folder), key=lambda e: e.name) if folder and folder.is_dir() else []
+        key = tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in files)
+    except OSError:
+        key = ()
+    if key != _Listing.key:
+        _Listing.models = catalog.list_models(folder) if folder else []
+        _Listing.key = key
+    return _Listing.models
+
+
+def _number(identifier: str) -> int:
+    # Dynamic enums store the number: a stable one per identifier keeps the choice when the list changes.
+    return zlib.crc32(identifier.encode()) & 0x7FFFFFFF
+
+
+def _model_items(self: Any, context: Any) -> list[tuple[str, str, str, str, int]]:
+    items = [(AUTOMATIC, "Automatic", "The bundled model that uses the most of the passes available", "AUTO", 0)]
+    for p in catalog.bundled_models():
+        items.append((_BUNDLED + p.name, p.stem, f"Bundled: {p.name}", "PACKAGE", _number(_BUNDLED + p.name)))
+    for m in user_models():
+        ident = _USER + m.path.name
+        if m.error:
+            items.append((ident, f"{m.name} (broken)", m.error, "ERROR", _number(ident)))
+        else:
+            items.append(
+                (ident, m.name, f"Your model: {m.path.name}, inputs {', '.join(m.inputs)}", "FILE", _number(ident))
+            )
+    items.append((FILE, "File", "Your own .onnx file anywhere (checked against the model contract)", "FILEBROWSER", 1))
+    _Listing.items = items  # Blender keeps no reference to dynamic items' strings
+    return items
+
+
 def _model_chosen(self: Any, context: Any) -> None:
     if self.model_source != "FILE":
         self.model_status = ""
@@ -43,11 +105,8 @@ class AIDenoisePreferences(bpy.types.AddonPreferences):
 
     model_source: EnumProperty(  # type: ignore[valid-type]
         name="Model",
-        items=[
-            ("BUNDLED", "Bundled", "The shipped model that uses the most of the passes available"),
-            ("FILE", "File", "Your own .onnx file (checked against the model contract when chosen)"),
-        ],
-        default="BUNDLED",
+        description="The denoiser: automatic, a bundled model, one in your models folder, or a file",
+        items=_model_items,
         update=_model_chosen,
     )
     model_path: StringProperty(  # type: ignore[valid-type]
@@ -60,18 +119,28 @@ class AIDenoisePreferences(bpy.types.AddonPreferences):
 
     def draw(self, context: Any) -> None:
         layout = self.layout
-        layout.prop(self, "model_source", expand=True)
-        if self.model_source == "FILE":
+        layout.prop(self, "model_source")
+        if self.model_source == FILE:
             layout.prop(self, "model_path")
             if self.model_status:
                 ok = self.model_status.startswith("OK")
                 layout.label(text=self.model_status, icon="CHECKMARK" if ok else "ERROR")
-        else:
-            models = catalog.bundled_models()
-            if not models:
-                layout.label(text="No bundled model found: choose a file", icon="ERROR")
-            for p in models:
-                layout.label(text=p.name, icon="FILE")
+        if not catalog.bundled_models():
+            layout.label(text="No bundled model found: choose a file", icon="ERROR")
+        box = layout.box()
+        folder = models_folder(create=True)
+        row = box.row()
+        row.label(text=f"Models folder: {folder}", icon="FILE_FOLDER")
+        if folder is not None:
+            row.operator("wm.path_open", text="", icon="FOLDER_REDIRECT").filepath = str(folder)
+        listed = user_models()
+        if not listed:
+            box.label(text="Put fine-tuned models here (python -m training finetune writes NAME.onnx + its card)")
+        for m in listed:
+            if m.error:
+                box.label(text=f"{m.path.name}: {m.error}", icon="ERROR")
+            else:
+                box.label(text=f"{m.name} ({m.path.name}): {', '.join(m.inputs)}", icon="CHECKMARK")
 
 
 def get_preferences(context: Any = None) -> Any:
@@ -82,19 +151,29 @@ def get_preferences(context: Any = None) -> Any:
 
 
 def model_path(context: Any = None) -> str | None:
-    """The user's model file, or None for the bundled default."""
+    """The chosen model file, or None for Automatic."""
     prefs = get_preferences(context)
-    if prefs is None or prefs.model_source != "FILE":
-        return None
-    return str(Path(bpy.path.abspath(prefs.model_path))) if prefs.model_path else ""
+    choice = prefs.model_source if prefs is not None else AUTOMATIC
+    if choice == FILE:
+        return str(Path(bpy.path.abspath(prefs.model_path))) if prefs.model_path else ""
+    if choice.startswith(_BUNDLED):
+        name = choice[len(_BUNDLED) :]
+        return next((str(p) for p in catalog.bundled_models() if p.name == name), "")
+    if choice.startswith(_USER):
+        folder = models_folder()
+        return str(folder / choice[len(_USER) :]) if folder else ""
+    return None
 
 
 def model_label(context: Any = None) -> str:
     path = model_path(context)
     if path is None:
         models = catalog.bundled_models()
-        return f"Bundled ({', '.join(p.stem for p in models)})" if models else "Bundled (none found)"
-    return Path(path).name or "(no file chosen)"
+        return f"Automatic ({', '.join(p.stem for p in models)})" if models else "Automatic (none found)"
+    if not path:
+        return "(no file chosen)"
+    card = catalog.read_card(path)
+    return str(card.get("name") or Path(path).name)
 
 
 classes = (AIDenoisePreferences,)

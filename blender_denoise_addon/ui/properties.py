@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import bpy
@@ -87,6 +88,27 @@ class AIDenoiseSettings(bpy.types.PropertyGroup):
 
 
 class AIDenoiseDatasetSettings(bpy.types.PropertyGroup):
+    source: EnumProperty(  # type: ignore[valid-type]
+        name="Scenes",
+        items=[
+            ("RANDOM", "Random Scenes", "Random Cycles scenes built for each sample"),
+            (
+                "THIS_FILE",
+                "This File",
+                "Crops of this scene's full-resolution frames, drawn from its frame range (rendered with Cycles; "
+                "the scene is not changed)",
+            ),
+        ],
+        default="RANDOM",
+    )
+    camera_jitter: FloatProperty(  # type: ignore[valid-type]
+        name="Camera Jitter",
+        description="This File: turn the camera up to this much (pitch and yaw) per sample for more viewpoints",
+        default=0.0,
+        min=0.0,
+        max=0.785398,
+        subtype="ANGLE",
+    )
     output_dir: StringProperty(  # type: ignore[valid-type]
         name="Output Folder",
         description="Dataset folder; generating into an existing one resumes it",
@@ -121,6 +143,8 @@ def settings_from(props: AIDenoiseDatasetSettings) -> GenerateSettings:
         raise DenoiseError(
             "the output folder is relative ('//') but the .blend file is not saved: save it or pick an absolute folder"
         )
+    this_file = props.source == "THIS_FILE"
+    scene = props.id_data  # the scene these settings belong to
     return validate(
         out=bpy.path.abspath(out),
         count=props.count,
@@ -129,6 +153,13 @@ def settings_from(props: AIDenoiseDatasetSettings) -> GenerateSettings:
         clean_spp=props.clean_spp,
         seed=props.seed,
         clean_adaptive_threshold=props.adaptive_threshold,
+        # The open scene as it is now (saved or not): the job renders it in this session.
+        scenes=[bpy.data.filepath or "untitled.blend"] if this_file else [],
+        frames=(scene.frame_start, scene.frame_end) if this_file else None,
+        camera_jitter=math.degrees(props.camera_jitter) if this_file else 0.0,
+        clamp_direct=None if this_file else 0.0,
+        clamp_indirect=None if this_file else 0.0,
+        check_files=False,
     )
 
 

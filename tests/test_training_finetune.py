@@ -1,0 +1,115 @@
+"""``python -m training finetune``: the base it picks, the recipe it follows, the better model kept,
+the card, and the one-line errors. Runs on the session's tiny dataset and model (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+from training_support import ROOT  # noqa: E402
+
+from blender_denoise_addon.core import catalog, load_model  # noqa: E402
+from training.__main__ import main  # noqa: E402
+from training.dataset import find_pairs, split_pairs  # noqa: E402
+from training.finetune import data_passes, holdout_psnr, pick_base, recipe_for  # noqa: E402
+
+V13 = ROOT / "models" / "denoiser-v13-color-albedo-normal.onnx"
+V16 = ROOT / "models" / "denoiser-v16-color.onnx"
+
+
+@pytest.fixture(scope="module")
+def tuned(dataset: Path, exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tuned") / "my_shot.onnx"
+    args = ["finetune", "--data", str(dataset), "--from", str(exported), "--minutes", "0.05", "-o", str(out)]
+    assert main([*args, "--holdout", "0.4", "--threads", "1", "--quiet", "--name", "My shot"]) == 0
+    return out
+
+
+def test_tuned_model_and_its_card(tuned: Path, dataset: Path, exported: Path) -> None:
+    card = json.loads(catalog.card_path(tuned).read_text())
+    assert catalog.read_card(tuned) == card
+    assert card["name"] == "My shot" and card["base"] == exported.name
+    assert card["recipe"] == "v13-color-albedo-normal"  # the tiny model takes all three passes
+    assert card["data"]["samples"] == 5 and card["data"]["pairs"] == len(find_pairs(dataset))
+    assert card["minutes_budget"] == 0.05 and card["steps"] >= 1 and card["parity_max_abs_diff"] <= 1e-4
+    model = load_model(tuned)
+    assert model.info.name == "My shot" and model.info.inputs == ("color", "albedo", "normal")
+    # Never worse than where it started, on the held-out samples, measured again here.
+    held = split_pairs(find_pairs(dataset), 0.4, 0.0, 0)["val"]
+    assert sorted({p.scene for p in held}) == card["held_out"]
+    before, now = holdout_psnr(exported, held), holdout_psnr(tuned, held)
+    assert before == card["psnr_before"]
+    assert now["all"] >= before["all"]
+    assert card["kept"] == ("tuned" if card["psnr_tuned"]["all"] > card["psnr_before"]["all"] else "base")
+    if card["kept"] == "base":  # the base's weights under the new name
+        import onnx
+        from onnx import numpy_helper
+
+        a, b = ([numpy_helper.to_array(t) for t in onnx.load(str(p)).graph.initializer] for p in (tuned, exported))
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not [p for p in tuned.parent.iterdir() if "partial" in p.name]
+
+
+def test_listed_in_a_models_folder_by_its_card_name(tuned: Path, tmp_path: Path) -> None:
+    shutil.copy(tuned, tmp_path / tuned.name)
+    shutil.copy(catalog.card_path(tuned), catalog.card_path(tmp_path / tuned.name))
+    (tmp_path / "broken.onnx").write_bytes(b"\x00not onnx")
+    listed = {m.path.name: m for m in catalog.list_models(tmp_path)}
+    assert listed["my_shot.onnx"].name == "My shot" and listed["my_shot.onnx"].error is None
+    assert listed["broken.onnx"].error and "broken.onnx" in listed["broken.onnx"].error
+
+
+def test_base_and_recipe_follow_the_data(dataset: Path, tmp_path: Path, exported: Path) -> None:
+    exr = find_pairs(dataset)
+    assert data_passes(exr) == {"color", "albedo", "normal"}
+    assert pick_base("", data_passes(exr)).name == V13.name
+    png = tmp_path / "png_only"
+    for sub in ("noise", "denoise"):
+        shutil.copytree(dataset / sub, png / sub)
+    assert data_passes(find_pairs(png)) == {"color"}
+    assert pick_base("", {"color"}).name == V16.name
+    assert recipe_for(V13, ("color", "albedo", "normal")) == "v13-color-albedo-normal"
+    assert recipe_for(V16, ("color",)) == "v16-color"
+    # A tuned color model names its recipe on its card.
+    mine = tmp_path / "mine.onnx"
+    shutil.copy(V16, mine)
+    catalog.card_path(mine).write_text(json.dumps({"recipe": "v16-color"}))
+    assert recipe_for(mine, ("color",)) == "v16-color"
+
+
+@pytest.mark.parametrize(
+    ("case", "expect"),
+    [
+        ("png_aux", "takes color,albedo,normal but the data has only color"),
+        ("not_onnx", "must be an .onnx file"),
+        ("no_data", "no training pairs found"),
+        ("same", "would overwrite the model it starts from"),
+    ],
+)
+def test_bad_input_is_one_line(case: str, expect: str, dataset: Path, exported: Path, tmp_path: Path, capsys) -> None:
+    data, base, out = dataset, exported, tmp_path / "out.onnx"
+    if case == "png_aux":
+        data = tmp_path / "png_only"
+        for sub in ("noise", "denoise"):
+            shutil.copytree(dataset / sub, data / sub)
+    elif case == "not_onnx":
+        out = tmp_path / "out.pt"
+    elif case == "no_data":
+        data = tmp_path / "empty"
+        data.mkdir()
+    elif case == "same":
+        base = tmp_path / "base.onnx"
+        shutil.copy(exported, base)
+        out = base
+    args = ["finetune", "--data", str(data), "--from", str(base), "-o", str(out), "--minutes", "0.01", "--quiet"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and expect in err[0], err
+    assert not out.exists() or case == "same"
