@@ -82,7 +82,8 @@ class GenerateSettings:
             if not self.scenes:
                 d.pop(k)
         if self.scenes:
-            d["scenes"] = list(self.scenes)
+            # File names, not paths: shards on machines that mount the files elsewhere still merge.
+            d["scenes"] = [Path(s).name for s in self.scenes]
             d["frames"] = list(self.frames) if self.frames else None
         return d
 
