@@ -16,100 +16,8 @@ import math
 import os
 import sys
 
-# isort: off
-import bpy  # first: bmesh exists only once bpy is loaded
-import bmesh
-# isort: on
-
-
-def _mat(name: str, color: tuple[float, float, float], rough: float = 0.6, **extra: float) -> bpy.types.Material:
-    m = bpy.data.materials.new(name)
-    m.use_nodes = True
-    bsdf = m.node_tree.nodes["Principled BSDF"]
-    bsdf.inputs["Base Color"].default_value = (*color, 1.0)
-    bsdf.inputs["Roughness"].default_value = rough
-    names = {
-        "metallic": "Metallic",
-        "transmission": "Transmission Weight",
-        "emission": "Emission Strength",
-        "ior": "IOR",
-    }
-    for key, value in extra.items():
-        bsdf.inputs[names[key]].default_value = value
-    if extra.get("emission"):
-        bsdf.inputs["Emission Color"].default_value = (1.0, 0.85, 0.65, 1.0)
-    return m
-
-
-def _textured(m: bpy.types.Material, kind: str, scale: float, color2: tuple[float, float, float], bump: float) -> None:
-    """Procedural detail on the base colour (wood grain, plaster, a patterned rug) and a light bump."""
-    nt = m.node_tree
-    bsdf = nt.nodes["Principled BSDF"]
-    base = tuple(bsdf.inputs["Base Color"].default_value)
-    coord = nt.nodes.new("ShaderNodeTexCoord")
-    if kind == "wood":
-        tex = nt.nodes.new("ShaderNodeTexWave")
-        tex.inputs["Scale"].default_value = scale
-        tex.inputs["Distortion"].default_value = 6.0
-        tex.inputs["Detail"].default_value = 4.0
-    elif kind == "brick":
-        tex = nt.nodes.new("ShaderNodeTexBrick")
-        tex.inputs["Scale"].default_value = scale
-    else:
-        tex = nt.nodes.new("ShaderNodeTexNoise")
-        tex.inputs["Scale"].default_value = scale
-        tex.inputs["Detail"].default_value = 8.0
-    nt.links.new(coord.outputs["Object"], tex.inputs["Vector"])
-    mix = nt.nodes.new("ShaderNodeMix")
-    mix.data_type = "RGBA"
-    mix.inputs["A"].default_value = base
-    mix.inputs["B"].default_value = (*color2, 1.0)
-    nt.links.new(tex.outputs["Fac"], mix.inputs["Factor"])
-    nt.links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
-    if bump:
-        b = nt.nodes.new("ShaderNodeBump")
-        b.inputs["Strength"].default_value = bump
-        nt.links.new(tex.outputs["Fac"], b.inputs["Height"])
-        nt.links.new(b.outputs["Normal"], bsdf.inputs["Normal"])
-
-
-def _box(
-    name: str, center: tuple[float, float, float], size: tuple[float, float, float], mat: bpy.types.Material
-) -> None:
-    bm = bmesh.new()
-    bmesh.ops.create_cube(bm, size=1.0)
-    for v in bm.verts:
-        v.co.x = v.co.x * size[0] + center[0]
-        v.co.y = v.co.y * size[1] + center[1]
-        v.co.z = v.co.z * size[2] + center[2]
-    _link(name, bm, mat)
-
-
-def _sphere(name: str, center: tuple[float, float, float], r: float, mat: bpy.types.Material) -> None:
-    bm = bmesh.new()
-    bmesh.ops.create_uvsphere(bm, u_segments=32, v_segments=16, radius=r)
-    bmesh.ops.translate(bm, verts=bm.verts, vec=center)
-    _link(name, bm, mat, smooth=True)
-
-
-def _cylinder(
-    name: str, base: tuple[float, float, float], r1: float, r2: float, h: float, mat: bpy.types.Material
-) -> None:
-    bm = bmesh.new()
-    bmesh.ops.create_cone(bm, cap_ends=True, segments=32, radius1=r1, radius2=r2, depth=h)
-    bmesh.ops.translate(bm, verts=bm.verts, vec=(base[0], base[1], base[2] + h / 2))
-    _link(name, bm, mat, smooth=True)
-
-
-def _link(name: str, bm: bmesh.types.BMesh, mat: bpy.types.Material, smooth: bool = False) -> None:
-    me = bpy.data.meshes.new(name)
-    bm.to_mesh(me)
-    bm.free()
-    for p in me.polygons:
-        p.use_smooth = smooth
-    me.materials.append(mat)
-    ob = bpy.data.objects.new(name, me)
-    bpy.context.scene.collection.objects.link(ob)
+import bpy
+from common import box, cylinder, mat, sphere, textured
 
 
 def build(frames: int, size: tuple[int, int]) -> None:
@@ -119,72 +27,70 @@ def build(frames: int, size: tuple[int, int]) -> None:
     W, D, H = 6.0, 5.0, 2.8  # room: x from -W/2, y from -D/2, floor at z = 0
     t = 0.15  # wall thickness
 
-    plaster = _mat("plaster", (0.78, 0.76, 0.72), 0.9)
-    _textured(plaster, "noise", 40.0, (0.72, 0.70, 0.66), 0.05)
-    ceiling = _mat("ceiling", (0.85, 0.85, 0.84), 0.95)
-    wood = _mat("wood floor", (0.35, 0.2, 0.1), 0.45)
-    _textured(wood, "wood", 3.0, (0.2, 0.1, 0.05), 0.1)
-    rug = _mat("rug", (0.5, 0.12, 0.1), 1.0)
-    _textured(rug, "brick", 6.0, (0.75, 0.65, 0.45), 0.2)
-    fabric = _mat("sofa fabric", (0.16, 0.22, 0.3), 1.0)
-    _textured(fabric, "noise", 120.0, (0.12, 0.17, 0.24), 0.3)
-    oak = _mat("oak", (0.45, 0.3, 0.17), 0.35)
-    _textured(oak, "wood", 5.0, (0.3, 0.18, 0.08), 0.05)
-    metal = _mat("brushed metal", (0.8, 0.8, 0.78), 0.25, metallic=1.0)
-    glass = _mat("glass", (0.9, 0.95, 0.92), 0.0, transmission=1.0, ior=1.45)
-    leaf = _mat("leaves", (0.08, 0.25, 0.05), 0.5)
-    pot = _mat("terracotta", (0.55, 0.25, 0.12), 0.8)
-    bulb = _mat("bulb", (1.0, 1.0, 1.0), 0.5, emission=30.0)
+    plaster = mat("plaster", (0.78, 0.76, 0.72), 0.9)
+    textured(plaster, "noise", 40.0, (0.72, 0.70, 0.66), 0.05)
+    ceiling = mat("ceiling", (0.85, 0.85, 0.84), 0.95)
+    wood = mat("wood floor", (0.35, 0.2, 0.1), 0.45)
+    textured(wood, "wood", 3.0, (0.2, 0.1, 0.05), 0.1)
+    rug = mat("rug", (0.5, 0.12, 0.1), 1.0)
+    textured(rug, "brick", 6.0, (0.75, 0.65, 0.45), 0.2)
+    fabric = mat("sofa fabric", (0.16, 0.22, 0.3), 1.0)
+    textured(fabric, "noise", 120.0, (0.12, 0.17, 0.24), 0.3)
+    oak = mat("oak", (0.45, 0.3, 0.17), 0.35)
+    textured(oak, "wood", 5.0, (0.3, 0.18, 0.08), 0.05)
+    metal = mat("brushed metal", (0.8, 0.8, 0.78), 0.25, metallic=1.0)
+    glass = mat("glass", (0.9, 0.95, 0.92), 0.0, transmission=1.0, ior=1.45)
+    leaf = mat("leaves", (0.08, 0.25, 0.05), 0.5)
+    pot = mat("terracotta", (0.55, 0.25, 0.12), 0.8)
+    bulb = mat("bulb", (1.0, 1.0, 1.0), 0.5, emission=30.0)
     books = [
-        _mat(f"book {i}", c, 0.7)
+        mat(f"book {i}", c, 0.7)
         for i, c in enumerate([(0.6, 0.1, 0.1), (0.1, 0.3, 0.5), (0.8, 0.7, 0.4), (0.1, 0.4, 0.2)])
     ]
 
     # Shell: floor, ceiling, three full walls, and the +x wall with a window opening.
-    _box("floor", (0, 0, -t / 2), (W + 2 * t, D + 2 * t, t), wood)
-    _box("ceiling", (0, 0, H + t / 2), (W + 2 * t, D + 2 * t, t), ceiling)
-    _box("wall -x", (-W / 2 - t / 2, 0, H / 2), (t, D, H), plaster)
-    _box("wall -y", (0, -D / 2 - t / 2, H / 2), (W, t, H), plaster)
-    _box("wall +y", (0, D / 2 + t / 2, H / 2), (W, t, H), plaster)
+    box("floor", (0, 0, -t / 2), (W + 2 * t, D + 2 * t, t), wood)
+    box("ceiling", (0, 0, H + t / 2), (W + 2 * t, D + 2 * t, t), ceiling)
+    box("wall -x", (-W / 2 - t / 2, 0, H / 2), (t, D, H), plaster)
+    box("wall -y", (0, -D / 2 - t / 2, H / 2), (W, t, H), plaster)
+    box("wall +y", (0, D / 2 + t / 2, H / 2), (W, t, H), plaster)
     win_y, win_z = (-0.9, 1.3), (0.8, 2.3)  # the window in the +x wall
     x = W / 2 + t / 2
-    _box("wall +x a", (x, (-D / 2 + win_y[0]) / 2, H / 2), (t, win_y[0] + D / 2, H), plaster)
-    _box("wall +x b", (x, (win_y[1] + D / 2) / 2, H / 2), (t, D / 2 - win_y[1], H), plaster)
+    box("wall +x a", (x, (-D / 2 + win_y[0]) / 2, H / 2), (t, win_y[0] + D / 2, H), plaster)
+    box("wall +x b", (x, (win_y[1] + D / 2) / 2, H / 2), (t, D / 2 - win_y[1], H), plaster)
     wy = (win_y[0] + win_y[1]) / 2
-    _box("wall +x sill", (x, wy, win_z[0] / 2), (t, win_y[1] - win_y[0], win_z[0]), plaster)
-    _box("wall +x lintel", (x, wy, (win_z[1] + H) / 2), (t, win_y[1] - win_y[0], H - win_z[1]), plaster)
-    _box("window bar", (x, wy, (win_z[0] + win_z[1]) / 2), (0.05, 0.05, win_z[1] - win_z[0]), oak)
+    box("wall +x sill", (x, wy, win_z[0] / 2), (t, win_y[1] - win_y[0], win_z[0]), plaster)
+    box("wall +x lintel", (x, wy, (win_z[1] + H) / 2), (t, win_y[1] - win_y[0], H - win_z[1]), plaster)
+    box("window bar", (x, wy, (win_z[0] + win_z[1]) / 2), (0.05, 0.05, win_z[1] - win_z[0]), oak)
 
     # Furniture.
-    _box("rug", (0.3, 0.2, 0.005), (2.6, 1.8, 0.01), rug)
-    _box("sofa seat", (-2.1, 0.3, 0.22), (0.9, 2.2, 0.44), fabric)
-    _box("sofa back", (-2.5, 0.3, 0.6), (0.2, 2.2, 0.8), fabric)
-    _box("sofa arm a", (-2.1, -0.9, 0.35), (0.9, 0.2, 0.5), fabric)
-    _box("sofa arm b", (-2.1, 1.5, 0.35), (0.9, 0.2, 0.5), fabric)
-    _box("table top", (0.4, 0.2, 0.42), (1.2, 0.7, 0.04), oak)
+    box("rug", (0.3, 0.2, 0.005), (2.6, 1.8, 0.01), rug)
+    box("sofa seat", (-2.1, 0.3, 0.22), (0.9, 2.2, 0.44), fabric)
+    box("sofa back", (-2.5, 0.3, 0.6), (0.2, 2.2, 0.8), fabric)
+    box("sofa arm a", (-2.1, -0.9, 0.35), (0.9, 0.2, 0.5), fabric)
+    box("sofa arm b", (-2.1, 1.5, 0.35), (0.9, 0.2, 0.5), fabric)
+    box("table top", (0.4, 0.2, 0.42), (1.2, 0.7, 0.04), oak)
     for i, (dx, dy) in enumerate([(-0.5, -0.28), (0.5, -0.28), (-0.5, 0.28), (0.5, 0.28)]):
-        _box(f"table leg {i}", (0.4 + dx, 0.2 + dy, 0.2), (0.04, 0.04, 0.4), oak)
-    _cylinder("vase", (0.6, 0.1, 0.44), 0.08, 0.05, 0.3, glass)
-    _sphere("fruit", (0.2, 0.3, 0.5), 0.06, pot)
+        box(f"table leg {i}", (0.4 + dx, 0.2 + dy, 0.2), (0.04, 0.04, 0.4), oak)
+    cylinder("vase", (0.6, 0.1, 0.44), 0.08, 0.05, 0.3, glass)
+    sphere("fruit", (0.2, 0.3, 0.5), 0.06, pot)
     # Shelves along the -y wall, full of books.
     for level in range(4):
         z = 0.3 + level * 0.45
-        _box(f"shelf {level}", (1.2, -2.3, z), (1.6, 0.3, 0.03), oak)
+        box(f"shelf {level}", (1.2, -2.3, z), (1.6, 0.3, 0.03), oak)
         for b in range(12):
             h = 0.22 + 0.08 * ((b * 7 + level * 3) % 5) / 4
-            _box(
-                f"book {level}.{b}", (0.5 + b * 0.12, -2.3, z + 0.015 + h / 2), (0.09, 0.22, h), books[(b + level) % 4]
-            )
+            box(f"book {level}.{b}", (0.5 + b * 0.12, -2.3, z + 0.015 + h / 2), (0.09, 0.22, h), books[(b + level) % 4])
     for side in (0.38, 2.02):
-        _box(f"shelf side {side}", (side, -2.3, 1.0), (0.03, 0.3, 1.75), oak)
+        box(f"shelf side {side}", (side, -2.3, 1.0), (0.03, 0.3, 1.75), oak)
     # A plant in the corner, a floor lamp by the sofa.
-    _cylinder("pot", (2.4, 1.9, 0.0), 0.22, 0.16, 0.4, pot)
+    cylinder("pot", (2.4, 1.9, 0.0), 0.22, 0.16, 0.4, pot)
     for i in range(9):
         a = 2 * math.pi * i / 9
-        _sphere(f"leaf {i}", (2.4 + 0.25 * math.cos(a), 1.9 + 0.25 * math.sin(a), 0.7 + 0.12 * (i % 3)), 0.16, leaf)
-    _cylinder("lamp pole", (-2.3, -1.6, 0.0), 0.02, 0.02, 1.5, metal)
-    _cylinder("lamp shade", (-2.3, -1.6, 1.45), 0.25, 0.15, 0.25, metal)
-    _sphere("ceiling bulb", (0.0, 0.0, H - 0.15), 0.05, bulb)
+        sphere(f"leaf {i}", (2.4 + 0.25 * math.cos(a), 1.9 + 0.25 * math.sin(a), 0.7 + 0.12 * (i % 3)), 0.16, leaf)
+    cylinder("lamp pole", (-2.3, -1.6, 0.0), 0.02, 0.02, 1.5, metal)
+    cylinder("lamp shade", (-2.3, -1.6, 1.45), 0.25, 0.15, 0.25, metal)
+    sphere("ceiling bulb", (0.0, 0.0, H - 0.15), 0.05, bulb)
 
     # Light: the sun and the sky through the window, and a dim ceiling lamp.
     sun = bpy.data.lights.new("sun", "SUN")
