@@ -178,3 +178,21 @@ def test_bad_input_is_one_line_and_writes_nothing(files, tmp_path: Path, case: s
 def test_frames_and_jitter_need_a_scene(tmp_path: Path) -> None:
     run = generate("--out", tmp_path / "ds", "--count", "1", "--frames", "1-2", *SPP)
     assert run.returncode == 1 and "need --scene" in run.stderr
+
+
+def test_clean_chunks_average_independent_renders(files, tmp_path: Path) -> None:
+    """--clean-chunks N: N renders with their own seeds, kept until averaged into clean.exr."""
+    common = ["--count", "1", "--scene", files["shot"], "--resolution", "40", "24", "--adaptive-threshold", "0"]
+    common += ["--noisy-spp", "1", "--clean-spp", "16"]
+    assert generate("--out", tmp_path / "one", *common).returncode == 0
+    assert generate("--out", tmp_path / "four", *common, "--clean-chunks", "4").returncode == 0
+    rec = next(df.iter_records(tmp_path / "four"))
+    chunks = rec["clean"]["chunks"]
+    assert [c["spp"] for c in chunks] == [4] * 4 and len({c["seed"] for c in chunks}) == 4
+    assert sorted(p.name for p in df.sample_dir(tmp_path / "four", 0).iterdir()) == ["clean.exr", "noisy_0001spp.exr"]
+    one = read_image(df.clean_exr(tmp_path / "one", 0)).color[..., :3]
+    four = read_image(df.clean_exr(tmp_path / "four", 0)).color[..., :3]
+    assert not np.array_equal(one, four)  # other seeds, averaged
+    assert abs(four.mean() / one.mean() - 1) < 0.05  # the same image, both at 16 spp in all
+    bad = generate("--out", tmp_path / "bad", *common, "--clean-chunks", "3")
+    assert bad.returncode == 1 and "split evenly" in bad.stderr

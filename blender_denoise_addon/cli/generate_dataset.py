@@ -61,6 +61,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="clean render: Cycles adaptive-sampling noise threshold, 0 = plain clean spp (default %(default)s)",
     )
     p.add_argument(
+        "--clean-chunks",
+        type=int,
+        default=1,
+        metavar="N",
+        help="render the clean image as N independent renders of clean-spp/N samples, averaged; each is kept as "
+        "it finishes, so long references resume (default %(default)s)",
+    )
+    p.add_argument(
         "--adaptive-min-samples",
         type=int,
         default=GenerateSettings.clean_adaptive_min_samples,
@@ -102,6 +110,7 @@ def settings_from_args(args: argparse.Namespace) -> GenerateSettings:
         frames=args.frames,
         camera_jitter=args.camera_jitter,
         strict=args.strict,
+        clean_chunks=args.clean_chunks,
     )
 
 

@@ -3,7 +3,8 @@ and the training loader (reads). Pure: no bpy, no torch.
 
     DIR/
       exr/<sample>/noisy_<spp>spp.exr   multilayer EXR: Combined, Denoising Albedo, Denoising Normal
-      exr/<sample>/clean.exr            same passes, clean (reference spp)
+      exr/<sample>/clean.exr            same passes, clean (reference spp; with --clean-chunks N the
+                                        mean of N renders, each kept as clean_chunk_<k>.exr until then)
       noise/<sample>_<spp>spp.png       8-bit sRGB quick look (the seed's layout) ...
       denoise/<sample>_<spp>spp.png     ... and its clean partner under the same name
       samples/<sample>.json             the sample's record (seed, scene parameters, spp,
@@ -56,6 +57,11 @@ def noisy_exr(root: Path, index: int, spp: int) -> Path:
 
 def clean_exr(root: Path, index: int) -> Path:
     return sample_dir(root, index) / CLEAN_EXR
+
+
+def clean_chunk_exr(root: Path, index: int, chunk: int) -> Path:
+    """One of the independent renders a chunked clean render averages (deleted once clean.exr exists)."""
+    return sample_dir(root, index) / f"clean_chunk_{chunk:03d}.exr"
 
 
 def noisy_png(root: Path, index: int, spp: int) -> Path:

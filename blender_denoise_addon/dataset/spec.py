@@ -70,6 +70,7 @@ class GenerateSettings:
     frames: tuple[int, int] | None = None  # None: each scene's own frame range
     camera_jitter: float = 0.0  # degrees of random camera rotation (artist's scenes)
     strict: bool = False  # missing textures or libraries are an error, not a warning
+    clean_chunks: int = 1  # the clean render as this many independent renders, averaged (resumable)
 
     def identity(self) -> dict[str, Any]:
         d = asdict(self)
@@ -81,6 +82,8 @@ class GenerateSettings:
         for k in ("scenes", "frames", "camera_jitter"):  # random datasets keep their old identity
             if not self.scenes:
                 d.pop(k)
+        if self.clean_chunks == 1:
+            d.pop("clean_chunks")
         if self.scenes:
             # File names, not paths: shards on machines that mount the files elsewhere still merge.
             d["scenes"] = [Path(s).name for s in self.scenes]
@@ -156,6 +159,7 @@ def validate(
     camera_jitter: float = 0.0,
     strict: bool = False,
     check_files: bool = True,
+    clean_chunks: int = 1,
 ) -> GenerateSettings:
     """Check every user-facing setting and say exactly what is wrong."""
     if not str(out).strip():
@@ -188,6 +192,8 @@ def validate(
         raise DenoiseError(f"adaptive threshold must be in [0, 1) (0 = off), got {clean_adaptive_threshold}")
     if clean_adaptive_min_samples < 0:
         raise DenoiseError(f"adaptive min samples must be >= 0, got {clean_adaptive_min_samples}")
+    if clean_chunks < 1 or clean_spp % clean_chunks:
+        raise DenoiseError(f"clean spp ({clean_spp}) must split evenly into --clean-chunks ({clean_chunks})")
     # A small clean spp with the default minimum just means "every pixel gets all samples".
     clean_adaptive_min_samples = min(clean_adaptive_min_samples, clean_spp)
     if not scenes:  # random scenes are always rendered unclamped unless asked
@@ -225,6 +231,7 @@ def validate(
         frames=fr,
         camera_jitter=float(camera_jitter),
         strict=bool(strict),
+        clean_chunks=int(clean_chunks),
     )
 
 
@@ -234,9 +241,9 @@ def shard_indices(count: int, shard: tuple[int, int] = (0, 1)) -> list[int]:
     return list(range(i, count, n))
 
 
-def render_seed(seed: int, index: int, spp: int, clean: bool = False) -> int:
-    """Cycles' sampling seed for one render: distinct per sample, spp and clean/noisy."""
-    ss = np.random.SeedSequence([seed, index, spp, 1 if clean else 0, 0x5EED])
+def render_seed(seed: int, index: int, spp: int, clean: bool = False, chunk: int = 0) -> int:
+    """Cycles' sampling seed for one render: distinct per sample, spp, clean/noisy and clean chunk."""
+    ss = np.random.SeedSequence([seed, index, spp, 1 if clean else 0, 0x5EED] + ([chunk] if chunk else []))
     return int(ss.generate_state(1, dtype=np.uint32)[0] & 0x7FFFFFFF)
 
 

@@ -128,6 +128,16 @@ def write_passes_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def average_exrs(paths: list[Path], out: Path) -> None:
+    """The per-channel mean of renders written by ``render_exr`` (independent seeds), written like them."""
+    total: dict[str, np.ndarray] = {}
+    for p in paths:
+        chans, _ = _read_channels(p)
+        for name in COLOR_CHANNELS + ALBEDO_CHANNELS + NORMAL_CHANNELS:
+            total[name] = total.get(name, 0.0) + chans[name].astype(np.float64)
+    write_passes_exr(out, {k: v / len(paths) for k, v in total.items()})
+
+
 @contextlib.contextmanager
 def silence_stdout() -> Iterator[None]:
     """Cycles prints a line per tile and sample to fd 1 in background mode; the CLI's

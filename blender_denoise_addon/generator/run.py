@@ -22,7 +22,7 @@ from ..core.imageio import read_image, write_image
 from ..core.transfer import autoexposure
 from ..dataset import files as df
 from ..dataset import spec as ss
-from .render import configure, render_exr
+from .render import average_exrs, configure, render_exr
 from .scene import BuiltScene, build_scene
 from .user_scene import OpenScene, build_copy, inspect, open_blend
 
@@ -146,28 +146,39 @@ class DatasetJob:
                 yield Step(index, f"noisy_{df.spp_tag(spp)}", secs, spp=spp)
             path = df.clean_exr(root, index)
             seed = ss.render_seed(st.seed, index, st.clean_spp, clean=True)
-            secs = (
-                None
-                if path.is_file()
-                else render_exr(
-                    built.scene,
-                    path,
-                    st.clean_spp,
-                    seed,
-                    st.clean_adaptive_threshold,
-                    st.clean_adaptive_min_samples,
-                    quiet=self.quiet,
-                )
-            )
-            clean = {
+            adaptive = (st.clean_adaptive_threshold, st.clean_adaptive_min_samples)
+            clean: dict[str, Any] = {
                 "spp": st.clean_spp,
                 "seed": seed,
-                "seconds": secs,
                 "exr": _rel(root, path),
                 "adaptive_threshold": st.clean_adaptive_threshold,
                 "adaptive_min_samples": st.clean_adaptive_min_samples if st.clean_adaptive_threshold > 0 else 0,
             }
-            yield Step(index, "clean", secs, spp=st.clean_spp)
+            if st.clean_chunks == 1:
+                secs = (
+                    None
+                    if path.is_file()
+                    else render_exr(built.scene, path, st.clean_spp, seed, *adaptive, quiet=self.quiet)
+                )
+            else:
+                # Independent renders with their own seeds, averaged: each is kept as it finishes,
+                # so a long reference resumes after the last finished chunk.
+                per = st.clean_spp // st.clean_chunks
+                clean["chunks"] = []
+                for k in range(st.clean_chunks):
+                    cpath = df.clean_chunk_exr(root, index, k)
+                    cseed = ss.render_seed(st.seed, index, st.clean_spp, clean=True, chunk=k + 1)
+                    done = path.is_file() or cpath.is_file()
+                    csecs = None if done else render_exr(built.scene, cpath, per, cseed, *adaptive, quiet=self.quiet)
+                    clean["chunks"].append({"spp": per, "seed": cseed, "seconds": csecs})
+                    yield Step(index, f"clean_chunk_{k}", csecs, spp=per)
+                if not path.is_file():
+                    average_exrs([df.clean_chunk_exr(root, index, k) for k in range(st.clean_chunks)], path)
+                for k in range(st.clean_chunks):
+                    df.clean_chunk_exr(root, index, k).unlink(missing_ok=True)
+                secs = sum(c["seconds"] or 0.0 for c in clean["chunks"])
+            clean["seconds"] = secs
+            yield Step(index, "clean", secs, spp=st.clean_spp if st.clean_chunks == 1 else 0)
         finally:
             built.remove()
         exposure = self._write_pngs(index)
