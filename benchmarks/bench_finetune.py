@@ -51,14 +51,15 @@ def render_minutes(root: Path) -> float:
     """Render time of a dataset from its records (every render of every sample), in minutes."""
     total = 0.0
     for rec in df.iter_records(root):
-        total += rec["build_seconds"] + rec["clean"]["seconds"] + sum(n["seconds"] for n in rec["noisy"])
+        # None: a render reused after an interruption (its time was not measured in this run)
+        total += rec["build_seconds"] + (rec["clean"]["seconds"] or 0) + sum(n["seconds"] or 0 for n in rec["noisy"])
     return total / 60
 
 
 def score(eval_root: Path, models: dict[str, Path]) -> list[dict[str, Any]]:
     """Display PSNR and SSIM of every eval pair: noisy, each model (through the core), OIDN."""
     from training.dataset import find_pairs
-    from training.evaluate import oidn_denoise
+    from training.evaluate import oidn_denoise, oidn_prefiltered
 
     loaded = {k: load_model(p) for k, p in models.items()}
     rows = []
@@ -72,11 +73,13 @@ def score(eval_root: Path, models: dict[str, Path]) -> list[dict[str, Any]]:
         albedo, normal = prepare_albedo(frame.albedo[..., :3]), prepare_normal(frame.normal[..., :3])
         for q in ("balanced", "high"):
             results[f"oidn_{q}"] = oidn_denoise(color, albedo, normal, hdr=True, quality=q)
+        results["oidn_blender"] = oidn_prefiltered(color, albedo, normal)  # Blender's built-in, Accurate prefilter
         row: dict[str, Any] = {"sample": pair.scene, "spp": pair.spp}
         for name, img in results.items():
             rep = metrics.report(img, clean)
             row[name] = round(rep["psnr"], 3)
             row[f"{name}_ssim"] = round(rep["ssim"], 4)
+            row[f"{name}_lf"] = round(rep["psnr_lf"], 3)
         rows.append(row)
     return rows
 
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage not in ("all", "score"):
         return 0
     rows = score(evals, {"shipped": SHIPPED, "tuned": tuned})
-    names = ["noisy", "shipped", "tuned", "oidn_balanced", "oidn_high"]
+    names = ["noisy", "shipped", "tuned", "oidn_balanced", "oidn_high", "oidn_blender"]
     card = json.loads(tuned.with_name(tuned.stem + ".card.json").read_text())
     result = {
         "render_minutes_pairs": round(render_minutes(pairs), 1),

@@ -33,7 +33,7 @@ def test_demo_writes_side_by_side_and_metrics(tmp_path):
     report = json.loads((out / "metrics.json").read_text())
     assert report["model"] == "chain3" and report["model_inputs"] == ["color", "albedo", "normal"]
     for key in ("noisy_vs_reference", "denoised_vs_reference"):
-        assert set(report[key]) == {"psnr", "ssim", "relmse"}
+        assert set(report[key]) == {"psnr", "ssim", "relmse", "psnr_lf"}
     # The noisy render really is noisy against its 8 spp reference, so the metrics measure something.
     assert report["noisy_vs_reference"]["psnr"] < 60
     assert sorted(p.name for p in out.iterdir()) == [

@@ -26,12 +26,13 @@ def test_evaluate_writes_metrics_table_and_plots(run_dir, dataset, tmp_path):
     test_scenes = set(json.loads((run_dir / "split.json").read_text())["test"])
     assert {r["scene"] for r in result["per_image"]} == test_scenes
     for key in [*map(str, SPP), "all"]:
-        assert set(result["metrics"][key]) == {"noisy", "ours", "oidn_high", "oidn_balanced"}
+        assert set(result["metrics"][key]) == {"noisy", "ours", "oidn_high", "oidn_balanced", "oidn_blender"}
         for m in result["metrics"][key].values():
             assert all(np.isfinite(v) for v in m.values())
     # OIDN must clearly beat the noisy input; otherwise its inputs are wrong.
     allm = result["metrics"]["all"]
     assert allm["oidn_high"]["psnr"] > allm["noisy"]["psnr"] + 3
+    assert allm["oidn_blender"]["psnr"] > allm["noisy"]["psnr"] + 3  # prefiltered aux, as Blender runs it
     assert allm["oidn_high"]["flip"] < allm["noisy"]["flip"]
     assert (out / "curves.png").stat().st_size > 1000
     grids = sorted(out.glob("grid_*.png"))
@@ -51,6 +52,7 @@ def test_evaluate_means_leave_out_frames_equal_to_their_reference():
             "ssim": 1.0,
             "relmse": 0.0,
             "flip": 0.0,
+            "psnr_lf": psnr,
         }
         return {"spp": spp} | {f"{k}_{n}": v for k in ("noisy", "ours") for n, v in m.items()}
 

@@ -33,8 +33,9 @@ from blender_denoise_addon.core.model import load_model
 
 from .dataset import SPLITS, Pair, find_pairs, split_pairs
 
-METHODS = ("noisy", "ours", "oidn_high", "oidn_balanced")
-METRICS = ("mse", "psnr", "ssim", "relmse", "flip")
+# oidn_blender: OIDN high on albedo and normal prefiltered by OIDN, Blender's "Accurate" prefilter.
+METHODS = ("noisy", "ours", "oidn_high", "oidn_balanced", "oidn_blender")
+METRICS = ("mse", "psnr", "ssim", "relmse", "flip", "psnr_lf")
 
 
 class TorchModel:
@@ -102,6 +103,39 @@ def oidn_denoise(
     )
 
 
+def oidn_prefiltered(color: np.ndarray, albedo: np.ndarray, normal: np.ndarray, quality: str = "high") -> np.ndarray:
+    """OIDN as Blender runs it with the Accurate prefilter: albedo and normal each denoised by an RT
+    filter of their own first, then the color with ``cleanAux``."""
+    import pyoidn
+
+    def run(images: dict[str, np.ndarray], **options: bool) -> np.ndarray:
+        out = np.zeros(next(iter(images.values())).shape, np.float32)
+        with pyoidn.Device() as device:
+            device.commit()
+            with pyoidn.Filter(device, pyoidn.OIDN_FILTER_TYPE_RT) as f:
+                for name, img in images.items():
+                    f.set_image(name, np.ascontiguousarray(img, np.float32), pyoidn.OIDN_FORMAT_FLOAT3)
+                f.set_image(pyoidn.OIDN_IMAGE_OUTPUT, out, pyoidn.OIDN_FORMAT_FLOAT3)
+                for k, v in options.items():
+                    f.set_bool(k, v)
+                f.set_quality({"high": pyoidn.OIDN_QUALITY_HIGH, "balanced": pyoidn.OIDN_QUALITY_BALANCED}[quality])
+                f.commit()
+                f.execute()
+            error = device.get_error()
+        if error:
+            raise RuntimeError(f"OIDN: {error}")
+        return out
+
+    clean_albedo = run({pyoidn.OIDN_IMAGE_ALBEDO: albedo})
+    clean_normal = run({pyoidn.OIDN_IMAGE_NORMAL: normal})
+    images = {
+        pyoidn.OIDN_IMAGE_COLOR: color,
+        pyoidn.OIDN_IMAGE_ALBEDO: clean_albedo,
+        pyoidn.OIDN_IMAGE_NORMAL: clean_normal,
+    }
+    return run(images, hdr=True, cleanAux=True)
+
+
 def flip(display: np.ndarray, reference_display: np.ndarray) -> float:
     """Mean LDR-FLIP (NVIDIA's flip-evaluator) of two sRGB display images."""
     import flip_evaluator
@@ -146,13 +180,14 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
 
 def table_markdown(agg: dict[str, dict[str, dict[str, float]]]) -> str:
     lines = [
-        "| spp | method | MSE (display) | PSNR dB | SSIM | FLIP | relMSE (linear) |",
-        "|---|---|---|---|---|---|---|",
+        "| spp | method | MSE (display) | PSNR dB | SSIM | FLIP | relMSE (linear) | low-freq PSNR dB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted((k for k in agg if k != "all"), key=lambda k: (k == "None", int(k) if k.isdigit() else 0)) + ["all"]
     for key in keys:
         for m, v in agg[key].items():
             cells = f"{v['mse']:.3e} | {v['psnr']:.2f} | {v['ssim']:.4f} | {v['flip']:.4f} | {v['relmse']:.3e}"
+            cells += f" | {v['psnr_lf']:.2f}"
             lines.append(f"| {key} | {m} | {cells} |")
     exact = {m: int(v.get("exact", 0)) for m, v in agg["all"].items() if v.get("exact")}
     if exact:
@@ -301,6 +336,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                     None if normal is None else prepare_normal(normal[..., :3]),
                     hdr=pair.kind == "exr",
                     quality=quality,
+                )
+            if albedo is not None and normal is not None and pair.kind == "exr":
+                results["oidn_blender"] = oidn_prefiltered(
+                    color, prepare_albedo(albedo[..., :3]), prepare_normal(normal[..., :3])
                 )
         row: dict[str, Any] = {"frame": pair.label, "scene": pair.scene, "spp": pair.spp}
         for name, img in results.items():
