@@ -196,6 +196,27 @@ def table_markdown(agg: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scene_table(rows: list[dict[str, Any]], spp: int) -> str:
+    """Per scene at ``spp``: display PSNR and low-frequency PSNR of every method, and ours minus
+    OIDN balanced (the number a target like "no scene more than 1 dB behind" is about)."""
+    sel = [r for r in rows if r["spp"] == spp]
+    if not sel:
+        return ""
+    methods = [m for m in METHODS if f"{m}_psnr" in sel[0]]
+    head = " | ".join(f"{m} PSNR / low-freq" for m in methods)
+    lines = [
+        f"{spp} spp per scene (dB):",
+        "",
+        f"| scene | {head} | ours - OIDN balanced |",
+        "|---" * (len(methods) + 2) + "|",
+    ]
+    for r in sel:
+        cells = " | ".join(f"{r[f'{m}_psnr']:.2f} / {r[f'{m}_psnr_lf']:.2f}" for m in methods)
+        gap = f"{r['ours_psnr'] - r['oidn_balanced_psnr']:+.2f}" if "oidn_balanced_psnr" in r else "-"
+        lines.append(f"| {r['scene']} | {cells} | {gap} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_curves(log_csv: Path, out: Path) -> Path:
     import matplotlib
 
@@ -377,6 +398,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         writer.writeheader()
         writer.writerows(rows)
     table = table_markdown(agg)
+    if cfg.figure_spp:
+        table += "\n" + scene_table(rows, cfg.figure_spp)
     (out / "table.md").write_text(table, encoding="utf-8")
     print(table, file=sys.stderr)
     return result
