@@ -3,7 +3,7 @@ shipped model on them, score other frames of the same animation against the ship
 OIDN 2.5 (balanced and high, on the same raw passes).
 
     .venv/bin/python benchmarks/bench_finetune.py [--work data/walk] [--pairs 72] [--minutes 30]
-        [--eval 6] [--stage all|pairs|eval|finetune|score]
+        [--eval 4] [--stage all|pairs|eval|finetune|score]
 
 The scene is ``benchmarks/scenes/interior_walkthrough.py`` (a furnished room lit through a
 window, 960x540, 120 frames, an animated camera): not a scene the generator makes. Training
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=ROOT / "data" / "walk", help="folder for the scene, data and model")
     p.add_argument("--pairs", type=int, default=72, help="training samples to render (default %(default)s)")
     p.add_argument("--minutes", type=float, default=30.0, help="fine-tuning budget (default %(default)s)")
-    p.add_argument("--eval", type=int, default=6, help="scored crops from the held-out frames (default %(default)s)")
+    p.add_argument("--eval", type=int, default=4, help="scored crops from the held-out frames (default %(default)s)")
     p.add_argument("--stage", choices=("all", "pairs", "eval", "finetune", "score"), default="all")
     args = p.parse_args(argv)
     work: Path = args.work

@@ -24,12 +24,25 @@ V13 = ROOT / "models" / "denoiser-v13-color-albedo-normal.onnx"
 V16 = ROOT / "models" / "denoiser-v16-color.onnx"
 
 
+def finetune_args(dataset: Path, exported: Path, out: Path) -> list[str]:
+    args = ["finetune", "--data", str(dataset), "--from", str(exported), "--minutes", "0.05", "-o", str(out)]
+    return [*args, "--holdout", "0.4", "--threads", "1", "--quiet", "--name", "My shot"]
+
+
 @pytest.fixture(scope="module")
 def tuned(dataset: Path, exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tuned") / "my_shot.onnx"
-    args = ["finetune", "--data", str(dataset), "--from", str(exported), "--minutes", "0.05", "-o", str(out)]
-    assert main([*args, "--holdout", "0.4", "--threads", "1", "--quiet", "--name", "My shot"]) == 0
+    assert main(finetune_args(dataset, exported, out)) == 0
     return out
+
+
+def test_a_rerun_continues_the_finished_run(tuned: Path, dataset: Path, exported: Path) -> None:
+    """The same command again finds OUT.run/ spent and does not train more."""
+    card = json.loads(catalog.card_path(tuned).read_text())
+    assert (tuned.parent / "my_shot.run" / "last.pt").is_file()
+    assert main(finetune_args(dataset, exported, tuned)) == 0
+    again = json.loads(catalog.card_path(tuned).read_text())
+    assert (again["steps"], again["minutes"], again["kept"]) == (card["steps"], card["minutes"], card["kept"])
 
 
 def test_tuned_model_and_its_card(tuned: Path, dataset: Path, exported: Path) -> None:
