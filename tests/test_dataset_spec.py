@@ -42,7 +42,7 @@ def test_is_lit_needs_one_percent_of_pixels_above_black() -> None:
 
 def test_specs_cover_the_variety() -> None:
     specs = [ss.scene_spec(0, i) for i in range(300)]
-    assert {s["layout"] for s in specs} == set(ss.LAYOUTS)
+    assert {s["layout"] for s in specs} == set(ss.LAYOUTS) - {"night"}  # night only when weighted
     assert {s["world"]["type"] for s in specs} == {"hdri", "color", "black"}
     assert {s["world"]["hdri"] for s in specs if s["world"]["type"] == "hdri"} == set(ss.BUNDLED_HDRIS)
     assert {lt["type"] for s in specs for lt in s["lights"]} == set(ss.LIGHT_TYPES)
@@ -55,6 +55,68 @@ def test_specs_cover_the_variety() -> None:
     assert sum(s["camera"]["dof"] is not None for s in specs) > 30
     assert sum(s["volume"] is not None for s in specs) > 30
     assert any(w["opening"] for s in specs if s["room"] for w in s["room"]["walls"])
+
+
+NIGHT_MIX = "interior=0.35,night=0.3,outdoor=0.15,studio=0.15,void=0.05"
+
+
+def test_layout_weights_change_the_mix_and_a_zero_weight_changes_nothing() -> None:
+    w = ss.parse_layouts(NIGHT_MIX)
+    assert w == (0.15, 0.15, 0.35, 0.05, 0.3)
+    assert ss.parse_layouts("night=2,interior=2") == (0.0, 0.0, 0.5, 0.0, 0.5)
+    # Seeds drawn before "night" existed keep their scenes: night's weight 0 leaves the draw alone.
+    default = [ss.scene_spec(5000, i) for i in range(60)]
+    assert default == [ss.scene_spec(5000, i, 0, ss.DEFAULT_LAYOUT_WEIGHTS) for i in range(60)]
+    mixed = [ss.scene_spec(5000, i, 0, w)["layout"] for i in range(300)]
+    assert 0.2 < mixed.count("night") / 300 < 0.4
+    assert mixed.count("outdoor") < 0.25 * 300
+    only = {ss.scene_spec(1, i, 0, ss.parse_layouts("studio=1"))["layout"] for i in range(30)}
+    assert only == {"studio"}
+
+
+def test_night_rooms_are_lit_by_small_lamps_inside() -> None:
+    w = ss.parse_layouts("night=1")
+    specs = [ss.scene_spec(3, i, 0, w) for i in range(100)]
+    assert {s["world"]["type"] for s in specs} == {"black", "hdri"}
+    assert {s["world"]["hdri"] for s in specs if s["world"]["type"] == "hdri"} == {"night.exr"}
+    for s in specs:
+        assert s["room"] and "SUN" not in {lt["type"] for lt in s["lights"]}
+        assert 1 <= len(s["lights"]) <= 4
+        width, depth, height = s["room"]["size"]
+        for lt in s["lights"]:
+            x, y, z = lt["location"]
+            assert abs(x) <= width / 2 and abs(y) <= depth / 2 and 0 < z < height
+            assert lt["size"] <= 0.3 * s["scale"]
+        cx, cy, cz = s["camera"]["location"]
+        assert abs(cx) <= width / 2 and abs(cy) <= depth / 2 and 0 < cz < height
+    assert sum(any(m["archetype"] == "emissive" for m in s["materials"]) for s in specs) > 40
+
+
+@pytest.mark.parametrize(
+    "text,words",
+    [
+        ("indoor=1", "NAME one of outdoor"),
+        ("night", "NAME=WEIGHT"),
+        ("night=x", "not a number"),
+        ("night=-1,studio=2", ">= 0"),
+        ("night=0", "not all 0"),
+        ("night=nan", ">= 0"),
+    ],
+)
+def test_bad_layouts_are_refused(text: str, words: str) -> None:
+    with pytest.raises(DenoiseError, match=words):
+        ss.parse_layouts(text)
+
+
+def test_layouts_belong_to_the_identity_only_when_changed(tmp_path: Path) -> None:
+    plain = ss.validate(tmp_path / "a", 4)
+    assert "layouts" not in plain.identity()  # datasets made before the option keep resuming
+    mixed = ss.validate(tmp_path / "a", 4, layouts=NIGHT_MIX)
+    assert mixed.identity()["layouts"]["night"] == 0.3
+    blend = tmp_path / "x.blend"
+    blend.write_bytes(b"BLENDER-v300")
+    with pytest.raises(DenoiseError, match="--layouts is for random scenes"):
+        ss.validate(tmp_path / "b", 4, scenes=[str(blend)], layouts=NIGHT_MIX, check_files=False)
 
 
 @pytest.mark.parametrize("count,n", [(10, 1), (10, 3), (7, 7), (3, 5)])

@@ -153,6 +153,17 @@ def test_a_scene_that_renders_black_is_drawn_again(tmp_path: Path) -> None:
     assert not df.partial_files(out, 173)  # the probe renders are gone
 
 
+def test_night_rooms_render_lit_by_their_lamps(tmp_path: Path) -> None:
+    out = tmp_path / "night"
+    args = ["generate-dataset", "--out", str(out), "--count", "2", "--layouts", "night=1", "--seed", "4"]
+    assert main([*args, "--resolution", "32", "32", "--noisy-spp", "1", "--clean-spp", "16", "--quiet"]) == 0
+    for i in range(2):
+        rec = json.loads(df.record_path(out, i).read_text())
+        assert rec["spec"]["layout"] == "night" and rec["spec"].get("attempt", 0) == 0  # lit at the first draw
+        assert ss.is_lit(read_image(df.clean_exr(out, i)).color)
+    assert json.loads((out / "dataset.json").read_text())["layouts"]["night"] == 1.0
+
+
 def test_shards_merge_into_the_same_dataset(dataset: Path, tmp_path: Path) -> None:
     merged = tmp_path / "merged"
     parts = []

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..core.errors import DenoiseError
-from ..dataset.spec import GenerateSettings, validate
+from ..dataset.spec import DEFAULT_LAYOUT_WEIGHTS, GenerateSettings, validate
 
 HELP = (
     "Render random Cycles scenes, or crops of your own .blend scenes (--scene), as noisy (low spp) and clean "
@@ -82,6 +82,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--clamp-direct", type=float, help="Cycles direct clamp, 0 = none (default: 0; with --scene, the scene's own)"
     )
+    p.add_argument(
+        "--layouts",
+        metavar="NAME=W,...",
+        help="random scenes: how often each layout is drawn, e.g. interior=0.35,night=0.3,studio=0.15,outdoor=0.15,"
+        "void=0.05 (unnamed layouts 0). Layouts: outdoor, studio, interior (daylight through openings), void, "
+        "night (a room lit by small lamps). Default: outdoor=0.35,studio=0.2,interior=0.3,void=0.15",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--ray",
@@ -111,6 +118,7 @@ def settings_from_args(args: argparse.Namespace) -> GenerateSettings:
         camera_jitter=args.camera_jitter,
         strict=args.strict,
         clean_chunks=args.clean_chunks,
+        layouts=args.layouts if args.layouts is not None else DEFAULT_LAYOUT_WEIGHTS,
     )
 
 

@@ -36,7 +36,10 @@ BUNDLED_HDRIS: tuple[str, ...] = (
     "sunset.exr",
 )
 
-LAYOUTS: tuple[str, ...] = ("outdoor", "studio", "interior", "void")
+LAYOUTS: tuple[str, ...] = ("outdoor", "studio", "interior", "void", "night")
+# How often each layout is drawn. "night" (a room lit only by small lamps and glowing shapes)
+# is off by default so that existing seeds keep drawing the same scenes.
+DEFAULT_LAYOUT_WEIGHTS: tuple[float, ...] = (0.35, 0.2, 0.3, 0.15, 0.0)
 PRIMITIVES: tuple[str, ...] = ("cube", "uv_sphere", "ico_sphere", "cylinder", "cone", "torus", "monkey", "plane")
 TEXTURES: tuple[str, ...] = ("noise", "voronoi", "checker", "brick", "wave", "gradient", "magic")
 LIGHT_TYPES: tuple[str, ...] = ("AREA", "POINT", "SPOT", "SUN")
@@ -71,6 +74,7 @@ class GenerateSettings:
     camera_jitter: float = 0.0  # degrees of random camera rotation (artist's scenes)
     strict: bool = False  # missing textures or libraries are an error, not a warning
     clean_chunks: int = 1  # the clean render as this many independent renders, averaged (resumable)
+    layouts: tuple[float, ...] = DEFAULT_LAYOUT_WEIGHTS  # random scenes: weight of each of LAYOUTS
 
     def identity(self) -> dict[str, Any]:
         d = asdict(self)
@@ -84,6 +88,10 @@ class GenerateSettings:
                 d.pop(k)
         if self.clean_chunks == 1:
             d.pop("clean_chunks")
+        if tuple(self.layouts) == DEFAULT_LAYOUT_WEIGHTS:
+            d.pop("layouts")
+        else:
+            d["layouts"] = dict(zip(LAYOUTS, self.layouts, strict=True))
         if self.scenes:
             # File names, not paths: shards on machines that mount the files elsewhere still merge.
             d["scenes"] = [Path(s).name for s in self.scenes]
@@ -127,6 +135,33 @@ def parse_frames(text: str) -> tuple[int, int]:
     return a, b
 
 
+def parse_layouts(text: str) -> tuple[float, ...]:
+    """``"interior=0.4,night=0.3,studio=0.3"`` -> a weight per layout of LAYOUTS (unnamed ones 0), summing to 1."""
+    weights = dict.fromkeys(LAYOUTS, 0.0)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, eq, value = part.partition("=")
+        name = name.strip()
+        if name not in weights or not eq:
+            raise DenoiseError(f"--layouts wants NAME=WEIGHT,... with NAME one of {', '.join(LAYOUTS)}; got {part!r}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise DenoiseError(f"--layouts: {value!r} is not a number (in {part!r})") from None
+    return check_layouts(tuple(weights.values()))
+
+
+def check_layouts(weights: tuple[float, ...] | list[float]) -> tuple[float, ...]:
+    w = tuple(float(x) for x in weights)
+    if len(w) != len(LAYOUTS):
+        raise DenoiseError(f"give a weight for each layout ({', '.join(LAYOUTS)}), got {list(w)}")
+    if any(not math.isfinite(x) or x < 0 for x in w) or sum(w) <= 0:
+        raise DenoiseError(f"layout weights must be >= 0 and not all 0, got {dict(zip(LAYOUTS, w, strict=True))}")
+    if w == DEFAULT_LAYOUT_WEIGHTS:
+        return w
+    total = sum(w)
+    return tuple(round(x / total, 6) for x in w)
+
+
 def check_blend(path: str | Path) -> Path:
     """An existing .blend file, or a one-line error."""
     p = Path(path)
@@ -160,6 +195,7 @@ def validate(
     strict: bool = False,
     check_files: bool = True,
     clean_chunks: int = 1,
+    layouts: str | tuple[float, ...] | list[float] = DEFAULT_LAYOUT_WEIGHTS,
 ) -> GenerateSettings:
     """Check every user-facing setting and say exactly what is wrong."""
     if not str(out).strip():
@@ -201,6 +237,9 @@ def validate(
         clamp_indirect = 0.0 if clamp_indirect is None else clamp_indirect
         if frames is not None or camera_jitter:
             raise DenoiseError("--frames and --camera-jitter need --scene FILE.blend")
+    lw = parse_layouts(layouts) if isinstance(layouts, str) else check_layouts(layouts)
+    if scenes and lw != DEFAULT_LAYOUT_WEIGHTS:
+        raise DenoiseError("--layouts is for random scenes; with --scene the files are the scenes")
     if (clamp_direct or 0) < 0 or (clamp_indirect or 0) < 0:
         raise DenoiseError("clamp values must be >= 0 (0 = no clamping)")
     blends = tuple(str(check_blend(p)) if check_files else str(p) for p in scenes)
@@ -232,6 +271,7 @@ def validate(
         camera_jitter=float(camera_jitter),
         strict=bool(strict),
         clean_chunks=int(clean_chunks),
+        layouts=lw,
     )
 
 
@@ -538,13 +578,18 @@ def is_lit(probe_rgb: np.ndarray, min_fraction: float = 0.01) -> bool:
     return bool(np.mean(rgb.max(axis=-1) > 1e-6) >= min_fraction)
 
 
-def scene_spec(seed: int, index: int, attempt: int = 0) -> dict[str, Any]:
+def scene_spec(
+    seed: int, index: int, attempt: int = 0, layouts: tuple[float, ...] = DEFAULT_LAYOUT_WEIGHTS
+) -> dict[str, Any]:
     """The random scene for sample ``index`` of a dataset with ``seed``. Deterministic.
 
     ``attempt`` > 0 draws another scene for the same sample (when an earlier draw rendered black).
+    ``layouts`` weighs LAYOUTS; a zero weight leaves the draws of the others unchanged.
     """
     rng = _rng(seed, index, attempt)
-    layout = str(rng.choice(LAYOUTS, p=[0.35, 0.2, 0.3, 0.15]))
+    p = np.asarray(layouts, np.float64)
+    layout = str(rng.choice(LAYOUTS, p=p / p.sum()))
+    indoor = layout in ("interior", "night")
     # Scene scale spans two orders of magnitude: matters for SSS radii, fog density, DOF.
     scale = _f(np.exp(rng.uniform(np.log(0.2), np.log(8.0))))
     ctx = _Ctx(rng=rng, scale=scale)
@@ -580,14 +625,23 @@ def scene_spec(seed: int, index: int, attempt: int = 0) -> dict[str, Any]:
         if layout == "studio":
             ground["backdrop"] = True  # floor curving up into a back wall
             ground["rotation"] = _f(rng.uniform(0, 2 * math.pi))
-    elif layout == "interior":
+    elif indoor:
         room = _room(ctx, radius)
 
     # World: HDRI, flat colour, or black; interiors see it only through openings.
-    hdri_p = {"outdoor": 0.75, "studio": 0.7, "interior": 0.6, "void": 0.5}[layout]
+    hdri_p = {"outdoor": 0.75, "studio": 0.7, "interior": 0.6, "void": 0.5, "night": 0.0}[layout]
     u = rng.uniform()
     world: dict[str, Any]
-    if u < hdri_p:
+    if layout == "night":  # a night sky through the openings, or nothing
+        world = {"type": "black"}
+        if u < 0.5:
+            world = {
+                "type": "hdri",
+                "hdri": "night.exr",
+                "rotation": _f(rng.uniform(0, 2 * math.pi)),
+                "strength": _f(np.exp(rng.uniform(np.log(0.01), np.log(0.3)))),
+            }
+    elif u < hdri_p:
         world = {
             "type": "hdri",
             "hdri": str(rng.choice(BUNDLED_HDRIS)),
@@ -617,12 +671,26 @@ def scene_spec(seed: int, index: int, attempt: int = 0) -> dict[str, Any]:
             lt["location"] = _vec([rng.uniform(-0.4, 0.4) * w, rng.uniform(-0.4, 0.4) * d, h * rng.uniform(0.6, 0.95)])
             lt["rotation"] = _look_rotation(target - np.asarray(lt["location"]))
             lights.append(lt)
+    elif layout == "night":
+        # Small lamps inside; most of the room sees only their bounce light.
+        w, d, h = room["size"]  # type: ignore[index]
+        for _ in range(int(rng.integers(1, 5))):
+            kind = str(rng.choice(["POINT", "POINT", "AREA", "SPOT"]))
+            lt = _light(ctx, kind, target, radius, dim=rng.uniform(0.05, 0.6))
+            lt["size"] = _f(ctx.scale * rng.uniform(0.02, 0.3))
+            lt["size_y"] = _f(ctx.scale * rng.uniform(0.02, 0.3))
+            lt["location"] = _vec([rng.uniform(-0.45, 0.45) * w, rng.uniform(-0.45, 0.45) * d, h * rng.uniform(0.2, 0.95)])
+            lt["rotation"] = _look_rotation(
+                np.asarray([rng.uniform(-0.5, 0.5) * w, rng.uniform(-0.5, 0.5) * d, 0.0]) - np.asarray(lt["location"])
+            )
+            lights.append(lt)
     else:
         n_lights = int(rng.integers(0 if world["type"] != "black" else 1, 4))
         for _ in range(n_lights):
             kind = str(rng.choice(LIGHT_TYPES, p=[0.4, 0.2, 0.2, 0.2]))
             lights.append(_light(ctx, kind, target, radius, dim=rng.uniform(0.1, 1.0)))
-    if rng.uniform() < 0.25 or (world["type"] == "black" and not lights):  # emissive panels/shapes
+    if rng.uniform() < (0.6 if layout == "night" else 0.25) or (world["type"] == "black" and not lights):
+        # Emissive panels and shapes (at night: glowing screens, bulbs, signs).
         for _ in range(int(rng.integers(1, 3))):
             size = scale * rng.uniform(0.1, 0.6)
             ang, r = rng.uniform(0, 2 * math.pi), radius * rng.uniform(0.5, 1.2)
@@ -632,7 +700,7 @@ def scene_spec(seed: int, index: int, attempt: int = 0) -> dict[str, Any]:
     # Camera: aim at an object (or the middle), from outside the cluster; inside the room for interiors.
     focus = np.asarray(objects[int(rng.integers(len(objects)))]["location"]) if rng.uniform() < 0.6 else target
     lens = _f(np.exp(rng.uniform(np.log(16.0), np.log(135.0))))
-    if layout == "interior":
+    if indoor:
         w, d, h = room["size"]  # type: ignore[index]
         cam_loc = np.array([rng.uniform(-0.45, 0.45) * w, rng.uniform(-0.45, 0.45) * d, rng.uniform(0.15, 0.8) * h])
         lens = _f(min(lens, 50.0))

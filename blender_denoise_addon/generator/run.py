@@ -245,7 +245,7 @@ class DatasetJob:
         st = self.settings
         probe = df.sample_dir(self.root, index) / f".probe{df.PARTIAL}.exr"
         for attempt in range(ss.MAX_ATTEMPTS):
-            spec = ss.scene_spec(st.seed, index, attempt)
+            spec = ss.scene_spec(st.seed, index, attempt, st.layouts)
             built = build_scene(spec)
             try:
                 render_settings = configure(built.scene, st)
