@@ -212,3 +212,20 @@ def test_recipe_runs_its_stages_skips_finished_ones_and_names_missing_data(datas
     assert main([*args, "--quiet"]) == 0  # both stages finished: nothing trains again
     assert (tmp_path / "run" / "a" / "last.pt").stat().st_mtime_ns == stamp
     assert main([*args, "--lr", "1"]) == 1  # a recipe sets its own training options
+
+
+def test_lowfreq_term_sees_blotches_not_grain():
+    from training.losses import DenoiseLoss, LossWeights
+
+    torch.manual_seed(0)
+    target = torch.full((1, 3, 64, 64), 0.5)
+    grain = target + 0.05 * torch.sign(torch.randn_like(target))  # per-pixel L1 0.05
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    blotch = target + 0.05 * torch.where(((yy - 32) ** 2 + (xx - 20) ** 2) < 15**2, 1.0, -1.0)  # same L1
+    loss = DenoiseLoss(LossWeights(mse=0, ssim=0, l1=1, lf=1))
+    _, g = loss(grain, target)
+    _, b = loss(blotch, target)
+    assert g["l1"] == pytest.approx(b["l1"], rel=1e-4)
+    assert b["lf"] > 0.03 and g["lf"] < 0.01  # 4-16 px block means: the blotch stays, the grain cancels
+    small = DenoiseLoss(LossWeights(lf=1))(grain[..., :3, :3], target[..., :3, :3])[1]["lf"]
+    assert small > 0  # smaller than every block: the mean error still counts

@@ -1,4 +1,9 @@
-"""The training loss: w_mse * MSE + w_ssim * (1 - SSIM) + w_l1 * L1 + w_psnr * a display-PSNR term.
+"""The training loss: w_mse * MSE + w_ssim * (1 - SSIM) + w_l1 * L1 + w_psnr * a display-PSNR term
++ w_lf * a low-frequency term.
+
+The lf term is the L1 of the error averaged over 4x4, 8x8 and 16x16 blocks (mean of the three):
+per-pixel terms hardly notice a smooth blotch 20 px wide whose values are a few percent off,
+while block means of pixel noise cancel, so this term sees blotches and not grain.
 
 MSE, SSIM and L1 are computed in the network's transfer space, where the values lie in
 [0, 1], so SSIM uses data_range=1. SSIM is pytorch-msssim's.
@@ -28,6 +33,7 @@ class LossWeights:
     ssim: float = 1.0
     l1: float = 0.0
     psnr: float = 0.0
+    lf: float = 0.0
 
     def __post_init__(self) -> None:
         if min(asdict(self).values()) < 0 or not any(asdict(self).values()):
@@ -42,6 +48,17 @@ def ssim_window(h: int, w: int, default: int = 11) -> int:
 
 def ssim_value(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ssim(pred, target, data_range=1.0, size_average=True, win_size=ssim_window(*pred.shape[-2:]))
+
+
+LF_BLOCKS = (4, 8, 16)
+
+
+def lowfreq_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 of the error's block means over LF_BLOCKS (blocks larger than the image are skipped)."""
+    err = pred - target
+    side = min(err.shape[-2:])
+    terms = [torch.mean(torch.abs(nn.functional.avg_pool2d(err, b))) for b in LF_BLOCKS if b <= side]
+    return torch.stack(terms).mean() if terms else torch.mean(torch.abs(err.mean(dim=(-2, -1))))
 
 
 # Display MSE of a 50 dB frame: the psnr term stops rewarding frames cleaner than that.
@@ -82,6 +99,8 @@ class DenoiseLoss(nn.Module):
             terms["ssim"] = 1.0 - ssim_value(pred, target)
         if w.l1:
             terms["l1"] = torch.mean(torch.abs(pred - target))
+        if w.lf:
+            terms["lf"] = lowfreq_l1(pred, target)
         if w.psnr:
             if exposure is None:
                 raise ValueError("the psnr loss term needs each frame's exposure")
