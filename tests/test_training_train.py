@@ -229,3 +229,36 @@ def test_lowfreq_term_sees_blotches_not_grain():
     assert b["lf"] > 0.03 and g["lf"] < 0.01  # 4-16 px block means: the blotch stays, the grain cancels
     small = DenoiseLoss(LossWeights(lf=1))(grain[..., :3, :3], target[..., :3, :3])[1]["lf"]
     assert small > 0  # smaller than every block: the mean error still counts
+
+
+def test_a_recipe_that_extends_another_runs_its_stages_after_the_others(tmp_path, monkeypatch):
+    from blender_denoise_addon.core.errors import DenoiseError
+    from training import config
+
+    base = {
+        "model": "a.onnx",
+        "datasets": {"d1": {"generate": "--count 5"}},
+        "defaults": {"width": 8, "patch": 16},
+        "stages": [{"name": "a", "data": "d1", "settings": {"seed": 1}}],
+    }
+    more = {
+        "model": "b.onnx",
+        "extends": "base",
+        "datasets": {"d2": {"generate": "--count 3"}},
+        "defaults": {"width": 8, "patch": 32},
+        "stages": [{"name": "b", "data": "d2", "init": "previous", "settings": {"w_lf": 2.0}}],
+    }
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    (tmp_path / "more.json").write_text(json.dumps(more))
+    (tmp_path / "loop.json").write_text(json.dumps(more | {"extends": "loop"}))
+    (tmp_path / "clash.json").write_text(json.dumps(more | {"stages": base["stages"]}))
+    monkeypatch.setattr(config, "RECIPES", tmp_path)
+    r = config.load_recipe("more")
+    assert r["model"] == "b.onnx" and set(r["datasets"]) == {"d1", "d2"} and r["defaults"] == {}
+    assert [(s["name"], s["data"]) for s in r["stages"]] == [("a", "d1"), ("b", "d2")]
+    assert r["stages"][0]["settings"] == {"width": 8, "patch": 16, "seed": 1}  # the base's own defaults
+    assert r["stages"][1]["settings"] == {"width": 8, "patch": 32, "w_lf": 2.0}
+    with pytest.raises(DenoiseError, match="extends itself"):
+        config.load_recipe("loop")
+    with pytest.raises(DenoiseError, match="stage names repeat"):
+        config.load_recipe("clash")

@@ -404,7 +404,25 @@ def recipe_names() -> list[str]:
 
 
 def load_recipe(name: str) -> dict[str, Any]:
+    """A recipe; one that ``extends`` another runs the other's stages first, then its own
+    (each recipe's ``defaults`` are folded into its own stages, so the result has none)."""
     path = RECIPES / f"{name}.json"
     if not path.is_file():
         raise DenoiseError(f"no recipe {name!r}; recipes: {', '.join(recipe_names()) or 'none'}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    recipe = json.loads(path.read_text(encoding="utf-8"))
+    base_name = recipe.get("extends")
+    if not base_name:
+        return recipe
+    if base_name == name:
+        raise DenoiseError(f"recipe {name} extends itself")
+    base = load_recipe(base_name)
+
+    def folded(r: dict[str, Any]) -> list[dict[str, Any]]:
+        return [s | {"settings": r.get("defaults", {}) | s["settings"]} for s in r["stages"]]
+
+    stages = folded(base) + folded(recipe)
+    names = [s["name"] for s in stages]
+    if len(set(names)) != len(names):
+        raise DenoiseError(f"recipe {name}: stage names repeat those of {base_name}: {names}")
+    datasets = base["datasets"] | recipe.get("datasets", {})
+    return recipe | {"datasets": datasets, "defaults": {}, "stages": stages}

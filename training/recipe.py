@@ -2,7 +2,8 @@
 
 A recipe names its datasets (each with the ``generate-dataset`` command that renders it) and its
 stages; each stage is a set of training settings by field name (``config.config_from``), its
-dataset, and whether it starts from the previous stage's best weights. Stages run into
+dataset, and whether it starts from the previous stage's best weights. A recipe may ``extend``
+another: the other's stages run first. Stages run into
 OUT/<stage>; a finished stage is skipped and an interrupted one resumed, so a recipe spans
 sessions: run the same command again.
 """
