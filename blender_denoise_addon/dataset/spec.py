@@ -679,7 +679,8 @@ def scene_spec(
             lt = _light(ctx, kind, target, radius, dim=rng.uniform(0.05, 0.6))
             lt["size"] = _f(ctx.scale * rng.uniform(0.02, 0.3))
             lt["size_y"] = _f(ctx.scale * rng.uniform(0.02, 0.3))
-            lt["location"] = _vec([rng.uniform(-0.45, 0.45) * w, rng.uniform(-0.45, 0.45) * d, h * rng.uniform(0.2, 0.95)])
+            x, y = rng.uniform(-0.45, 0.45) * w, rng.uniform(-0.45, 0.45) * d
+            lt["location"] = _vec([x, y, h * rng.uniform(0.2, 0.95)])
             lt["rotation"] = _look_rotation(
                 np.asarray([rng.uniform(-0.5, 0.5) * w, rng.uniform(-0.5, 0.5) * d, 0.0]) - np.asarray(lt["location"])
             )
