@@ -1,6 +1,6 @@
 """The production-like evaluation suite: build the twelve hand-made scenes, render them, score models.
 
-    .venv/bin/python benchmarks/eval_suite.py [--work data/suite] [--stage all|scenes|render|score]
+    .venv/bin/python benchmarks/eval_suite.py [--work data/suite] [--stage all|scenes|render|score|figure]
         [--shard I/N] [--models models/denoiser-v13-color-albedo-normal.onnx ...]
 
 - scenes: ``benchmarks/scenes/suite.py`` writes WORK/scenes/NAME.blend (interiors through windows,
@@ -13,7 +13,9 @@
 - score: ``python -m training evaluate`` per model on every frame: display PSNR, SSIM, FLIP,
   relMSE, low-frequency PSNR, against OIDN 2.5 balanced and high on the same raw passes, and OIDN
   with prefiltered albedo and normal the way Blender runs it; a per-scene table at 4 spp.
-  Writes WORK/eval/<model>/{table.md,metrics.json,comparison.png} and prints the summary.
+  Writes WORK/eval/<model>/{table.md,metrics.json,comparison.png} and prints the summary;
+- figure: WORK/eval/dim_wall.png, a dim wall of the sunlit room at 4 spp at full resolution:
+  noisy, each model, OIDN balanced, OIDN as Blender runs it, reference.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ SCENES = (
 RENDER = ["--resolution", "512", "512", "--noisy-spp", "1", "4", "16", "--clean-spp", "1024"]
 RENDER += ["--adaptive-threshold", "0", "--clean-chunks", "4", "--seed", "26"]
 MODELS = ("denoiser-v13-color-albedo-normal.onnx", "denoiser-v16-color.onnx")
+# The figure: the sunlit room's back wall and ceiling, lit only by bounce light (x, y, w, h).
+FIGURE_SCENE, FIGURE_BOX, FIGURE_SPP = "sunlit_room", (128, 40, 256, 256), 4
 
 
 def run(cmd: list[str]) -> None:
@@ -71,10 +75,62 @@ def summary(work: Path, models: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def figure(work: Path, models: list[Path], out: Path, threads: int = 0) -> Path:
+    """A dim wall at 4 spp, full resolution: noisy | each model | OIDN balanced | OIDN as Blender
+    runs it | reference, each titled with display PSNR and low-frequency PSNR on the crop."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from blender_denoise_addon.core import metrics
+    from blender_denoise_addon.core.denoise import denoise, prepare_albedo, prepare_normal, sanitize_color
+    from blender_denoise_addon.core.imageio import read_image
+    from blender_denoise_addon.core.model import load_model
+    from blender_denoise_addon.dataset import files as df
+    from training.evaluate import oidn_denoise, oidn_prefiltered
+
+    root, index = work / "pairs", SCENES.index(FIGURE_SCENE)
+    frame = read_image(df.noisy_exr(root, index, FIGURE_SPP))
+    color = sanitize_color(frame.color[..., :3])
+    clean = sanitize_color(read_image(df.clean_exr(root, index)).color[..., :3])
+    albedo, normal = prepare_albedo(frame.albedo[..., :3]), prepare_normal(frame.normal[..., :3])
+    panels = [("noisy", color)]
+    for m in models:
+        model = load_model(m, threads or None)
+        aux = "albedo" in model.info.inputs
+        result = denoise(model, color, frame.albedo if aux else None, frame.normal if aux else None, tiling="full")
+        panels.append((m.stem.removeprefix("denoiser-"), result.image[..., :3]))
+    panels.append(("OIDN balanced", oidn_denoise(color, albedo, normal, hdr=True, quality="balanced")))
+    panels.append(("OIDN, Blender's prefilter", oidn_prefiltered(color, albedo, normal)))
+    x, y, w, h = FIGURE_BOX
+    ref = metrics.to_display(clean)[y : y + h, x : x + w]
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.6), squeeze=False)
+    for ax, (name, img) in zip(axes[0], panels, strict=False):
+        shown = metrics.to_display(img)[y : y + h, x : x + w]
+        ax.imshow(shown)
+        ax.set_title(
+            f"{name}\n{metrics.psnr(shown, ref):.2f} dB, low-freq {metrics.lowfreq_psnr(shown, ref):.2f}", fontsize=9
+        )
+    axes[0, -1].imshow(ref)
+    axes[0, -1].set_title("reference\n(1024 spp)", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(
+        f"{FIGURE_SCENE}, {FIGURE_SPP} spp: a wall and ceiling lit by bounce light (crop {w}x{h})", fontsize=10
+    )
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=ROOT / "data" / "suite")
-    p.add_argument("--stage", choices=("all", "scenes", "render", "score"), default="all")
+    p.add_argument("--stage", choices=("all", "scenes", "render", "score", "figure"), default="all")
     p.add_argument("--shard", default="0/1", help="render only the scenes of shard I/N (default %(default)s)")
     p.add_argument("--models", type=Path, nargs="+", default=[ROOT / "models" / m for m in MODELS])
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for scoring (0: all)")
@@ -97,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 + ["--threads", str(args.threads)]
             )
         print(summary(work, args.models))
+    if args.stage in ("all", "figure"):
+        print(f"wrote {figure(work, args.models, work / 'eval' / 'dim_wall.png', args.threads)}")
     return 0
 
 
