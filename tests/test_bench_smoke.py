@@ -45,3 +45,29 @@ def test_bench_color_only_times_the_shipped_color_model_against_oidn_without_pas
     assert any(label.startswith("shipped") and "color-albedo" not in label for label in labels), labels
     assert not any(label.startswith("ours") for label in labels)  # the U-Nets need albedo and normal
     assert {"OIDN balanced", "OIDN high"} <= set(labels)
+
+
+@pytest.mark.bpy
+def test_eval_suite_scenes_match_the_scenes_it_renders(tmp_path, monkeypatch):
+    """The suite builder writes every scene that eval_suite renders, each a 512x512 Cycles frame with a camera."""
+    pytest.importorskip("bpy")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import eval_suite
+
+    out = tmp_path / "scenes"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scenes" / "suite.py"), str(out)], cwd=ROOT)
+    assert proc.returncode == 0
+    assert sorted(p.stem for p in out.glob("*.blend")) == sorted(eval_suite.SCENES)
+    assert eval_suite.FIGURE_SCENE in eval_suite.SCENES
+    check = (
+        "import bpy, sys\n"
+        "for f in sys.argv[1:]:\n"
+        "    bpy.ops.wm.open_mainfile(filepath=f)\n"
+        "    s = bpy.context.scene\n"
+        "    assert s.camera and s.render.engine == 'CYCLES', f\n"
+        "    assert (s.render.resolution_x, s.render.resolution_y, s.render.resolution_percentage) == (512, 512, 100), f\n"
+        "print('ok')\n"
+    )
+    files = [str(out / f"{n}.blend") for n in eval_suite.SCENES]
+    proc = subprocess.run([sys.executable, "-c", check, *files], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
