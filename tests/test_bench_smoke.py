@@ -65,7 +65,8 @@ def test_eval_suite_scenes_match_the_scenes_it_renders(tmp_path, monkeypatch):
         "    bpy.ops.wm.open_mainfile(filepath=f)\n"
         "    s = bpy.context.scene\n"
         "    assert s.camera and s.render.engine == 'CYCLES', f\n"
-        "    assert (s.render.resolution_x, s.render.resolution_y, s.render.resolution_percentage) == (512, 512, 100), f\n"
+        "    r = s.render\n"
+        "    assert (r.resolution_x, r.resolution_y, r.resolution_percentage) == (512, 512, 100), f\n"
         "print('ok')\n"
     )
     files = [str(out / f"{n}.blend") for n in eval_suite.SCENES]
