@@ -7,10 +7,13 @@
   a Cornell box, night, fog, glass and caustics, depth of field, motion blur, fine geometry,
   textured architecture, HDRI product studios);
 - render: ``generate-dataset --scene`` renders each whole 512x512 frame at 1, 4 and 16 spp and a
-  1024 spp reference as 4 independent 256 spp renders, averaged (``--clean-chunks``: resumable
-  after each, about 4 to 8 minutes on 2 cores). Rerun to continue; ``--shard I/N`` splits the
-  scenes over machines (copy the shard folders together afterwards);
-- score: ``python -m training evaluate`` per model on every frame: display PSNR, SSIM, FLIP,
+  512 spp reference as 2 independent 256 spp renders (``--clean-chunks``: resumable after each,
+  about 4 to 8 minutes on 2 cores) into WORK/pairs, then a second 512 spp pass with another seed
+  into WORK/pairs-topup. Rerun to continue; ``--shard I/N`` splits the scenes over machines (copy
+  the shard folders together afterwards);
+- score: WORK/scored holds every finished scene with the mean of both passes as its reference
+  (1024 spp; 512 where the second pass has not reached it: references.json says which), and
+  ``python -m training evaluate`` scores each model on every frame: display PSNR, SSIM, FLIP,
   relMSE, low-frequency PSNR, against OIDN 2.5 balanced and high on the same raw passes, and OIDN
   with prefiltered albedo and normal the way Blender runs it; a per-scene table at 4 spp.
   Writes WORK/eval/<model>/{table.md,metrics.json,comparison.png} and prints the summary;
@@ -42,14 +45,42 @@ SCENES = (
     "motion_blur",
     "studio_watch",
 )
-# 1024 spp references, not the 2048 first planned: on 2 cores each 512x512 reference takes 20 to
-# 40 min at 1024, and the suite has to share the session budget with rendering training data and
-# training. At 1024 spp a reference's own noise is about 24 dB below a 4 spp input's.
-RENDER = ["--resolution", "512", "512", "--noisy-spp", "1", "4", "16", "--clean-spp", "1024"]
-RENDER += ["--adaptive-threshold", "0", "--clean-chunks", "4", "--seed", "26"]
+# References: 1024 spp, not the 2048 first planned, as two passes of 512 spp (2 chunks of 256)
+# with their own seeds. On 2 cores a 512x512 reference takes 20 to 40 min at 1024 spp, and the
+# suite shares the session budget with training data and training: the first pass gives every
+# scene a 512 spp reference early, the second brings it to 1024 (its noisy renders go unused).
+# At 1024 spp a reference's own noise is about 24 dB below a 4 spp input's.
+RENDER = ["--resolution", "512", "512", "--noisy-spp", "1", "4", "16", "--clean-spp", "512"]
+RENDER += ["--adaptive-threshold", "0", "--clean-chunks", "2"]
+PASSES = (("pairs", 26), ("pairs-topup", 27))
 MODELS = ("denoiser-v13-color-albedo-normal.onnx", "denoiser-v16-color.onnx")
 # The figure: the sunlit room's back wall and ceiling, lit only by bounce light (x, y, w, h).
 FIGURE_SCENE, FIGURE_BOX, FIGURE_SPP = "sunlit_room", (128, 40, 256, 256), 4
+
+
+def scored_set(work: Path) -> Path:
+    """WORK/scored: the first pass's noisy renders with each finished scene's reference, the mean
+    of both passes where the second has it (1024 spp), else the first pass's (512 spp)."""
+    import shutil
+
+    from blender_denoise_addon.dataset import files as df
+    from blender_denoise_addon.generator.render import average_exrs
+
+    first, second, out = work / PASSES[0][0], work / PASSES[1][0], work / "scored"
+    shutil.rmtree(out, ignore_errors=True)
+    refs = {}
+    for index in sorted(df.complete_indices(first)):
+        dst = df.sample_dir(out, index)
+        dst.mkdir(parents=True)
+        for src in df.sample_dir(first, index).glob("noisy_*.exr"):
+            (dst / src.name).symlink_to(src.resolve())
+        both = [df.clean_exr(first, index)]
+        if index in df.complete_indices(second):
+            both.append(df.clean_exr(second, index))
+        average_exrs(both, df.clean_exr(out, index))
+        refs[SCENES[index]] = 512 * len(both)
+    (out / "references.json").write_text(json.dumps(refs, indent=1))
+    return out
 
 
 def run(cmd: list[str]) -> None:
@@ -90,7 +121,7 @@ def figure(work: Path, models: list[Path], out: Path, threads: int = 0) -> Path:
     from blender_denoise_addon.dataset import files as df
     from training.evaluate import oidn_denoise, oidn_prefiltered
 
-    root, index = work / "pairs", SCENES.index(FIGURE_SCENE)
+    root, index = work / "scored", SCENES.index(FIGURE_SCENE)
     frame = read_image(df.noisy_exr(root, index, FIGURE_SPP))
     color = sanitize_color(frame.color[..., :3])
     clean = sanitize_color(read_image(df.clean_exr(root, index)).color[..., :3])
@@ -113,7 +144,8 @@ def figure(work: Path, models: list[Path], out: Path, threads: int = 0) -> Path:
             f"{name}\n{metrics.psnr(shown, ref):.2f} dB, low-freq {metrics.lowfreq_psnr(shown, ref):.2f}", fontsize=9
         )
     axes[0, -1].imshow(ref)
-    axes[0, -1].set_title("reference\n(1024 spp)", fontsize=9)
+    spp = json.loads((root / "references.json").read_text())[FIGURE_SCENE]
+    axes[0, -1].set_title(f"reference\n({spp} spp)", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -142,13 +174,15 @@ def main(argv: list[str] | None = None) -> int:
         run([py, "benchmarks/scenes/suite.py", str(scenes)])
     if args.stage in ("all", "render"):
         files = [a for n in SCENES for a in ("--scene", str(scenes / f"{n}.blend"))]
-        count = str(len(SCENES))
-        gen = [py, "-m", "blender_denoise_addon", "generate-dataset", "--out", str(work / "pairs"), "--count", count]
-        run([*gen, *files, *RENDER, "--shard", args.shard])
+        for folder, seed in PASSES:
+            gen = [py, "-m", "blender_denoise_addon", "generate-dataset", "--out", str(work / folder)]
+            run([*gen, "--count", str(len(SCENES)), *files, *RENDER, "--seed", str(seed), "--shard", args.shard])
     if args.stage in ("all", "score"):
+        data = scored_set(work)
+        print(f"references (spp): {json.loads((data / 'references.json').read_text())}")
         for m in args.models:
             run(
-                [py, "-m", "training", "evaluate", "--data", str(work / "pairs"), "--model", str(m), "--split", "all"]
+                [py, "-m", "training", "evaluate", "--data", str(data), "--model", str(m), "--split", "all"]
                 + ["--out", str(work / "eval" / m.stem), "--grids", "0", "--figure-rows", "12"]
                 + ["--threads", str(args.threads)]
             )
