@@ -215,20 +215,47 @@ def test_recipe_runs_its_stages_skips_finished_ones_and_names_missing_data(datas
 
 
 def test_lowfreq_term_sees_blotches_not_grain():
+    from blender_denoise_addon.core import transfer as tf
     from training.losses import DenoiseLoss, LossWeights
 
     torch.manual_seed(0)
-    target = torch.full((1, 3, 64, 64), 0.5)
-    grain = target + 0.05 * torch.sign(torch.randn_like(target))  # per-pixel L1 0.05
+    lin = torch.full((1, 3, 64, 64), 0.2)
+    grain = lin * (1 + 0.3 * torch.sign(torch.randn_like(lin)))  # every pixel 30 % off
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
-    blotch = target + 0.05 * torch.where(((yy - 32) ** 2 + (xx - 20) ** 2) < 15**2, 1.0, -1.0)  # same L1
-    loss = DenoiseLoss(LossWeights(mse=0, ssim=0, l1=1, lf=1))
-    _, g = loss(grain, target)
-    _, b = loss(blotch, target)
-    assert g["l1"] == pytest.approx(b["l1"], rel=1e-4)
-    assert b["lf"] > 0.03 and g["lf"] < 0.01  # 4-16 px block means: the blotch stays, the grain cancels
-    small = DenoiseLoss(LossWeights(lf=1))(grain[..., :3, :3], target[..., :3, :3])[1]["lf"]
+    blotch = lin * (1 + 0.3 * torch.where(((yy - 32) ** 2 + (xx - 20) ** 2) < 15**2, 1.0, -1.0))  # same per pixel
+    loss = DenoiseLoss(LossWeights(mse=0, ssim=0, rel=1, lf=1), "log")
+    _, g = loss(tf.forward(grain, "log", xp=torch), tf.forward(lin, "log", xp=torch))
+    _, b = loss(tf.forward(blotch, "log", xp=torch), tf.forward(lin, "log", xp=torch))
+    assert g["rel"] > 0.05 and b["rel"] > 0.05  # per pixel, both are far off
+    assert b["lf"] > 0.5 * b["rel"] and g["lf"] < 0.05 * g["rel"]  # block means: the blotch stays, grain cancels
+    small = DenoiseLoss(LossWeights(lf=1))(grain[..., :3, :3], lin[..., :3, :3])[1]["lf"]
     assert small > 0  # smaller than every block: the mean error still counts
+
+
+def test_relative_terms_learn_the_mean_of_noisy_targets():
+    """Noise2Noise: fitted to many independent noisy targets, rel and lf converge on their expected
+    value; L1 in log space converges on something else (heavy-tailed noise: darker)."""
+    from blender_denoise_addon.core import transfer as tf
+    from training.losses import DenoiseLoss, LossWeights
+
+    torch.manual_seed(0)
+    mean = 0.3
+    targets = mean * torch.distributions.Gamma(0.5, 0.5).sample((64, 1, 16, 16))  # mean 0.3, skewed
+    targets *= mean / targets.mean()
+
+    def fit(weights: LossWeights) -> float:
+        y = torch.tensor(float(tf.forward(np.float32(0.05), "log")), requires_grad=True)
+        opt = torch.optim.Adam([y], lr=0.005)
+        loss = DenoiseLoss(weights, "log")
+        for _ in range(400):  # the whole batch each step: the minimum of the loss over all targets
+            opt.zero_grad()
+            loss(y.expand(64, 1, 16, 16), tf.forward(targets, "log", xp=torch))[0].backward()
+            opt.step()
+        return float(tf.inverse(y.detach(), "log", xp=torch))
+
+    assert fit(LossWeights(mse=0, ssim=0, rel=1)) == pytest.approx(mean, rel=0.1)
+    assert fit(LossWeights(mse=0, ssim=0, lf=1)) == pytest.approx(mean, rel=0.1)
+    assert fit(LossWeights(mse=0, ssim=0, l1=1)) < 0.8 * mean
 
 
 def test_a_recipe_that_extends_another_runs_its_stages_after_the_others(tmp_path, monkeypatch):
