@@ -212,6 +212,15 @@ def test_recipe_runs_its_stages_skips_finished_ones_and_names_missing_data(datas
     assert main([*args, "--quiet"]) == 0  # both stages finished: nothing trains again
     assert (tmp_path / "run" / "a" / "last.pt").stat().st_mtime_ns == stamp
     assert main([*args, "--lr", "1"]) == 1  # a recipe sets its own training options
+    # Begin at stage b with the weights stage a made: only b runs, from them.
+    later = ["train", "--recipe", "tiny", "--data-root", str(root), "--out", str(tmp_path / "later"), "--quiet"]
+    a_best = str(tmp_path / "run" / "a" / "best.pt")
+    assert main([*later, "--start-at", "b"]) == 1  # without --init: an error, nothing trained
+    assert main([*later, "--start-at", "c", "--init", a_best]) == 1
+    assert not (tmp_path / "later").exists()
+    assert main([*later, "--start-at", "b", "--init", a_best, "--threads", "1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "later").iterdir()) == ["b"]
+    assert load_checkpoint(tmp_path / "later" / "b" / "best.pt")["config"]["init"] == a_best
 
 
 def test_lowfreq_term_sees_blotches_not_grain():

@@ -51,6 +51,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         "a rerun skips finished stages and resumes an interrupted one",
     )
     p.add_argument("--data-root", default="data", help="with --recipe: the folder holding its datasets (default data)")
+    p.add_argument(
+        "--start-at",
+        metavar="STAGE",
+        help="with --recipe: begin at this stage, with --init the model the earlier stages made (a shipped .onnx)",
+    )
     add_options(p)
     p.set_defaults(_run=_run_train)
 
@@ -161,17 +166,19 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from .config import RESUME_OPTIONS, config_from
 
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "_run", "recipe", "data_root")}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "_run", "recipe", "data_root", "start_at")}
+    if args.start_at and not args.recipe:
+        raise DenoiseError("--start-at needs --recipe")
     if args.recipe:
         from .recipe import run_recipe
 
         if "out" not in given:
             raise DenoiseError("--recipe needs --out")
-        extra = set(given) - {"out", "threads", "workers", "progress"}
+        extra = set(given) - {"out", "threads", "workers", "progress"} - ({"init"} if args.start_at else set())
         if extra:
             raise DenoiseError(f"--recipe sets every training option itself; drop --{', --'.join(sorted(extra))}")
-        run = {k: v for k, v in given.items() if k != "out"}
-        last = run_recipe(args.recipe, given["out"], args.data_root, run)
+        run = {k: v for k, v in given.items() if k not in ("out", "init")}
+        last = run_recipe(args.recipe, given["out"], args.data_root, run, args.start_at, given.get("init"))
         print(f"recipe {args.recipe} done: export {last / 'best.pt'}")
         return 0
     if "resume" in given:

@@ -5,7 +5,8 @@ stages; each stage is a set of training settings by field name (``config.config_
 dataset, and whether it starts from the previous stage's best weights. A recipe may ``extend``
 another: the other's stages run first. Stages run into
 OUT/<stage>; a finished stage is skipped and an interrupted one resumed, so a recipe spans
-sessions: run the same command again.
+sessions: run the same command again. ``start_at`` skips the stages before a named one, whose
+weights then come from ``start_init`` (a model those stages made, such as a shipped ONNX file).
 """
 
 from __future__ import annotations
@@ -34,26 +35,43 @@ def _finished(stage_out: Path, epochs: int) -> bool:
     return last.is_file() and load_checkpoint(last)["epoch"] + 1 >= epochs
 
 
-def run_recipe(name: str, out: str | Path, data_root: str | Path, run: dict[str, Any] | None = None) -> Path:
+def run_recipe(
+    name: str,
+    out: str | Path,
+    data_root: str | Path,
+    run: dict[str, Any] | None = None,
+    start_at: str | None = None,
+    start_init: str | None = None,
+) -> Path:
     """Run (or continue) every stage; returns the last stage's folder, whose best.pt is the model.
     ``run``: settings for every stage that do not change results (threads, workers, progress)."""
     from .train import LAST, train
 
     recipe = load_recipe(name)
     out, data_root = Path(out), Path(data_root)
-    missing = [n for n in recipe["datasets"] if not (data_root / n).is_dir()]
+    names = [s["name"] for s in recipe["stages"]]
+    if start_at is not None:
+        if start_at not in names:
+            raise DenoiseError(f"recipe {name} has no stage {start_at!r}; stages: {', '.join(names)}")
+        first = recipe["stages"][names.index(start_at)]
+        if first.get("init") == "previous" and not start_init:
+            raise DenoiseError(f"--start-at {start_at} needs --init: the model the stages before it made")
+        recipe = recipe | {"stages": recipe["stages"][names.index(start_at) :]}
+    needed = {s["data"] for s in recipe["stages"]}
+    missing = [n for n in recipe["datasets"] if n in needed and not (data_root / n).is_dir()]
     if missing:
         commands = "\n".join(dataset_command(data_root, n, recipe["datasets"][n]) for n in missing)
         raise DenoiseError(f"recipe {name} needs datasets that are not in {data_root}; render them first:\n{commands}")
     previous: Path | None = None
     for stage in recipe["stages"]:
+        init = str(previous / "best.pt") if previous else start_init
         stage_out = out / stage["name"]
         settings = recipe.get("defaults", {}) | stage["settings"] | (run or {})
         settings |= {"data": str(data_root / stage["data"]), "out": str(stage_out)}
         if stage.get("init") == "previous":
-            if previous is None:
+            if init is None:
                 raise DenoiseError(f"recipe {name}: stage {stage['name']} starts from a previous stage, but is first")
-            settings["init"] = str(previous / "best.pt")
+            settings["init"] = init
         cfg = config_from(settings)
         if _finished(stage_out, cfg.epochs):
             print(f"recipe {name}: stage {stage['name']} is done", file=sys.stderr)
