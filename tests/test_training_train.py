@@ -293,7 +293,7 @@ def test_a_recipe_that_extends_another_runs_its_stages_after_the_others(tmp_path
     assert r["model"] == "b.onnx" and set(r["datasets"]) == {"d1", "d2"} and r["defaults"] == {}
     assert [(s["name"], s["data"]) for s in r["stages"]] == [("a", "d1"), ("b", "d2")]
     assert r["stages"][0]["settings"] == {"width": 8, "patch": 16, "seed": 1}  # the base's own defaults
-    assert r["stages"][1]["settings"] == {"width": 8, "patch": 32, "w_lf": 2.0}
+    assert r["stages"][1]["settings"] == {"width": 8, "patch": 32, "seed": 1, "w_lf": 2.0}  # a's, then its own
     with pytest.raises(DenoiseError, match="extends itself"):
         config.load_recipe("loop")
     with pytest.raises(DenoiseError, match="stage names repeat"):

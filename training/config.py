@@ -409,8 +409,9 @@ def recipe_names() -> list[str]:
 
 
 def load_recipe(name: str) -> dict[str, Any]:
-    """A recipe; one that ``extends`` another runs the other's stages first, then its own
-    (each recipe's ``defaults`` are folded into its own stages, so the result has none)."""
+    """A recipe; one that ``extends`` another runs the other's stages first, then its own. Each
+    recipe's ``defaults`` are folded into its own stages, so the result has none; the extension's
+    stages start from the settings of the other's last stage (the network they continue)."""
     path = RECIPES / f"{name}.json"
     if not path.is_file():
         raise DenoiseError(f"no recipe {name!r}; recipes: {', '.join(recipe_names()) or 'none'}")
@@ -422,10 +423,11 @@ def load_recipe(name: str) -> dict[str, Any]:
         raise DenoiseError(f"recipe {name} extends itself")
     base = load_recipe(base_name)
 
-    def folded(r: dict[str, Any]) -> list[dict[str, Any]]:
-        return [s | {"settings": r.get("defaults", {}) | s["settings"]} for s in r["stages"]]
+    def folded(r: dict[str, Any], inherited: dict[str, Any]) -> list[dict[str, Any]]:
+        return [s | {"settings": inherited | r.get("defaults", {}) | s["settings"]} for s in r["stages"]]
 
-    stages = folded(base) + folded(recipe)
+    base_stages = folded(base, {})
+    stages = base_stages + folded(recipe, base_stages[-1]["settings"])
     names = [s["name"] for s in stages]
     if len(set(names)) != len(names):
         raise DenoiseError(f"recipe {name}: stage names repeat those of {base_name}: {names}")
