@@ -152,7 +152,7 @@ def figure(work: Path, models: list[Path], out: Path, threads: int = 0) -> Path:
     fig.suptitle(
         f"{FIGURE_SCENE}, {FIGURE_SPP} spp: a wall and ceiling lit by bounce light (crop {w}x{h})", fontsize=10
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
