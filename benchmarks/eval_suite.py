@@ -69,13 +69,14 @@ def scored_set(work: Path) -> Path:
     first, second, out = work / PASSES[0][0], work / PASSES[1][0], work / "scored"
     shutil.rmtree(out, ignore_errors=True)
     refs = {}
+    topped_up = df.complete_indices(second)
     for index in sorted(df.complete_indices(first)):
         dst = df.sample_dir(out, index)
         dst.mkdir(parents=True)
         for src in df.sample_dir(first, index).glob("noisy_*.exr"):
             (dst / src.name).symlink_to(src.resolve())
         both = [df.clean_exr(first, index)]
-        if index in df.complete_indices(second):
+        if index in topped_up:
             both.append(df.clean_exr(second, index))
         average_exrs(both, df.clean_exr(out, index))
         refs[SCENES[index]] = 512 * len(both)
