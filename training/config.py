@@ -307,14 +307,6 @@ class TrainConfig:
     w_ssim: float = field(default=0.1, metadata=_optim("weight of the (1 - SSIM) term"))
     w_l1: float = field(default=1.0, metadata=_optim("weight of the L1 term"))
     w_psnr: float = field(default=0.0, metadata=_optim("weight of each frame's display-PSNR shortfall below 50 dB"))
-    w_rel: float = field(
-        default=0.0,
-        metadata=_optim("weight of the relative MSE on linear values (unbiased with noisy targets: Noise2Noise)"),
-    )
-    w_lf: float = field(
-        default=0.0,
-        metadata=_optim("weight of the low-frequency term: relative MSE of 4, 8 and 16 px block means (linear)"),
-    )
     max_steps: int = field(default=0, metadata=_optim("stop after this many steps (0: no cap; smoke runs)"))
     minutes: float = field(
         default=0.0,

@@ -1,5 +1,4 @@
-"""The training loss: w_mse * MSE + w_ssim * (1 - SSIM) + w_l1 * L1 + w_psnr * a display-PSNR term
-+ w_rel * relative MSE + w_lf * a low-frequency term.
+"""The training loss: w_mse * MSE + w_ssim * (1 - SSIM) + w_l1 * L1 + w_psnr * a display-PSNR term.
 
 MSE, SSIM and L1 are computed in the network's transfer space, where the values lie in
 [0, 1], so SSIM uses data_range=1. SSIM is pytorch-msssim's.
@@ -10,14 +9,6 @@ shortfall, ``10 log10(1 + MSE / 1e-5)`` (about 50 dB minus the frame's PSNR, sof
 50 dB), averaged over the batch. Evaluation
 averages PSNR in dB over frames, which weighs a frame's error relative to how clean it
 already is: a pooled MSE lets the worst frames dominate, this term does not.
-
-rel and lf work on linear values (the frame's exposure applied) and divide by the prediction's
-own square, without its gradient (Noise2Noise, Lehtinen et al. 2018): their optimum is the
-target's expected value, so a target rendered at modest spp teaches what a clean one would.
-The terms in transfer space do not have that property. lf is that relative error on the
-error's 4x4, 8x8 and 16x16 block means (mean of the three): per-pixel terms hardly notice a
-smooth blotch 20 px wide that is a few percent off, while block means of pixel noise cancel,
-so lf sees blotches and not grain.
 """
 
 from __future__ import annotations
@@ -37,8 +28,6 @@ class LossWeights:
     ssim: float = 1.0
     l1: float = 0.0
     psnr: float = 0.0
-    rel: float = 0.0
-    lf: float = 0.0
 
     def __post_init__(self) -> None:
         if min(asdict(self).values()) < 0 or not any(asdict(self).values()):
@@ -53,27 +42,6 @@ def ssim_window(h: int, w: int, default: int = 11) -> int:
 
 def ssim_value(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ssim(pred, target, data_range=1.0, size_average=True, win_size=ssim_window(*pred.shape[-2:]))
-
-
-LF_BLOCKS = (4, 8, 16)
-# Added to the squared prediction in relative errors (linear values, mid-grey about 0.18).
-REL_EPS = 0.01
-
-
-def relative_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(pred - target)^2 / (pred^2 + REL_EPS), pred's denominator without gradient; linear values."""
-    return torch.mean((pred - target) ** 2 / (pred.detach() ** 2 + REL_EPS))
-
-
-def lowfreq_rel(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean relative MSE of 4, 8 and 16 px block means (blocks larger than the image are skipped;
-    smaller than every block: the image means)."""
-    side = min(pred.shape[-2:])
-    blocks = [b for b in LF_BLOCKS if b <= side]
-    if not blocks:
-        return relative_mse(pred.mean(dim=(-2, -1)), target.mean(dim=(-2, -1)))
-    pool = nn.functional.avg_pool2d
-    return torch.stack([relative_mse(pool(pred, b), pool(target, b)) for b in blocks]).mean()
 
 
 # Display MSE of a 50 dB frame: the psnr term stops rewarding frames cleaner than that.
@@ -114,13 +82,6 @@ class DenoiseLoss(nn.Module):
             terms["ssim"] = 1.0 - ssim_value(pred, target)
         if w.l1:
             terms["l1"] = torch.mean(torch.abs(pred - target))
-        if w.rel or w.lf:
-            lin_pred = tf.inverse(pred, self.transfer, 1.0, xp=torch)
-            lin_target = tf.inverse(target, self.transfer, 1.0, xp=torch)
-            if w.rel:
-                terms["rel"] = relative_mse(lin_pred, lin_target)
-            if w.lf:
-                terms["lf"] = lowfreq_rel(lin_pred, lin_target)
         if w.psnr:
             if exposure is None:
                 raise ValueError("the psnr loss term needs each frame's exposure")
