@@ -93,8 +93,8 @@ def summary(work: Path, models: list[Path]) -> str:
     """Mean display PSNR per spp: each model against the OIDN variants on its own inputs."""
     lines = ["| model | spp | noisy | ours | OIDN balanced | OIDN high | OIDN, Blender's prefilter | ours low-freq |"]
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
-    for m in models:
-        path = work / "eval" / m.stem / "metrics.json"
+    for name in (n for m in models for n in (m.stem, f"{m.stem}-no-coarse")):
+        path = work / "eval" / name / "metrics.json"
         if not path.is_file():
             continue
         metrics = json.loads(path.read_text())["metrics"]
@@ -103,7 +103,7 @@ def summary(work: Path, models: list[Path]) -> str:
             cells = [f"{v[k]['psnr']:.2f}" if k in v else "-" for k in ("noisy", "ours", "oidn_balanced", "oidn_high")]
             cells.append(f"{v['oidn_blender']['psnr']:.2f}" if "oidn_blender" in v else "-")
             cells.append(f"{v['ours']['psnr_lf']:.2f}")
-            lines.append(f"| {m.stem} | {spp} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | {spp} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", default="0/1", help="render only the scenes of shard I/N (default %(default)s)")
     p.add_argument("--models", type=Path, nargs="+", default=[ROOT / "models" / m for m in MODELS])
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for scoring (0: all)")
+    p.add_argument("--no-coarse", action="store_true", help="ours without the coarse pass, into eval/*-no-coarse")
     args = p.parse_args(argv)
     work: Path = args.work
     py = sys.executable
@@ -182,10 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         data = scored_set(work)
         print(f"references (spp): {json.loads((data / 'references.json').read_text())}")
         for m in args.models:
+            out = work / "eval" / (m.stem + ("-no-coarse" if args.no_coarse else ""))
             run(
                 [py, "-m", "training", "evaluate", "--data", str(data), "--model", str(m), "--split", "all"]
-                + ["--out", str(work / "eval" / m.stem), "--grids", "0", "--figure-rows", "12"]
+                + ["--out", str(out), "--grids", "0", "--figure-rows", "12"]
                 + ["--threads", str(args.threads)]
+                + (["--no-coarse"] if args.no_coarse else [])
             )
         print(summary(work, args.models))
     if args.stage in ("all", "figure"):

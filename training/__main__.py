@@ -75,6 +75,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--model", help="an exported .onnx model (the split options pick the frames)")
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="test", help="frames to evaluate")
     p.add_argument("--no-oidn", dest="oidn", action="store_false", help="skip OIDN 2.5")
+    p.add_argument("--no-coarse", dest="coarse", action="store_false", help="ours without the coarse pass")
     p.add_argument("--grids", type=int, default=8, help="comparison grids to draw (first N frames)")
     p.add_argument("--figure-spp", type=int, default=4, help="comparison.png shows frames at this spp (0: none)")
     p.add_argument("--figure-rows", type=int, default=6, help="scenes in comparison.png")

@@ -26,6 +26,7 @@ import numpy as np
 
 from blender_denoise_addon.core import metrics
 from blender_denoise_addon.core.contract import ModelInfo
+from blender_denoise_addon.core.defaults import COARSE
 from blender_denoise_addon.core.denoise import denoise, prepare_albedo, prepare_normal, sanitize_color
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.imageio import read_image
@@ -80,6 +81,7 @@ class EvalConfig:
     test_fraction: float = 0.1
     split_seed: int = 0
     oidn: bool = True
+    coarse: bool = COARSE.enabled  # ours with the core's coarse pass
     grids: int = 8
     figure_spp: int = 4  # comparison.png: one row per scene at this spp (0: none)
     figure_rows: int = 6
@@ -348,7 +350,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         albedo = frame.albedo if "albedo" in passes else None
         normal = frame.normal if "normal" in passes else None
         color = sanitize_color(frame.color[..., :3])
-        results = {"noisy": color, "ours": denoise(model, color, albedo, normal, tiling="full").image[..., :3]}
+        ours = denoise(model, color, albedo, normal, tiling="full", coarse=cfg.coarse).image[..., :3]
+        results = {"noisy": color, "ours": ours}
         if cfg.oidn:
             for quality in ("high", "balanced"):
                 results[f"oidn_{quality}"] = oidn_denoise(
@@ -386,6 +389,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "model": model.label,
         "inputs": list(passes),
         "transfer": model.info.transfer,
+        "coarse": cfg.coarse,
         "split": cfg.split,
         "frames": len(rows),
         "metrics": agg,

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import coarse as cp
 from . import transfer as tf
-from .defaults import TILING
+from .defaults import COARSE, EXPOSURE, TILING
 from .errors import DenoiseCancelled, DenoiseError, MissingPassError
 from .model import Model
 from .tiling import Tile, auto_tile, plan_tiles, reflect_index
@@ -48,6 +49,11 @@ class DenoiseStats:
     exposure: float
     seconds: float
     input_report: InputReport = field(default_factory=InputReport)
+    coarse: bool = False  # the coarse pass ran (its tiles are in ``tiles``)
+
+    @property
+    def tiles_text(self) -> str:
+        return f"{self.tiling} {self.tiles} tiles" + (" (with the coarse pass)" if self.coarse else "")
 
 
 @dataclass
@@ -172,6 +178,44 @@ def _check_pass(name: str, arr: np.ndarray | None, shape: tuple[int, int], neede
     return arr
 
 
+def _run_tiles(
+    model: Model,
+    tiles: list[Tile],
+    color: np.ndarray,
+    albedo: np.ndarray | None,
+    normal: np.ndarray | None,
+    out: np.ndarray,
+    exposure: float,
+    batch: int,
+    count: tuple[int, int],
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+) -> int:
+    """Denoise ``tiles`` of one frame into ``out``; ``count``: (tiles done before, tiles in all). Returns batches."""
+    info = model.info
+    done, total = count
+    batches = 0
+    for b0 in range(0, len(tiles), batch):
+        if cancel is not None and cancel():
+            raise DenoiseCancelled(f"cancelled after {done + b0} of {total} tiles")
+        group = tiles[b0 : b0 + batch]
+        parts = [_network_input(t, color, albedo, normal, info.transfer, exposure) for t in group]
+        x = parts[0][None] if len(parts) == 1 else np.stack(parts)  # one tile: a view, no copy of the frame
+        y = model.run(x)
+        batches += 1
+        for t, yt in zip(group, y, strict=False):
+            ky = slice(t.y.keep0 - t.y.origin, t.y.keep1 - t.y.origin)
+            kx = slice(t.x.keep0 - t.x.origin, t.x.keep1 - t.x.origin)
+            lin = tf.inverse(yt[:, ky, kx].transpose(1, 2, 0), info.transfer, exposure)
+            np.copyto(lin, np.float32(0), where=~np.isfinite(lin))
+            w = t.weights
+            region = out[t.y.keep0 : t.y.keep1, t.x.keep0 : t.x.keep1]
+            region += lin if w is None else lin * w[..., None]
+        if progress:
+            progress(done + min(b0 + batch, len(tiles)), total)
+    return batches
+
+
 def denoise(
     model: Model,
     color: np.ndarray,
@@ -182,15 +226,17 @@ def denoise(
     tile: int | None = None,
     overlap: int | None = None,
     batch: int = TILING.batch,
+    coarse: bool = COARSE.enabled,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> DenoiseResult:
     """Denoise one frame. ``color`` is H x W x 3 or 4 linear; alpha passes through.
 
     ``tile=None`` picks :func:`~.tiling.auto_tile`: one tile for frames up to 1920x1088.
-    Extra passes the model does not take are ignored; missing ones raise
-    MissingPassError. Memory beyond the input and output frames is bounded by
-    ``batch`` tiles.
+    ``coarse`` adds the coarse pass (:mod:`.coarse`) on frames of at least
+    ``COARSE.min_side`` pixels a side. Extra passes the model does not take are ignored;
+    missing ones raise MissingPassError. Memory beyond the input and output frames is
+    bounded by ``batch`` tiles and, with the coarse pass, a quarter-size frame.
     """
     start = time.perf_counter()
     info = model.info
@@ -215,29 +261,36 @@ def denoise(
 
     report = count_bad(color)
     exposure = frame_exposure(color, info.transfer)
-    out = np.zeros((height, width, 3), np.float32)
-    total = len(tiles)
-    batches = 0
+    use_coarse = coarse and cp.applies(height, width)
+    lo_tiles: list[Tile] = []
+    if use_coarse:
+        hh, hw = cp.half_shape(height, width)
+        lo_shape = auto_tile(hh, hw, ov, info.alignment) if tile is None else (tile, tile)
+        lo_tiles = plan_tiles(hh, hw, tiling, lo_shape, ov, info.alignment, info.halo)
+    total = len(tiles) + len(lo_tiles)
     if progress:
         progress(0, total)
-    for b0 in range(0, total, batch):
-        if cancel is not None and cancel():
-            raise DenoiseCancelled(f"cancelled after {b0} of {total} tiles")
-        group = tiles[b0 : b0 + batch]
-        parts = [_network_input(t, color, albedo, normal, info.transfer, exposure) for t in group]
-        x = parts[0][None] if len(parts) == 1 else np.stack(parts)  # one tile: a view, no copy of the frame
-        y = model.run(x)
-        batches += 1
-        for t, yt in zip(group, y, strict=False):
-            ky = slice(t.y.keep0 - t.y.origin, t.y.keep1 - t.y.origin)
-            kx = slice(t.x.keep0 - t.x.origin, t.x.keep1 - t.x.origin)
-            lin = tf.inverse(yt[:, ky, kx].transpose(1, 2, 0), info.transfer, exposure)
-            np.copyto(lin, np.float32(0), where=~np.isfinite(lin))
-            w = t.weights
-            region = out[t.y.keep0 : t.y.keep1, t.x.keep0 : t.x.keep1]
-            region += lin if w is None else lin * w[..., None]
-        if progress:
-            progress(min(b0 + batch, total), total)
+    batches = 0
+    lo = None
+    if use_coarse:  # first, so its half-size inputs are freed before the full-size output exists
+        lo_color = cp.halve(color, _sanitize_inplace)
+        lo_albedo = None if albedo is None else cp.halve(albedo, lambda a: _clip_inplace(a, 0.0, 1.0))
+        lo_normal = None if normal is None else cp.halve(normal, lambda n: _clip_inplace(n, -1.0, 1.0))
+        lo = np.zeros_like(lo_color)
+        level = tf.autoexposure(lo_color)  # from the half frame: no full-size temporaries later
+        eps = COARSE.eps * EXPOSURE.key / level
+        lo_exposure = level if info.transfer in tf.EXPOSED_TRANSFERS else 1.0
+        count = (0, total)
+        batches += _run_tiles(
+            model, lo_tiles, lo_color, lo_albedo, lo_normal, lo, lo_exposure, batch, count, progress, cancel
+        )
+        del lo_color, lo_albedo, lo_normal
+    out = np.zeros((height, width, 3), np.float32)
+    count = (len(lo_tiles), total)
+    batches += _run_tiles(model, tiles, color, albedo, normal, out, exposure, batch, count, progress, cancel)
+    if lo is not None:
+        cp.correct(out, lo, eps)
+        del lo
 
     image = out
     if color.shape[2] == 4:
@@ -253,5 +306,6 @@ def denoise(
         exposure=exposure,
         seconds=time.perf_counter() - start,
         input_report=report,
+        coarse=use_coarse,
     )
     return DenoiseResult(image=image, stats=stats)
