@@ -252,6 +252,7 @@ def denoise_frame(
         tiling=opts.tiling,
         tile=opts.tile,
         overlap=opts.overlap,
+        coarse=opts.coarse,
         progress=progress,
         cancel=cancel,
     )
@@ -266,6 +267,7 @@ def options_from(settings: Any, model_path: str | None) -> Options:
         threads=settings.threads or None,
         use_albedo=settings.use_albedo,
         use_normal=settings.use_normal,
+        coarse=settings.coarse_pass,
         model_path=model_path,
     )
 

@@ -186,6 +186,7 @@ def pinned_version(requirement: str, python: str) -> str:
 
 # The pure core's tests (no bpy), run again on Blender 5.1+'s Python and numpy 2.
 CORE_TESTS = (
+    "tests/test_core_coarse.py",
     "tests/test_core_contract.py",
     "tests/test_core_io.py",
     "tests/test_core_metrics.py",

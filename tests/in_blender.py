@@ -96,6 +96,22 @@ def features() -> None:
             "model": settings.last_model,
         }
 
+    @check("coarse_pass_toggle")
+    def _() -> dict[str, Any]:
+        # 96x72: large enough for the coarse pass, which the panel turns off and on.
+        scene_with_camera(96, 72)
+        settings = bpy.context.scene.ai_denoise
+        seen = {}
+        for on in (True, False):
+            settings.coarse_pass = on
+            ret = bpy.ops.render.ai_denoise()
+            pixels = list(bpy.data.images["AI Denoised"].pixels)
+            seen[on] = (ret, settings.last_tiles, pixels)
+        settings.coarse_pass = True
+        (ret_on, tiles_on, px_on), (ret_off, tiles_off, px_off) = seen[True], seen[False]
+        ok = ret_on == ret_off == {"FINISHED"} and tiles_on == tiles_off + 1 and px_on != px_off
+        return {"ok": ok, "tiles": [tiles_on, tiles_off]}
+
     @check("imports_from_extension")
     def _() -> dict[str, Any]:
         import onnxruntime

@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.bpy, pytest.mark.slow]
 CHECKS = {
     "install",
     "denoise_button",
+    "coarse_pass_toggle",
     "imports_from_extension",
     "user_model",
     "models_folder",

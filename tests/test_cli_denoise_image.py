@@ -47,16 +47,19 @@ def models(tmp_path_factory) -> Path:
     return d
 
 
-def test_single_exr_matches_the_core(tmp_path, models):
+@pytest.mark.parametrize("coarse", [True, False])
+def test_single_exr_matches_the_core(tmp_path, models, coarse):
     rng = np.random.default_rng(0)
-    color = rng.random((21, 34, 3), dtype=np.float32) * 3
+    color = rng.random((70, 90, 3), dtype=np.float32) * 3  # large enough for the coarse pass
     write_image(tmp_path / "in.exr", color)
-    res = cli(str(tmp_path / "in.exr"), "-o", str(tmp_path / "out.exr"), "--model", str(models / "color.onnx"))
+    flags = [] if coarse else ["--no-coarse"]
+    res = cli(str(tmp_path / "in.exr"), "-o", str(tmp_path / "out.exr"), "--model", str(models / "color.onnx"), *flags)
     assert res.returncode == 0, res.stderr
     out = read_image(tmp_path / "out.exr").color
-    expected = denoise(load_model(models / "color.onnx"), color).image
+    expected = denoise(load_model(models / "color.onnx"), color, coarse=coarse).image
     np.testing.assert_allclose(out, expected, atol=1e-5)
     assert "model chain2" in res.stderr
+    assert ("with the coarse pass" in res.stderr) == coarse
 
 
 def test_folder_sequence_picks_model_by_passes(tmp_path, models):

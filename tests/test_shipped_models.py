@@ -79,8 +79,9 @@ def _pin_frame() -> dict[str, np.ndarray]:
     }
 
 
+@pytest.mark.parametrize("coarse", [False, True])
 @pytest.mark.parametrize("name", ["denoiser-v13-color-albedo-normal.onnx", "denoiser-v16-color.onnx"])
-def test_shipped_model_psnr_is_pinned(name: str) -> None:
+def test_shipped_model_psnr_is_pinned(name: str, coarse: bool) -> None:
     """A refactor cannot silently change what a shipped model computes: its PSNR on a stored
     96x96 frame (tests/data/make_pin_frame.py) stays within 0.05 dB of the value measured then."""
     from blender_denoise_addon.core.metrics import report
@@ -90,7 +91,8 @@ def test_shipped_model_psnr_is_pinned(name: str) -> None:
     assert report(frame["noisy"], frame["reference"])["psnr"] == pytest.approx(pinned["noisy"], abs=1e-3)
     model = load_model(MODELS / name)
     passes = {p: frame[p] for p in ("albedo", "normal") if p in model.info.inputs}
-    out = denoise(model, frame["noisy"], passes.get("albedo"), passes.get("normal")).image
+    out = denoise(model, frame["noisy"], passes.get("albedo"), passes.get("normal"), coarse=coarse).image
     got = report(out, frame["reference"])["psnr"]
-    assert abs(got - pinned[name]) <= 0.05, f"{name}: {got:.4f} dB, pinned {pinned[name]:.4f}"
+    key = f"{name} coarse" if coarse else name
+    assert abs(got - pinned[key]) <= 0.05, f"{key}: {got:.4f} dB, pinned {pinned[key]:.4f}"
     assert got > pinned["noisy"] + 5  # and it denoises

@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--overlap", type=int, help="sliding-window overlap (default: exact, from the receptive field)")
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--no-coarse", action="store_true", help="skip the coarse pass (about a quarter faster)")
     p.add_argument("--no-albedo", action="store_true", help="don't feed the albedo pass")
     p.add_argument("--no-normal", action="store_true", help="don't feed the normal pass")
     p.add_argument("--format", choices=("exr", "png"), default="exr", help="format for folder outputs")
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         use_albedo=not args.no_albedo,
         use_normal=not args.no_normal,
+        coarse=not args.no_coarse,
         model_path=args.model,
     )
     model = blender_io.get_model(opts, {"color", "albedo", "normal"})
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         s = result.stats
         print(
             f"frame {frame_no} -> {dst} | {args.spp} spp | model {s.model} ({','.join(s.inputs)})"
-            f" | {s.tiling} {s.tiles} tiles | {s.seconds:.2f} s",
+            f" | {s.tiles_text} | {s.seconds:.2f} s",
             file=sys.stderr,
         )
     return 0

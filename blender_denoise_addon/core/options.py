@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .defaults import COARSE
+
 
 @dataclass(frozen=True)
 class Options:
@@ -15,4 +17,5 @@ class Options:
     threads: int | None = None
     use_albedo: bool = True
     use_normal: bool = True
+    coarse: bool = COARSE.enabled
     model_path: str | None = None  # None: the bundled model that fits the passes
