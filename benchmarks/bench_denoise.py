@@ -8,7 +8,8 @@ Monte-Carlo-like noise with a few fireflies, albedo in [0, 1], unit normals),
 built from a fixed seed. Our side is ``core.denoise()`` with the OIDN-base-sized
 U-Net from ``tests/onnx_builders.unet`` (random weights: same shape and cost as a
 trained one), a half-width U-Net, and the shipped color + albedo + normal model
-from ``models/`` (full frame and the add-on's default sliding window). OIDN's side is pyoidn's CPU
+from ``models/`` (full frame and the add-on's default sliding window, each with the core's
+default coarse pass, and the sliding window without it). OIDN's side is pyoidn's CPU
 device, filter "RT", hdr, color+albedo+normal, quality high and balanced. With
 ``--color-only`` both get the noisy color alone: the shipped color model against
 OIDN without albedo and normal (the random-weight U-Nets take all three passes and
@@ -158,7 +159,16 @@ def run_one(cfg: dict) -> dict:
             albedo = normal = None
 
         def once() -> dict:
-            r = denoise(model, color, albedo, normal, tiling=cfg["mode"], tile=cfg.get("tile"), batch=cfg["batch"])
+            r = denoise(
+                model,
+                color,
+                albedo,
+                normal,
+                tiling=cfg["mode"],
+                tile=cfg.get("tile"),
+                batch=cfg["batch"],
+                coarse=cfg.get("coarse", True),
+            )
             s = r.stats
             return {"tile": s.tile, "overlap": s.overlap, "tiles": s.tiles}
 
@@ -234,6 +244,8 @@ def configs(
         shipped, name = models["shipped"]["path"], models["shipped"]["name"]
         out.append({"kind": "ours", "label": f"shipped {name} full", "model": shipped, "mode": "full"})
         out.append({"kind": "ours", "label": f"shipped {name} sliding", "model": shipped, "mode": "sliding"})
+        label = f"shipped {name} sliding, no coarse pass"
+        out.append({"kind": "ours", "label": label, "model": shipped, "mode": "sliding", "coarse": False})
     out.append({"kind": "oidn", "label": "OIDN balanced", "quality": "balanced"})
     out.append({"kind": "oidn", "label": "OIDN high", "quality": "high"})
     for c in out:
