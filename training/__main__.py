@@ -66,19 +66,22 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
         help="metrics and plots on the test split: noisy vs ours vs OIDN",
         description="Evaluate a checkpoint or an exported ONNX model through the core's denoise path. Writes "
         "metrics.json, metrics.csv, table.md (per spp), curves.png and grid_*.png into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _data_args(p)
     p.add_argument("--out", required=True, help="folder for metrics and plots")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a .pt checkpoint (its saved split settings override the split options)")
     which.add_argument("--model", help="an exported .onnx model (the split options pick the frames)")
-    p.add_argument("--split", choices=("train", "val", "test", "all"), default="test", help="frames to evaluate")
+    p.add_argument(
+        "--split", choices=("train", "val", "test", "all"), default="test", help="frames to evaluate (default test)"
+    )
     p.add_argument("--no-oidn", dest="oidn", action="store_false", help="skip OIDN 2.5")
     p.add_argument("--no-coarse", dest="coarse", action="store_false", help="ours without the coarse pass")
-    p.add_argument("--grids", type=int, default=8, help="comparison grids to draw (first N frames)")
-    p.add_argument("--figure-spp", type=int, default=4, help="comparison.png shows frames at this spp (0: none)")
-    p.add_argument("--figure-rows", type=int, default=6, help="scenes in comparison.png")
+    p.add_argument("--grids", type=int, default=8, help="comparison grids to draw, the first N frames (default 8)")
+    p.add_argument(
+        "--figure-spp", type=int, default=4, help="comparison.png shows frames at this spp (default 4; 0: none)"
+    )
+    p.add_argument("--figure-rows", type=int, default=6, help="scenes in comparison.png (default 6)")
     p.add_argument(
         "--run", default="", help="run folder whose log.csv gives the training curves (default: the checkpoint's)"
     )
