@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         if r["kind"] == "oidn":
             tile = "- (OIDN's own)"
         elif r["mode"] == "full":
-            tile = f"{r['tile']} (whole frame), 1"
+            tile = f"{r['tile']} (whole frame), {r['tiles']}"
         elif r["mode"] == "grid":
             tile = f"{r['tile']} (0), {r['tiles']}"
         else:
