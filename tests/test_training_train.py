@@ -223,6 +223,37 @@ def test_recipe_runs_its_stages_skips_finished_ones_and_names_missing_data(datas
     assert load_checkpoint(tmp_path / "later" / "b" / "best.pt")["config"]["init"] == a_best
 
 
+def test_recipe_with_render_makes_the_model_from_the_dataset_command_on(tmp_path, monkeypatch):
+    """--render: the one command renders the data with the real generator, trains and exports."""
+    from blender_denoise_addon.core.model import load_model
+    from training import config
+    from training.__main__ import main
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    tiny = {"width": 8, "growth": 4, "depth": 2, "patch": 16, "batch_size": 8, "patches_per_image": 2, "epochs": 1}
+    generate = "--count 3 --resolution 32 32 --noisy-spp 1 4 --clean-spp 16 --seed 4"
+    recipe = {
+        "model": "tiny-rendered.onnx",
+        "name": "tiny-rendered",
+        "datasets": {"small": {"generate": generate}, "unused": {"generate": "--count 1"}},
+        "defaults": tiny,
+        "stages": [{"name": "a", "data": "small", "settings": {"seed": 1, "inputs": "color"}}],
+    }
+    (recipes / "tiny.json").write_text(json.dumps(recipe))
+    monkeypatch.setattr(config, "RECIPES", recipes)
+    root, out = tmp_path / "data", tmp_path / "run"
+    args = ["train", "--recipe", "tiny", "--data-root", str(root), "--out", str(out), "--threads", "1", "--quiet"]
+    assert main([*args, "--render"]) == 0
+    assert sorted(p.name for p in root.iterdir()) == ["small"]  # only the datasets its stages use
+    model = load_model(out / "tiny-rendered.onnx")
+    assert model.info.name == "tiny-rendered" and model.info.inputs == ("color",)
+    stamp = (out / "a" / "last.pt").stat().st_mtime_ns
+    assert main([*args, "--render"]) == 0  # all done: the data is only checked, nothing trains again
+    assert (out / "a" / "last.pt").stat().st_mtime_ns == stamp
+    assert main(["train", "--render", "--out", str(tmp_path / "x")]) == 1  # --render needs --recipe
+
+
 def test_a_recipe_that_extends_another_runs_its_stages_after_the_others(tmp_path, monkeypatch):
     from blender_denoise_addon.core.errors import DenoiseError
     from training import config

@@ -52,6 +52,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data-root", default="data", help="with --recipe: the folder holding its datasets (default data)")
     p.add_argument(
+        "--render",
+        action="store_true",
+        help="with --recipe: render its datasets first (resumable; needs bpy) and export OUT/<model>.onnx at the end",
+    )
+    p.add_argument(
         "--start-at",
         metavar="STAGE",
         help="with --recipe: begin at this stage, with --init the model the earlier stages made (a shipped .onnx)",
@@ -170,9 +175,11 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from .config import RESUME_OPTIONS, config_from
 
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "_run", "recipe", "data_root", "start_at")}
-    if args.start_at and not args.recipe:
-        raise DenoiseError("--start-at needs --recipe")
+    given = {
+        k: v for k, v in vars(args).items() if k not in ("command", "_run", "recipe", "data_root", "start_at", "render")
+    }
+    if (args.start_at or args.render) and not args.recipe:
+        raise DenoiseError(f"--{'start-at' if args.start_at else 'render'} needs --recipe")
     if args.recipe:
         from .recipe import run_recipe
 
@@ -182,8 +189,9 @@ def _run_train(args: argparse.Namespace) -> int:
         if extra:
             raise DenoiseError(f"--recipe sets every training option itself; drop --{', --'.join(sorted(extra))}")
         run = {k: v for k, v in given.items() if k not in ("out", "init")}
-        last = run_recipe(args.recipe, given["out"], args.data_root, run, args.start_at, given.get("init"))
-        print(f"recipe {args.recipe} done: export {last / 'best.pt'}")
+        last = run_recipe(args.recipe, given["out"], args.data_root, run, args.start_at, given.get("init"), args.render)
+        if not args.render:
+            print(f"recipe {args.recipe} done: export {last / 'best.pt'}")
         return 0
     if "resume" in given:
         extra = set(given) - set(RESUME_OPTIONS)

@@ -7,10 +7,15 @@ another: the other's stages run first. Stages run into
 OUT/<stage>; a finished stage is skipped and an interrupted one resumed, so a recipe spans
 sessions: run the same command again. ``start_at`` skips the stages before a named one, whose
 weights then come from ``start_init`` (a model those stages made, such as a shipped ONNX file).
+With ``render`` the datasets are rendered first (``generate-dataset`` resumes, so a finished one
+is only checked), and the last stage is exported to OUT/<the recipe's model file>: the whole
+model from one command.
 """
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +30,16 @@ DATASET_COMMAND = "python -m blender_denoise_addon generate-dataset"
 
 def dataset_command(data_root: Path, name: str, dataset: dict[str, Any]) -> str:
     return f"{DATASET_COMMAND} --out {data_root / name} {dataset['generate']}"
+
+
+def render_datasets(data_root: Path, datasets: dict[str, dict[str, Any]]) -> None:
+    """Render (or finish) each dataset with the generator in this Python, which needs ``bpy``."""
+    for name, dataset in datasets.items():
+        cmd = [sys.executable, "-m", "blender_denoise_addon", "generate-dataset", "--out", str(data_root / name)]
+        cmd += shlex.split(dataset["generate"])
+        print(f"recipe: dataset {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+        if subprocess.run(cmd).returncode != 0:
+            raise DenoiseError(f"rendering dataset {name} failed; rerun to resume it")
 
 
 def _finished(stage_out: Path, epochs: int) -> bool:
@@ -42,9 +57,11 @@ def run_recipe(
     run: dict[str, Any] | None = None,
     start_at: str | None = None,
     start_init: str | None = None,
+    render: bool = False,
 ) -> Path:
     """Run (or continue) every stage; returns the last stage's folder, whose best.pt is the model.
-    ``run``: settings for every stage that do not change results (threads, workers, progress)."""
+    ``run``: settings for every stage that do not change results (threads, workers, progress).
+    ``render``: render the datasets first and export the model to OUT/<model file> at the end."""
     from .train import LAST, train
 
     recipe = load_recipe(name)
@@ -58,10 +75,15 @@ def run_recipe(
             raise DenoiseError(f"--start-at {start_at} needs --init: the model the stages before it made")
         recipe = recipe | {"stages": recipe["stages"][names.index(start_at) :]}
     needed = {s["data"] for s in recipe["stages"]}
+    if render:
+        render_datasets(data_root, {n: d for n, d in recipe["datasets"].items() if n in needed})
     missing = [n for n in recipe["datasets"] if n in needed and not (data_root / n).is_dir()]
     if missing:
         commands = "\n".join(dataset_command(data_root, n, recipe["datasets"][n]) for n in missing)
-        raise DenoiseError(f"recipe {name} needs datasets that are not in {data_root}; render them first:\n{commands}")
+        raise DenoiseError(
+            f"recipe {name} needs datasets that are not in {data_root}; add --render, or render them first:\n"
+            + commands
+        )
     previous: Path | None = None
     for stage in recipe["stages"]:
         init = str(previous / "best.pt") if previous else start_init
@@ -81,4 +103,10 @@ def run_recipe(
             train(replace(cfg, **resume))
         previous = stage_out
     assert previous is not None
+    if render:
+        from .export import export
+
+        onnx = out / recipe["model"]
+        export(previous / "best.pt", onnx, name=recipe["name"])
+        print(f"recipe {name}: exported {onnx}", file=sys.stderr)
     return previous
