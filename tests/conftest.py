@@ -20,6 +20,28 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+# --- core: small conv-chain models with a known receptive field -------------------------------
+
+
+@pytest.fixture(scope="session")
+def chain7(tmp_path_factory: pytest.TempPathFactory):
+    """Color only, three 3x3 convs: receptive field 7."""
+    from blender_denoise_addon.core.model import load_model
+    from training.onnx_builders import conv_chain
+
+    return load_model(conv_chain(tmp_path_factory.mktemp("m") / "chain7.onnx", layers=3))
+
+
+@pytest.fixture(scope="session")
+def chain13_aux(tmp_path_factory: pytest.TempPathFactory):
+    """Color, albedo and normal, three 5x5 convs: receptive field 13."""
+    from blender_denoise_addon.core.model import load_model
+    from training.onnx_builders import conv_chain
+
+    path = tmp_path_factory.mktemp("m") / "chain13.onnx"
+    return load_model(conv_chain(path, layers=3, kernel=5, inputs=("color", "albedo", "normal")))
+
+
 # --- training: a tiny dataset, run and export, made once per session --------------------------
 
 

@@ -5,21 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blender_denoise_addon.core import DenoiseCancelled, denoise, load_model
+from blender_denoise_addon.core import DenoiseCancelled, denoise
 from blender_denoise_addon.core import coarse as cp
 from blender_denoise_addon.core.defaults import COARSE
-from training.onnx_builders import conv_chain
-
-
-@pytest.fixture(scope="module")
-def chain7(tmp_path_factory):
-    return load_model(conv_chain(tmp_path_factory.mktemp("m") / "chain7.onnx", layers=3))
-
-
-@pytest.fixture(scope="module")
-def chain_aux(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "aux.onnx"
-    return load_model(conv_chain(path, layers=3, kernel=5, inputs=("color", "albedo", "normal")))
 
 
 def hdr_frame(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -119,30 +107,30 @@ def test_small_frames_skip_the_pass(chain7, h, w):
 
 
 @pytest.mark.parametrize("h,w", [(COARSE.min_side, COARSE.min_side), (65, 99), (101, 64)])
-def test_odd_and_edge_sizes_run_the_pass(chain_aux, h, w):
+def test_odd_and_edge_sizes_run_the_pass(chain13_aux, h, w):
     color, albedo, normal = hdr_frame(h, w, seed=5)
-    r = denoise(chain_aux, color, albedo, normal, tiling="sliding", tile=40)
+    r = denoise(chain13_aux, color, albedo, normal, tiling="sliding", tile=40)
     assert r.stats.coarse and r.image.shape == (h, w, 3) and np.isfinite(r.image).all()
 
 
-def test_sliding_tiles_match_the_full_frame_on_both_levels(chain_aux):
+def test_sliding_tiles_match_the_full_frame_on_both_levels(chain13_aux):
     color, albedo, normal = hdr_frame(100, 131, seed=6)
-    full = denoise(chain_aux, color, albedo, normal, tiling="full")
-    tiled = denoise(chain_aux, color, albedo, normal, tiling="sliding", tile=32, batch=2)
+    full = denoise(chain13_aux, color, albedo, normal, tiling="full")
+    tiled = denoise(chain13_aux, color, albedo, normal, tiling="sliding", tile=32, batch=2)
     assert full.stats.tiles == 2 and tiled.stats.tiles > 6  # one tile per level; many
     np.testing.assert_allclose(tiled.image, full.image, rtol=1e-4, atol=1e-5)
 
 
-def test_nan_inf_negative_input_stays_finite_and_matches_the_clean_frame(chain_aux):
+def test_nan_inf_negative_input_stays_finite_and_matches_the_clean_frame(chain13_aux):
     color, albedo, normal = hdr_frame(96, 96, seed=7)
     bad = color.copy()
     bad[5, 6, 0], bad[40, 41, 1], bad[70, 3, 2], bad[90, 90] = np.nan, np.inf, -np.inf, -3.0
     albedo, normal = albedo.copy(), normal.copy()
     albedo[1, 1], normal[2, 2] = np.nan, np.inf
     clean = np.where(np.isfinite(bad) & (bad >= 0), bad, 0).astype(np.float32)
-    r = denoise(chain_aux, bad, albedo, normal, tiling="full")
+    r = denoise(chain13_aux, bad, albedo, normal, tiling="full")
     assert r.stats.coarse and np.isfinite(r.image).all()
-    np.testing.assert_allclose(r.image, denoise(chain_aux, clean, albedo, normal, tiling="full").image, rtol=1e-5)
+    np.testing.assert_allclose(r.image, denoise(chain13_aux, clean, albedo, normal, tiling="full").image, rtol=1e-5)
 
 
 def test_progress_counts_both_levels_and_cancel_stops_the_first(chain7):

@@ -24,17 +24,6 @@ def frame(h: int, w: int, seed: int = 0, hdr: bool = True) -> tuple[np.ndarray, 
 
 
 @pytest.fixture(scope="module")
-def chain7(tmp_path_factory):
-    return load_model(conv_chain(tmp_path_factory.mktemp("m") / "chain7.onnx", layers=3))
-
-
-@pytest.fixture(scope="module")
-def chain13_aux(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "chain13.onnx"
-    return load_model(conv_chain(path, layers=3, kernel=5, inputs=("color", "albedo", "normal")))
-
-
-@pytest.fixture(scope="module")
 def pointwise(tmp_path_factory):
     return load_model(conv_chain(tmp_path_factory.mktemp("m") / "pw.onnx", layers=2, kernel=1))
 
