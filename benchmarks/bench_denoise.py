@@ -151,6 +151,7 @@ def run_one(cfg: dict) -> dict:
 
         tile, overlap, tiles = "-", "-", "-"
     else:
+        from blender_denoise_addon.core.defaults import COARSE
         from blender_denoise_addon.core.denoise import denoise
         from blender_denoise_addon.core.model import load_model
 
@@ -167,7 +168,7 @@ def run_one(cfg: dict) -> dict:
                 tiling=cfg["mode"],
                 tile=cfg.get("tile"),
                 batch=cfg["batch"],
-                coarse=cfg.get("coarse", True),
+                coarse=cfg.get("coarse", COARSE.enabled),
             )
             s = r.stats
             return {"tile": s.tile, "overlap": s.overlap, "tiles": s.tiles}

@@ -25,20 +25,23 @@ from blender_denoise_addon.core.errors import DenoiseError
 
 from .config import config_from, load_recipe
 
-DATASET_COMMAND = "python -m blender_denoise_addon generate-dataset"
+
+def dataset_args(data_root: Path, name: str, dataset: dict[str, Any]) -> list[str]:
+    """The generator's command line for one dataset, after ``python``."""
+    return ["-m", "blender_denoise_addon", "generate-dataset", "--out", str(data_root / name)] + shlex.split(
+        dataset["generate"]
+    )
 
 
 def dataset_command(data_root: Path, name: str, dataset: dict[str, Any]) -> str:
-    return f"{DATASET_COMMAND} --out {data_root / name} {dataset['generate']}"
+    return shlex.join(["python", *dataset_args(data_root, name, dataset)])
 
 
 def render_datasets(data_root: Path, datasets: dict[str, dict[str, Any]]) -> None:
     """Render (or finish) each dataset with the generator in this Python, which needs ``bpy``."""
     for name, dataset in datasets.items():
-        cmd = [sys.executable, "-m", "blender_denoise_addon", "generate-dataset", "--out", str(data_root / name)]
-        cmd += shlex.split(dataset["generate"])
-        print(f"recipe: dataset {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
-        if subprocess.run(cmd).returncode != 0:
+        print(f"recipe: dataset {name}: {dataset_command(data_root, name, dataset)}", file=sys.stderr, flush=True)
+        if subprocess.run([sys.executable, *dataset_args(data_root, name, dataset)]).returncode != 0:
             raise DenoiseError(f"rendering dataset {name} failed; rerun to resume it")
 
 
