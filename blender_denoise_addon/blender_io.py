@@ -20,7 +20,8 @@ import numpy as np
 
 from . import compat
 from .core import catalog
-from .core.denoise import CancelFn, DenoiseResult, ProgressFn, denoise
+from .core.denoise import CancelFn, DenoiseResult, ProgressFn
+from .core.denoise import denoise_frame as core_denoise_frame
 from .core.errors import DenoiseCancelled, DenoiseError, ModelContractError
 from .core.imageio import (
     COMPOSITE_LAYER,
@@ -32,7 +33,7 @@ from .core.imageio import (
     read_image,
     write_image,
 )
-from .core.model import Model, load_model
+from .core.model import Model
 from .core.options import Options
 
 RESULT_IMAGE = "AI Denoised"
@@ -52,6 +53,10 @@ _RENDER_ATTRS: tuple[tuple[str, str], ...] = (
     ("cycles", "seed"),
     ("cycles", "use_animated_seed"),
     ("cycles", "use_denoising"),
+    ("cycles", "denoiser"),
+    ("cycles", "denoising_input_passes"),
+    ("cycles", "denoising_prefilter"),
+    ("cycles", "denoising_quality"),
     ("cycles", "use_adaptive_sampling"),
     ("cycles", "adaptive_threshold"),
     ("cycles", "adaptive_min_samples"),
@@ -81,7 +86,7 @@ def preserved_settings(scene: Any) -> Iterator[None]:
         owner = _owner(scene, owner_name)
         if hasattr(owner, attr):
             saved.append((owner, attr, getattr(owner, attr)))
-    layers = [(vl, vl.cycles.denoising_store_passes) for vl in scene.view_layers]
+    layers = [(vl, [(o, a, getattr(o, a)) for o, a in _layer_attrs(vl)]) for vl in scene.view_layers]
     try:
         yield
     finally:
@@ -92,9 +97,15 @@ def preserved_settings(scene: Any) -> Iterator[None]:
                     setattr(owner, attr, value)
             except (TypeError, ValueError, AttributeError) as e:  # keep restoring the rest
                 print(f"AI Denoise: could not restore {attr}={value!r}: {e}")
-        for vl, store in layers:
-            if vl.cycles.denoising_store_passes != store:
-                vl.cycles.denoising_store_passes = store
+        for _vl, values in layers:
+            for owner, attr, value in values:
+                if getattr(owner, attr) != value:
+                    setattr(owner, attr, value)
+
+
+def _layer_attrs(vl: Any) -> list[tuple[Any, str]]:
+    """The view-layer passes the add-on may turn on: Denoising Data, and Vector and Depth for temporal work."""
+    return [(vl.cycles, "denoising_store_passes"), (vl, "use_pass_vector"), (vl, "use_pass_z")]
 
 
 def set_multilayer_exr(scene: Any) -> None:
@@ -133,37 +144,104 @@ def check_camera(scene: Any) -> None:
         raise DenoiseError(f"scene {scene.name!r} has no active camera: set one in Scene properties")
 
 
-def render_passes(scene: Any, spp: int, view_layer: Any = None) -> Frame:
-    """Render the active camera with Cycles at ``spp`` (Denoising Data on, Cycles'
-    own denoiser off) and return the passes. The scene's settings are restored."""
+def _render_exr(
+    scene: Any,
+    spp: int,
+    path: Path,
+    layer: Any,
+    *,
+    motion: bool = False,
+    seed: int | None = None,
+    animated_seed: bool | None = None,
+    builtin_denoiser: str | None = None,
+) -> None:
+    """Render the active camera with Cycles at exactly ``spp`` into a multilayer EXR at ``path``
+    (Denoising Data on; ``motion``: Vector and Depth too). ``builtin_denoiser``: None, or Blender's
+    own OIDN at that quality ('HIGH', ...) with the Accurate prefilter, as Blender runs it. The
+    scene's settings are restored; raises DenoiseCancelled when nothing was written."""
     check_camera(scene)
     if spp < 1:
         raise DenoiseError(f"samples must be at least 1, got {spp}")
+    with preserved_settings(scene), hook_suspended():
+        r = scene.render
+        r.engine = "CYCLES"
+        cy = scene.cycles
+        cy.samples = spp
+        cy.use_adaptive_sampling = False  # exactly spp samples per pixel
+        cy.time_limit = 0.0
+        if seed is not None:
+            cy.seed = seed
+        if animated_seed is not None:
+            cy.use_animated_seed = animated_seed
+        cy.use_denoising = builtin_denoiser is not None
+        if builtin_denoiser is not None:
+            cy.denoiser = "OPENIMAGEDENOISE"
+            cy.denoising_input_passes = "RGB_ALBEDO_NORMAL"
+            cy.denoising_prefilter = "ACCURATE"
+            if hasattr(cy, "denoising_quality"):
+                cy.denoising_quality = builtin_denoiser
+        # One view layer and no compositor, so the EXR holds exactly one Combined.
+        r.use_single_layer = True
+        r.use_compositing = False
+        r.use_sequencer = False
+        layer.cycles.denoising_store_passes = True
+        if motion:
+            layer.use_pass_vector = True
+            layer.use_pass_z = True
+        set_multilayer_exr(scene)
+        r.filepath = str(path)
+        r.use_file_extension = False
+        # layer=: only this view layer renders; no window needed (background mode).
+        result = bpy.ops.render.render(write_still=True, scene=scene.name, layer=layer.name)
+    if "CANCELLED" in result or not path.is_file():
+        raise DenoiseCancelled("the render was cancelled")
+
+
+def _layer(scene: Any, view_layer: Any = None) -> Any:
     layer = view_layer or bpy.context.view_layer
     if layer is None or layer.name not in scene.view_layers:
         layer = scene.view_layers[0]
+    return layer
+
+
+def render_passes(scene: Any, spp: int, view_layer: Any = None) -> Frame:
+    """Render the active camera with Cycles at ``spp`` (Denoising Data on, Cycles'
+    own denoiser off) and return the passes. The scene's settings are restored."""
     with tempfile.TemporaryDirectory(prefix="ai_denoise_") as tmp:
         path = Path(tmp) / "passes.exr"
-        with preserved_settings(scene), hook_suspended():
-            r = scene.render
-            r.engine = "CYCLES"
-            scene.cycles.samples = spp
-            scene.cycles.use_denoising = False
-            scene.cycles.use_adaptive_sampling = False  # exactly spp samples per pixel
-            scene.cycles.time_limit = 0.0
-            # One view layer and no compositor, so the EXR holds exactly one Combined.
-            r.use_single_layer = True
-            r.use_compositing = False
-            r.use_sequencer = False
-            layer.cycles.denoising_store_passes = True
-            set_multilayer_exr(scene)
-            r.filepath = str(path)
-            r.use_file_extension = False
-            # layer=: only this view layer renders; no window needed (background mode).
-            result = bpy.ops.render.render(write_still=True, scene=scene.name, layer=layer.name)
-        if "CANCELLED" in result or not path.is_file():
-            raise DenoiseCancelled("the render was cancelled")
+        _render_exr(scene, spp, path, _layer(scene, view_layer))
         return read_image(path)
+
+
+def render_sequence_frame(
+    scene: Any,
+    spp: int,
+    dst: Path,
+    view_layer: Any = None,
+    *,
+    seed: int | None = None,
+    animated_seed: bool = True,
+    builtin_denoiser: str | None = None,
+) -> Path:
+    """Render the scene's current frame for temporal denoising into the multilayer EXR ``dst``
+    (atomically: a cancelled render leaves no file): Denoising Data, Vector and Depth passes, and
+    Cycles' animated seed, so that neighbouring frames hold other samples."""
+    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+    try:
+        _render_exr(
+            scene,
+            spp,
+            tmp,
+            _layer(scene, view_layer),
+            motion=True,
+            seed=seed,
+            animated_seed=animated_seed,
+            builtin_denoiser=builtin_denoiser,
+        )
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
 
 
 def read_render_result(scene: Any, path: Path) -> Frame:
@@ -210,12 +288,8 @@ def save_render_result(scene: Any, path: Path) -> None:
 # -- models and denoising ---------------------------------------------------------------
 
 
-# Sessions are expensive to build; an animation reuses one per (path, mtime, threads).
-_models: dict[tuple[str, float, int | None], Model] = {}
-
-
 def clear_model_cache() -> None:
-    _models.clear()
+    catalog.clear_cache()
 
 
 def get_model(opts: Options, passes: set[str]) -> Model:
@@ -223,13 +297,9 @@ def get_model(opts: Options, passes: set[str]) -> Model:
     if opts.model_path is not None:
         if not opts.model_path:
             raise ModelContractError("no model file chosen (Preferences > Add-ons > AI Denoiser)")
-        path = Path(bpy.path.abspath(opts.model_path) if opts.model_path.startswith("//") else opts.model_path)
-        key = (str(path), path.stat().st_mtime if path.is_file() else 0.0, opts.threads)
-        if key not in _models:
-            _models.clear()
-            _models[key] = load_model(path, threads=opts.threads)
-        return _models[key]
-    return catalog.pick_model(passes & allowed, threads=opts.threads)
+        path = bpy.path.abspath(opts.model_path) if opts.model_path.startswith("//") else opts.model_path
+        return catalog.get_model(path, (), opts.threads)
+    return catalog.get_model(None, passes & allowed, opts.threads)
 
 
 def denoise_frame(
@@ -239,23 +309,7 @@ def denoise_frame(
     cancel: CancelFn | None = None,
     model: Model | None = None,
 ) -> DenoiseResult:
-    model = model or get_model(opts, frame.passes)
-    need = set(model.info.inputs)
-    for name, on in (("albedo", opts.use_albedo), ("normal", opts.use_normal)):
-        if name in need and not on:
-            raise DenoiseError(f"model {model.label} needs the {name} pass, but 'Use {name.title()}' is off")
-    return denoise(
-        model,
-        frame.rgba,
-        frame.albedo if opts.use_albedo else None,
-        frame.normal if opts.use_normal else None,
-        tiling=opts.tiling,
-        tile=opts.tile,
-        overlap=opts.overlap,
-        coarse=opts.coarse,
-        progress=progress,
-        cancel=cancel,
-    )
+    return core_denoise_frame(model or get_model(opts, frame.passes), frame, opts, progress, cancel)
 
 
 def options_from(settings: Any, model_path: str | None) -> Options:

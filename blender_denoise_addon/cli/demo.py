@@ -7,15 +7,16 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..core import catalog, metrics
-from ..core.defaults import TILING, TILING_MODES
-from ..core.denoise import denoise
+from ..core.denoise import denoise_frame
 from ..core.errors import DenoiseError
 from ..core.imageio import Frame, write_image
+from .common import add_denoise_arguments, denoise_options
 
 HELP = "Render a demo scene at low spp, denoise it with the bundled model, write side-by-side + metrics."
 
@@ -25,10 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", nargs=2, type=int, default=(320, 240), metavar=("W", "H"))
     p.add_argument("--spp", type=int, default=4, help="samples of the noisy render (default %(default)s)")
     p.add_argument("--reference-spp", type=int, default=1024, help="samples of the reference (default %(default)s)")
-    p.add_argument("--model", help="ONNX model (default: the bundled model that fits the passes)")
-    p.add_argument("--tiling", choices=TILING_MODES, default=TILING.mode)
-    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
-    p.add_argument("--no-coarse", action="store_true", help="skip the coarse pass (about a quarter faster)")
+    add_denoise_arguments(p, temporal=False, ray=False)
 
 
 def build_scene(width: int, height: int) -> None:
@@ -141,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args.model, threads=args.threads)
     else:
         model = catalog.pick_model(noisy.passes, threads=args.threads)
-    result = denoise(model, noisy.color, noisy.albedo, noisy.normal, tiling=args.tiling, coarse=not args.no_coarse)
+    result = denoise_frame(model, replace(noisy, alpha=None), denoise_options(args))  # color only, as shown
     write_image(out / "noisy.exr", noisy.color)
     write_image(out / "denoised.exr", result.image)
     write_image(out / "reference.exr", ref.color)

@@ -1,18 +1,20 @@
-"""``denoise-image``: denoise EXR/PNG files or folders without Blender."""
+"""``denoise-image``: denoise EXR/PNG files or folders without Blender; ``--temporal``: a sequence."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from ..core import catalog
-from ..core.defaults import TILING, TILING_MODES
-from ..core.denoise import DenoiseStats, denoise
+from ..core.denoise import DenoiseStats, denoise_frame
 from ..core.errors import DenoiseError
 from ..core.imageio import IMAGE_SUFFIXES, read_image, write_image
-from ..core.model import Model, load_model
+from ..core.model import load_model
+from ..core.options import Options
+from ..core.temporal import TemporalResult, TemporalStream, check_motion, sequence_number
+from .common import add_denoise_arguments, denoise_options, output_paths
 
 HELP = "Denoise rendered images (Blender multilayer EXR, plain EXR, PNG) with an ONNX model."
 
@@ -22,34 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-o", "--output", required=True, help="output file (one input) or folder (several inputs or a folder)"
     )
-    p.add_argument("--model", help="ONNX model (default: the bundled model that fits the passes in each image)")
-    p.add_argument(
-        "--tiling",
-        choices=TILING_MODES,
-        default=TILING.mode,
-        help="full frame, grid tiles or sliding window (default %(default)s)",
-    )
-    p.add_argument(
-        "--tile",
-        type=int,
-        help=f"tile size in pixels (default: {TILING.auto_tile_text})",
-    )
-    p.add_argument("--overlap", type=int, help="sliding-window overlap in pixels (default: receptive field - 1, exact)")
-    p.add_argument("--batch", type=int, default=TILING.batch, help="tiles per inference call (default %(default)s)")
-    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
-    p.add_argument("--no-coarse", action="store_true", help="skip the coarse pass (about a quarter faster)")
     p.add_argument(
         "--format", choices=("exr", "png"), help="output format for folder outputs (default: same as each input)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="",
-        metavar="ADDRESS",
-        help="one task per frame on a Ray cluster: a local one, or ADDRESS (auto, HOST:PORT, ray://HOST:PORT); "
-        "Ray is optional: pip install -r requirements/ray.txt",
-    )
+    add_denoise_arguments(p)
 
 
 def collect_inputs(items: list[str]) -> list[Path]:
@@ -70,49 +49,29 @@ def collect_inputs(items: list[str]) -> list[Path]:
     return files
 
 
-def output_paths(inputs: list[Path], output: str, fmt: str | None, folder_input: bool) -> list[Path]:
-    out = Path(output)
-    if len(inputs) == 1 and not folder_input and out.suffix.lower() in IMAGE_SUFFIXES:
-        return [out]
-    if out.suffix.lower() in IMAGE_SUFFIXES:
-        raise DenoiseError(f"{len(inputs)} inputs need an output folder, not the file {out}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DenoiseError(f"cannot create output folder {out}: {e.strerror or e}") from None
-    paths = [out / (p.stem + (f".{fmt}" if fmt else p.suffix.lower())) for p in inputs]
-    if len(set(paths)) != len(paths):
-        raise DenoiseError("two inputs would write the same output name; denoise them into separate folders")
-    return paths
+def sequence_order(files: list[Path]) -> list[tuple[tuple[str, int], Path]]:
+    """Frames of one or more shots, ordered by name and then frame number (``shot_0042.exr``)."""
+    keyed = []
+    for f in files:
+        key = sequence_number(f.stem)
+        if key is None:
+            raise DenoiseError(f"--temporal: {f.name} has no frame number at the end of its name (like shot_0042.exr)")
+        keyed.append((key, f))
+    keyed.sort(key=lambda kf: kf[0])
+    for (a, fa), (b, fb) in zip(keyed, keyed[1:], strict=False):
+        if a == b:
+            raise DenoiseError(f"--temporal: {fa.name} and {fb.name} are the same frame")
+    if len(keyed) < 2:
+        raise DenoiseError("--temporal needs a sequence of at least 2 frames; denoise a single frame without it")
+    return keyed
 
 
-def options_from(args: argparse.Namespace) -> dict[str, Any]:
-    """What denoising one file needs from the command line (plain data: it travels to Ray workers)."""
-    keys = ("model", "tiling", "tile", "overlap", "batch", "threads")
-    return {k: getattr(args, k) for k in keys} | {"coarse": not args.no_coarse}
-
-
-# Loaded models by (file or passes, threads): a process denoising many frames (or a Ray worker
-# running many tasks) builds each session once.
-_models: dict[tuple[Any, int | None], Model] = {}
-
-
-def _model_for(frame: Any, options: dict[str, Any]) -> Model:
-    key = (options["model"] or frozenset(frame.passes), options["threads"])
-    if key not in _models:
-        if options["model"]:
-            _models[key] = load_model(options["model"], threads=options["threads"])
-        else:
-            _models[key] = catalog.pick_model(frozenset(frame.passes), threads=options["threads"])
-    return _models[key]
-
-
-def denoise_file(src: Path, dst: Path, options: dict[str, Any], quiet: bool = True) -> DenoiseStats:
+def denoise_file(src: Path, dst: Path, opts: Options, quiet: bool = True) -> DenoiseStats:
     """Read ``src``, denoise it, write ``dst`` (atomically); raises DenoiseError."""
     from tqdm import tqdm
 
     frame = read_image(src)
-    model = _model_for(frame, options)
+    model = catalog.get_model(opts.model_path, frame.passes, opts.threads)
     with tqdm(total=0, unit="tile", desc=src.name, leave=False, disable=quiet, file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -120,49 +79,103 @@ def denoise_file(src: Path, dst: Path, options: dict[str, Any], quiet: bool = Tr
             bar.n = done
             bar.refresh()
 
-        result = denoise(
-            model,
-            frame.rgba,
-            frame.albedo,
-            frame.normal,
-            tiling=options["tiling"],
-            tile=options["tile"],
-            overlap=options["overlap"],
-            batch=options["batch"],
-            coarse=options["coarse"],
-            progress=progress,
-        )
+        result = denoise_frame(model, frame, opts, progress=progress)
     write_image(dst, result.image)
     return result.stats
 
 
-def summary(src: Path, dst: Path, s: DenoiseStats) -> str:
+def summary(src: Path, dst: Path, s: DenoiseStats, extra: str = "") -> str:
     return (
-        f"{src.name} -> {dst} | model {s.model} ({','.join(s.inputs)}) | {s.tiles_text}"
+        f"{src.name} -> {dst} | model {s.model} ({','.join(s.inputs)}) | {s.tiles_text}{extra}"
         f" | {s.seconds:.2f} s | {s.input_report}"
     )
+
+
+def temporal_summary(src: Path, dst: Path, r: TemporalResult) -> str:
+    s = replace(r.result.stats, seconds=r.seconds)
+    return summary(src, dst, s, f" | temporal: {r.neighbours} neighbours, reuse {r.reuse:.2f}")
+
+
+def denoise_sequence(
+    frames: list[tuple[tuple[str, int], Path, Path]], opts: Options, write: set[Path] | None = None
+) -> tuple[int, list[str]]:
+    """Denoise ``frames`` ((name, number), input, output) temporally; write the outputs (all, or those
+    in ``write``) as they complete. Returns (failures, lines to print), printing as it goes."""
+    failures = 0
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+    stream: TemporalStream | None = None
+    where: dict[int, tuple[Path, Path]] = {}
+    shot: str | None = None
+
+    def emit(results: list[TemporalResult]) -> None:
+        for r in results:
+            src, dst = where.pop(r.number)
+            for w in r.warnings:
+                say(f"warning: {w}")
+            if write is None or dst in write:
+                write_image(dst, r.result.image)
+                say(temporal_summary(src, dst, r))
+
+    for (name, number), src, dst in frames:
+        try:
+            frame = read_image(src)
+            check_motion(frame)
+            if stream is None:
+                model = catalog.get_model(opts.model_path, frame.passes, opts.threads)
+                stream = TemporalStream(model, radius=opts.radius, **opts.denoise_args)
+            if name != shot:  # another shot: nothing crosses over
+                emit(stream.finish())
+                shot = name
+            where[number] = (src, dst)
+            emit(stream.push(number, frame))
+        except DenoiseError as e:
+            failures += 1
+            where.pop(number, None)
+            say(f"error: {e}")
+    if stream is not None:
+        emit(stream.finish())
+    return failures, lines
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    opts = denoise_options(args)
     inputs = collect_inputs(args.inputs)
-    outputs = output_paths(inputs, args.output, args.format, any(Path(i).is_dir() for i in args.inputs))
+    keys: list[tuple[str, int]] = []
+    if opts.temporal:
+        ordered = sequence_order(inputs)
+        keys, inputs = [k for k, _ in ordered], [f for _, f in ordered]
+    single = len(inputs) == 1 and not any(Path(i).is_dir() for i in args.inputs)
+    names = [p.name for p in inputs]
+    if opts.model_path:
+        load_model(opts.model_path)  # a missing or broken model fails once, before anything is made
+    if opts.temporal:
+        check_motion(read_image(inputs[0]))  # frames without vectors fail in one line, before anything is made
+    outputs = output_paths(names, args.output, args.format, single)
     for src, dst in zip(inputs, outputs, strict=False):
         if src.resolve() == dst.resolve():
             raise DenoiseError(f"output {dst} would overwrite its input")
-    options = options_from(args)
-    if args.model:
-        load_model(args.model)  # a missing or broken model fails once, before any frame
     if args.ray is not None:
-        from .distributed import denoise_frames
+        from . import distributed
 
-        return denoise_frames(list(zip(inputs, outputs, strict=True)), options, args.ray or None, args.quiet)
+        if opts.temporal:
+            frames = list(zip(keys, inputs, outputs, strict=True))
+            return distributed.denoise_sequence(frames, opts, args.ray or None, args.quiet)
+        return distributed.denoise_frames(list(zip(inputs, outputs, strict=True)), opts, args.ray or None, args.quiet)
+    if opts.temporal:
+        failures, _ = denoise_sequence(list(zip(keys, inputs, outputs, strict=True)), opts)
+        return report_failures(failures, len(inputs))
     failures = 0
     files_bar = tqdm(total=len(inputs), unit="img", disable=args.quiet or len(inputs) == 1, file=sys.stderr)
     for src, dst in zip(inputs, outputs, strict=False):
         try:
-            stats = denoise_file(src, dst, options, quiet=args.quiet)
+            stats = denoise_file(src, dst, opts, quiet=args.quiet)
         except DenoiseError as e:
             failures += 1
             tqdm.write(f"error: {e}", file=sys.stderr)

@@ -21,10 +21,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import DenoiseError
+from ..core.options import Options
 
 INSTALL_HINT = "pip install -r requirements/ray.txt (or pip install 'ray==2.60.0')"
 RETRIES = 3  # a task whose worker dies runs again this many times
@@ -203,7 +205,7 @@ def generate(settings: Any, address: str | None, quiet: bool) -> int:
 # -- denoise-image ----------------------------------------------------------------------
 
 
-def denoise_bytes(path: str, data: bytes, out_suffix: str, options: dict[str, Any]) -> tuple[bytes, Any]:
+def denoise_bytes(path: str, data: bytes, out_suffix: str, opts: Options) -> tuple[bytes, Any]:
     """One frame in a worker: the input file's bytes in; the output file's bytes and the stats out."""
     from .denoise_image import denoise_file
 
@@ -211,13 +213,13 @@ def denoise_bytes(path: str, data: bytes, out_suffix: str, options: dict[str, An
         src, dst = Path(tmp) / Path(path).name, Path(tmp) / f"out{out_suffix}"
         src.write_bytes(data)
         try:
-            stats = denoise_file(src, dst, options)
+            stats = denoise_file(src, dst, opts)
         except DenoiseError as e:  # the same message as a local run: the real path, not the worker's copy
             raise DenoiseError(str(e).replace(str(src), path)) from None
         return dst.read_bytes(), stats
 
 
-def denoise_frames(pairs: list[tuple[Path, Path]], options: dict[str, Any], address: str | None, quiet: bool) -> int:
+def denoise_frames(pairs: list[tuple[Path, Path]], opts: Options, address: str | None, quiet: bool) -> int:
     """denoise-image, one Ray task per frame; the same writes, per-frame errors and summary as locally."""
     from tqdm import tqdm
 
@@ -230,14 +232,14 @@ def denoise_frames(pairs: list[tuple[Path, Path]], options: dict[str, Any], addr
     work = iter(pairs)
     refs: dict[Any, tuple[Path, Path]] = {}
     # One onnxruntime thread per task unless asked: the tasks are the parallelism.
-    options = options | {"threads": options["threads"] or 1}
+    opts = replace(opts, threads=opts.threads or 1)
 
     def submit() -> bool:
         pair = next(work, None)
         if pair is None:
             return False
         src, dst = pair
-        refs[remote.remote(str(src), src.read_bytes(), dst.suffix, options)] = pair
+        refs[remote.remote(str(src), src.read_bytes(), dst.suffix, opts)] = pair
         return True
 
     failures = 0
@@ -252,3 +254,74 @@ def denoise_frames(pairs: list[tuple[Path, Path]], options: dict[str, Any], addr
                 tqdm.write(summary(src, dst, stats), file=sys.stderr)
             bar.update(1)
     return report_failures(failures, len(pairs))
+
+
+# -- denoise-image --temporal -------------------------------------------------------------
+
+Key = tuple[str, int]
+
+
+def denoise_chunk(
+    frames: list[tuple[Key, str, bytes]], keep: list[str], out_suffix: str, opts: Options
+) -> tuple[dict[str, bytes], int, list[str]]:
+    """Frames of a sequence in a worker (the chunk and its neighbours), as bytes; gives back the
+    outputs of the names in ``keep`` (the chunk itself), the failures and the lines to print."""
+    from .denoise_image import denoise_sequence
+
+    with tempfile.TemporaryDirectory(prefix="ai_denoise_chunk_") as tmp:
+        root = Path(tmp)
+        (root / "out").mkdir()
+        todo = []
+        for key, name, data in frames:
+            src = root / name
+            src.write_bytes(data)
+            todo.append((key, src, root / "out" / (Path(name).stem + out_suffix)))
+        wanted = {root / "out" / (Path(n).stem + out_suffix) for n in keep}
+        failures, lines = denoise_sequence(todo, opts, write=wanted)
+        out = {p.name: p.read_bytes() for p in wanted if p.is_file()}
+        lines = [ln.replace(str(root / "out") + "/", "").replace(str(root) + "/", "") for ln in lines]
+        return out, failures, lines
+
+
+def denoise_sequence(
+    frames: list[tuple[Key, Path, Path]], opts: Options, address: str | None, quiet: bool, chunk: int = 0
+) -> int:
+    """denoise-image --temporal on Ray: the sequence in chunks, each task with ``radius`` frames of
+    its neighbours on either side, so every frame sees the window a local run gives it and the
+    files are the same."""
+    from .denoise_image import report_failures
+
+    ray = connect(address)
+    check_workers(ray, ("blender_denoise_addon", "onnxruntime", "OpenEXR", "PIL"))
+    remote = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(denoise_chunk)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = chunk or max(2 * opts.radius, -(-len(frames) // cpus))
+    opts = replace(opts, threads=opts.threads or 1)
+    starts = iter(range(0, len(frames), size))
+    refs: dict[Any, list[tuple[Key, Path, Path]]] = {}
+
+    def submit() -> bool:
+        start = next(starts, None)
+        if start is None:
+            return False
+        core = frames[start : start + size]
+        ctx = frames[max(0, start - opts.radius) : start + size + opts.radius]
+        payload = [(key, src.name, src.read_bytes()) for key, src, _ in ctx]
+        refs[remote.remote(payload, [src.name for _, src, _ in core], core[0][2].suffix, opts)] = core
+        return True
+
+    failures = 0
+    for core, result in as_completed(ray, refs, 2 * cpus, submit):
+        if isinstance(result, Exception):
+            failures += len(core)
+            print(f"error: {_cause(result)}", file=sys.stderr)
+            continue
+        files, failed, lines = result
+        for _, _src, dst in core:
+            if dst.name in files:
+                write_atomic(dst, files[dst.name])
+        failures += failed
+        for line in lines:
+            if not quiet or line.startswith(("error", "warning")):
+                print(line, file=sys.stderr)
+    return report_failures(failures, len(frames))

@@ -8,13 +8,16 @@ or inside a Blender binary (see docs/addon.md). bpy is imported in run() only, s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from ..core.defaults import TILING, TILING_MODES
 from ..core.errors import DenoiseError
-from ..core.imageio import IMAGE_SUFFIXES, write_image
+from ..core.imageio import read_image, write_image
 from ..core.options import Options
+from .common import add_denoise_arguments, denoise_options, output_paths, parse_frames
 
 HELP = "Render a .blend with Cycles at low samples and denoise each frame (needs bpy or a Blender binary)."
 
@@ -25,46 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spp", type=int, default=4, help="Cycles samples per pixel (default %(default)s)")
     p.add_argument("--frames", help="frame or range A-B (default: the scene's current frame)")
     p.add_argument("--scene", help="scene name (default: the file's active scene)")
-    p.add_argument("--model", help="ONNX model (default: the bundled model that fits the passes)")
-    p.add_argument("--tiling", choices=TILING_MODES, default="sliding", help="default %(default)s")
-    p.add_argument(
-        "--tile",
-        type=int,
-        help=f"tile size in pixels (default: {TILING.auto_tile_text})",
-    )
-    p.add_argument("--overlap", type=int, help="sliding-window overlap (default: exact, from the receptive field)")
-    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
-    p.add_argument("--no-coarse", action="store_true", help="skip the coarse pass (about a quarter faster)")
-    p.add_argument("--no-albedo", action="store_true", help="don't feed the albedo pass")
-    p.add_argument("--no-normal", action="store_true", help="don't feed the normal pass")
     p.add_argument("--format", choices=("exr", "png"), default="exr", help="format for folder outputs")
     p.add_argument("--save-noisy", action="store_true", help="also write the noisy render (<name>_noisy)")
-
-
-def parse_frames(spec: str | None, current: int) -> list[int]:
-    if not spec:
-        return [current]
-    try:
-        a, sep, b = spec.partition("-")
-        start, end = int(a), int(b) if sep else int(a)
-    except ValueError:
-        raise DenoiseError(f"--frames {spec!r}: use N or A-B") from None
-    if end < start:
-        raise DenoiseError(f"--frames {spec!r}: end before start")
-    return list(range(start, end + 1))
-
-
-def output_paths(output: str, frames: list[int], fmt: str, stem: str) -> list[Path]:
-    out = Path(output)
-    if out.suffix.lower() in IMAGE_SUFFIXES:
-        if len(frames) != 1:
-            raise DenoiseError(f"{len(frames)} frames need an output folder, not the file {out}")
-        return [out]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DenoiseError(f"cannot create output folder {out}: {e.strerror or e}") from None
-    return [out / f"{stem}_{f:04d}.{fmt}" for f in frames]
+    add_denoise_arguments(p, passes=True, ray=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import blender_io
 
+    opts = denoise_options(args)
     blend = Path(args.blend)
     if not blend.is_file():
         raise DenoiseError(f"scene file not found: {blend}")
@@ -84,19 +51,14 @@ def run(args: argparse.Namespace) -> int:
         raise DenoiseError(f"no scene {args.scene!r} in {blend} (has: {', '.join(s.name for s in bpy.data.scenes)})")
     blender_io.check_camera(scene)
     frames = parse_frames(args.frames, scene.frame_current)
-    outputs = output_paths(args.output, frames, args.format, blend.stem)
-    opts = Options(
-        tiling=args.tiling,
-        tile=args.tile,
-        overlap=args.overlap,
-        threads=args.threads,
-        use_albedo=not args.no_albedo,
-        use_normal=not args.no_normal,
-        coarse=not args.no_coarse,
-        model_path=args.model,
-    )
+    if opts.temporal and len(frames) < 2:
+        raise DenoiseError("--temporal needs at least 2 frames (--frames A-B)")
+    names = [f"{blend.stem}_{f:04d}.{args.format}" for f in frames]
+    outputs = output_paths(names, args.output, None, len(frames) == 1)
     model = blender_io.get_model(opts, {"color", "albedo", "normal"})
     layer = next((vl for vl in scene.view_layers if vl.use), scene.view_layers[0])
+    if opts.temporal:
+        return _run_temporal(scene, layer, frames, outputs, opts, args)
     for frame_no, dst in zip(frames, outputs, strict=True):
         scene.frame_set(frame_no)
         frame = blender_io.render_passes(scene, args.spp, layer)
@@ -111,3 +73,41 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _run_temporal(
+    scene: Any, layer: Any, frames: list[int], outputs: list[Path], opts: Options, args: argparse.Namespace
+) -> int:
+    """Render every frame to a multilayer EXR with the passes temporal denoising needs (into
+    ``OUTPUT/.passes``, kept until the end, so a rerun renders only what is missing), then denoise
+    them as a sequence."""
+    from .. import blender_io
+    from .denoise_image import denoise_sequence, report_failures
+
+    if scene.render.use_motion_blur:
+        print(
+            "warning: Motion Blur is on, so Cycles writes the Vector pass as zeros: frames are denoised one by one "
+            "(turn Motion Blur off for temporal denoising)",
+            file=sys.stderr,
+        )
+    passes = outputs[0].parent / ".passes"
+    passes.mkdir(exist_ok=True)
+    todo = []
+    for frame_no, dst in zip(frames, outputs, strict=True):
+        src = passes / f"{Path(args.blend).stem}_{frame_no:04d}.exr"
+        if not src.is_file():
+            scene.frame_set(frame_no)
+            blender_io.render_sequence_frame(scene, args.spp, src, layer)
+            print(f"frame {frame_no}: rendered {args.spp} spp -> {src}", file=sys.stderr, flush=True)
+        if args.save_noisy:
+            write_image(dst.with_name(f"{dst.stem}_noisy{dst.suffix}"), read_image(src).rgba)
+        todo.append(((Path(args.blend).stem, frame_no), src, dst))
+    if scene.render.use_motion_blur:
+        opts = replace(opts, radius=0)
+    failures, _ = denoise_sequence(todo, opts)
+    if not failures:
+        for _, src, _ in todo:
+            src.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            passes.rmdir()
+    return report_failures(failures, len(frames))

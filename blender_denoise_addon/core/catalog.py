@@ -60,6 +60,30 @@ def pick_model(passes: Iterable[str], threads: int | None = None, candidates: It
     return best
 
 
+# Sessions are expensive to build (every bundled model is loaded to pick one): a process that
+# denoises many frames (an animation, a Ray worker) builds each once. Keyed by what decides the
+# pick: the file (and its mtime) or the passes at hand, and the threads.
+_cache: dict[tuple[object, ...], Model] = {}
+
+
+def get_model(model_path: str | os.PathLike[str] | None, passes: Iterable[str], threads: int | None = None) -> Model:
+    """The model at ``model_path``, or else the bundled model for ``passes``; cached."""
+    if model_path is not None:
+        path = Path(model_path)
+        key: tuple[object, ...] = (str(path), path.stat().st_mtime if path.is_file() else 0.0, threads)
+    else:
+        key = (frozenset(passes), threads)
+    if key not in _cache:
+        if len(_cache) > 8:
+            _cache.clear()
+        _cache[key] = load_model(model_path, threads) if model_path is not None else pick_model(passes, threads)
+    return _cache[key]
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
 # -- models the artist added (fine-tuned ones): a folder of .onnx files, each with its card ----------
 
 CARD_SUFFIX = ".card.json"

@@ -58,6 +58,29 @@ class CoarseDefaults:
     chunk_pixels: int = 1 << 16
 
 
+@dataclass(frozen=True)
+class TemporalDefaults:
+    # Frames on each side of the one being denoised (the window holds 2 * radius + 1 frames).
+    radius: int = 2
+    # A neighbour's pixel counts fully up to each tolerance and fades out to nothing at twice it.
+    # Depth: relative difference, plus this much per frame of distance (the camera moves).
+    depth: float = 0.02
+    depth_per_frame: float = 0.02
+    normal: float = 0.2  # mean absolute difference of camera-space normals
+    albedo: float = 0.1  # largest channel difference
+    # Log ratio of the two frames' half-resolution denoises: a reflection, a refraction or a light
+    # that does not follow the motion vectors, which albedo, normal and depth cannot see.
+    color: float = 0.2
+    # A neighbour's sample is clamped to this many times the frame's own half-resolution denoise,
+    # so a firefly is not smeared over 2 * radius + 1 frames.
+    firefly: float = 8.0
+    # Vectors all zero (motion blur on) while this fraction of the depth changes: the image moves
+    # and the vectors say nothing, so the frames are not blended.
+    still_changed: float = 0.01
+    chunk_pixels: int = 1 << 16
+
+
 TILING = TilingDefaults()
+TEMPORAL = TemporalDefaults()
 EXPOSURE = ExposureDefaults()
 COARSE = CoarseDefaults()

@@ -12,7 +12,9 @@ from . import coarse as cp
 from . import transfer as tf
 from .defaults import COARSE, EXPOSURE, TILING
 from .errors import DenoiseCancelled, DenoiseError, MissingPassError
+from .imageio import Frame
 from .model import Model
+from .options import Options
 from .tiling import Tile, auto_tile, plan_tiles, reflect_index
 
 ProgressFn = Callable[[int, int], None]
@@ -309,3 +311,26 @@ def denoise(
         coarse=use_coarse,
     )
     return DenoiseResult(image=image, stats=stats)
+
+
+def denoise_frame(
+    model: Model,
+    frame: Frame,
+    opts: Options,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> DenoiseResult:
+    """Denoise one frame as ``opts`` say (the passes the user turned off are not fed)."""
+    need = set(model.info.inputs)
+    for name, on in (("albedo", opts.use_albedo), ("normal", opts.use_normal)):
+        if name in need and not on:
+            raise DenoiseError(f"model {model.label} needs the {name} pass, but 'Use {name.title()}' is off")
+    return denoise(
+        model,
+        frame.rgba,
+        frame.albedo if opts.use_albedo else None,
+        frame.normal if opts.use_normal else None,
+        progress=progress,
+        cancel=cancel,
+        **opts.denoise_args,
+    )

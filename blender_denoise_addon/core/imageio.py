@@ -26,6 +26,9 @@ IMAGE_SUFFIXES = EXR_SUFFIXES + PNG_SUFFIXES
 PASS_COMBINED = "Combined"
 PASS_ALBEDO = "Denoising Albedo"
 PASS_NORMAL = "Denoising Normal"
+PASS_VECTOR = "Vector"  # motion to the previous (X, Y) and the next frame (Z, W), in pixels
+PASS_DEPTH = "Depth"
+PASS_DENOISING_DEPTH = "Denoising Depth"
 _PASS_CHANNELS = {
     "color": (PASS_COMBINED, ("R", "G", "B")),
     "albedo": (PASS_ALBEDO, ("R", "G", "B")),
@@ -43,6 +46,13 @@ class Frame:
     normal: np.ndarray | None = None
     source: str = ""
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    vector: np.ndarray | None = None  # H x W x 4, Cycles' Vector pass (temporal denoising)
+    depth: np.ndarray | None = None  # H x W, camera distance (the Depth or Denoising Depth pass)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.color.shape[1], self.color.shape[0]
 
     @property
     def passes(self) -> set[str]:
@@ -95,7 +105,18 @@ def frame_from_layer(chans: dict[str, np.ndarray], source: str = "", color_pass:
         return None
     alpha = chans.get(f"{color_pass}.A", chans.get("A") if color_pass == PASS_COMBINED else None)
     aux = {k: pass_array(chans, p, s) for k, (p, s) in _PASS_CHANNELS.items() if k != "color"}
-    return Frame(color=color, alpha=alpha, albedo=aux["albedo"], normal=aux["normal"], source=source)
+    depth = pass_array(chans, PASS_DEPTH, ("Z",))
+    if depth is None:
+        depth = pass_array(chans, PASS_DENOISING_DEPTH, ("Z",))
+    return Frame(
+        color=color,
+        alpha=alpha,
+        albedo=aux["albedo"],
+        normal=aux["normal"],
+        source=source,
+        vector=pass_array(chans, PASS_VECTOR, ("X", "Y", "Z", "W")),
+        depth=None if depth is None else depth[..., 0],
+    )
 
 
 def read_exr(path: Path, layer: str | None = None) -> Frame:

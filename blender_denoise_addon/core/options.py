@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from .defaults import COARSE
+from .defaults import COARSE, TEMPORAL, TILING
 
 
 @dataclass(frozen=True)
 class Options:
-    """What the panel/CLI chose, in core terms."""
+    """What the panel/CLI chose, in core terms. Plain data: it travels to Ray workers."""
 
-    tiling: str = "sliding"
+    tiling: str = TILING.mode
     tile: int | None = None
     overlap: int | None = None
+    batch: int = TILING.batch
     threads: int | None = None
     use_albedo: bool = True
     use_normal: bool = True
     coarse: bool = COARSE.enabled
     model_path: str | None = None  # None: the bundled model that fits the passes
+    temporal: bool = False  # each frame of a sequence with its neighbours (core/temporal.py)
+    radius: int = TEMPORAL.radius
+
+    @property
+    def denoise_args(self) -> dict[str, Any]:
+        """The keyword arguments of core.denoise.denoise these options set."""
+        return {"tiling": self.tiling, "tile": self.tile, "overlap": self.overlap, "batch": self.batch,
+                "coarse": self.coarse}  # fmt: skip

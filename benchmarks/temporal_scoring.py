@@ -1,0 +1,136 @@
+"""Scoring of the animated suite (benchmarks/eval_temporal.py): quality, flicker and stability.
+
+- PSNR: display PSNR of each reference frame; the mean and the worst frame.
+- Temporal PSNR: the PSNR of each frame-to-frame change (display space) against the reference's
+  change. Flicker is change the reference does not have.
+- Warp PSNR (no reference): each frame against the previous one moved by the Vector pass (nearest
+  pixel), on pixels whose depth agrees within 2 %, in display space.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from blender_denoise_addon.core import catalog
+from blender_denoise_addon.core.denoise import denoise, prepare_albedo, prepare_normal, sanitize_color
+from blender_denoise_addon.core.imageio import Frame, read_image
+from blender_denoise_addon.core.metrics import psnr, to_display
+from blender_denoise_addon.core.model import Model, load_model
+from blender_denoise_addon.core.temporal import TemporalStream, sequence_number
+
+METHODS = (
+    "noisy",
+    "ours per frame",
+    "ours temporal",
+    "OIDN balanced",
+    "built-in, animated seed",
+    "built-in, fixed seed",
+)
+
+
+def _psnr_masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    err = float(np.mean(((a - b) ** 2)[mask])) if mask.any() else 0.0
+    return float("inf") if err == 0 else 10 * np.log10(1.0 / err)
+
+
+def warp_psnr(prev: np.ndarray, cur: np.ndarray, cur_frame: Frame, prev_frame: Frame) -> float:
+    """``prev`` (display) moved onto ``cur`` by cur's Vector pass, nearest pixel, where depth agrees within 2 %."""
+    assert cur_frame.vector is not None and cur_frame.depth is not None and prev_frame.depth is not None
+    h, w = cur.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w]
+    px = np.rint(xs + cur_frame.vector[..., 0]).astype(int)
+    py = np.rint(ys - cur_frame.vector[..., 1]).astype(int)
+    inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+    px, py = np.clip(px, 0, w - 1), np.clip(py, 0, h - 1)
+    d_cur, d_prev = cur_frame.depth, prev_frame.depth[py, px]
+    agree = inside & (np.abs(d_prev - d_cur) <= 0.02 * np.minimum(d_cur, d_prev))
+    return _psnr_masked(prev[py, px], cur, agree)
+
+
+def temporal_psnr(out: list[np.ndarray], ref: list[np.ndarray]) -> float:
+    """Over consecutive pairs: PSNR of the change of ``out`` against the change of ``ref`` (display)."""
+    err = np.mean([np.mean(((out[i + 1] - out[i]) - (ref[i + 1] - ref[i])) ** 2) for i in range(len(out) - 1)])
+    return float(10 * np.log10(1.0 / err))
+
+
+def _oidn(frame: Frame) -> np.ndarray:
+    import pyoidn
+
+    return pyoidn.denoise(
+        np.ascontiguousarray(sanitize_color(frame.color)),
+        np.ascontiguousarray(prepare_albedo(frame.albedo)) if frame.albedo is not None else None,
+        np.ascontiguousarray(prepare_normal(frame.normal)) if frame.normal is not None else None,
+        hdr=True,
+        quality="balanced",
+    )
+
+
+def score_shot(shot: Path, model: Model, radius: int) -> dict[str, dict[str, float]]:
+    noisy_files = sorted((shot / "noisy").glob("*.exr"))
+    ref_files = sorted((shot / "ref").glob("*.exr"))
+    frames = [read_image(f) for f in noisy_files]
+    numbers = [sequence_number(f.stem)[1] for f in noisy_files]  # type: ignore[index]
+    refs = {sequence_number(f.stem)[1]: to_display(read_image(f).color) for f in ref_files}  # type: ignore[index]
+    scored = sorted(refs)
+    outs: dict[str, dict[int, np.ndarray]] = {m: {} for m in METHODS}
+    seconds = {"ours per frame": 0.0, "ours temporal": 0.0}
+    for n, fr in zip(numbers, frames, strict=True):
+        outs["noisy"][n] = fr.color
+        t0 = time.perf_counter()
+        outs["ours per frame"][n] = denoise(model, fr.color, fr.albedo, fr.normal).image
+        seconds["ours per frame"] += time.perf_counter() - t0
+        outs["OIDN balanced"][n] = _oidn(fr)
+        for kind, name in (("builtin-animated", "built-in, animated seed"), ("builtin-fixed", "built-in, fixed seed")):
+            outs[name][n] = read_image(shot / kind / noisy_files[numbers.index(n)].name).color
+    t0 = time.perf_counter()
+    stream = TemporalStream(model, radius=radius)
+    results = []
+    for n, fr in zip(numbers, frames, strict=True):
+        results += stream.push(n, fr)
+    results += stream.finish()
+    seconds["ours temporal"] = time.perf_counter() - t0
+    for r in results:
+        outs["ours temporal"][r.number] = r.result.image
+    by_number = dict(zip(numbers, frames, strict=True))
+    scores: dict[str, dict[str, float]] = {}
+    for m in METHODS:
+        disp = {n: to_display(outs[m][n]) for n in scored}
+        per = [psnr(disp[n], refs[n]) for n in scored]
+        warps = [
+            warp_psnr(disp[a], disp[b], by_number[b], by_number[a]) for a, b in zip(scored, scored[1:], strict=False)
+        ]
+        scores[m] = {
+            "psnr": float(np.mean(per)),
+            "worst": float(np.min(per)),
+            "temporal": temporal_psnr([disp[n] for n in scored], [refs[n] for n in scored]),
+            "warp": float(np.mean(warps)),
+        }
+    scores["_seconds"] = {k: v / len(frames) for k, v in seconds.items()}
+    return scores
+
+
+def score_all(work: Path, shots: list[str], radius: int, model_path: Path | None, threads: int) -> str:
+    t = threads or None
+    model = load_model(model_path, threads=t) if model_path else catalog.pick_model({"color", "albedo", "normal"}, t)
+    allscores = {s: score_shot(work / s, model, radius) for s in shots}
+    (work / "scores.json").write_text(
+        json.dumps({"model": model.label, "radius": radius, "shots": allscores}, indent=1)
+    )
+    lines = [
+        f"model {model.label}, radius {radius}; display PSNR mean / worst frame, temporal PSNR, warp PSNR (dB)",
+        "",
+    ]
+    lines += ["| shot | method | mean | worst | temporal | warp |", "|---|---|---:|---:|---:|---:|"]
+    for s, sc in allscores.items():
+        for m in METHODS:
+            v = sc[m]
+            lines.append(f"| {s} | {m} | {v['psnr']:.2f} | {v['worst']:.2f} | {v['temporal']:.2f} | {v['warp']:.2f} |")
+    lines += ["", "| mean over shots | mean | worst | temporal | warp |", "|---|---:|---:|---:|---:|"]
+    for m in METHODS:
+        vals = [np.mean([allscores[s][m][k] for s in shots]) for k in ("psnr", "worst", "temporal", "warp")]
+        lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
+    return "\n".join(lines) + "\n"
