@@ -123,3 +123,83 @@ def test_missing_input_and_bad_option(tmp_path, models):
     assert res.returncode == 1 and "input not found" in res.stderr
     res = cli(str(tmp_path / "nothing.exr"), "-o", str(tmp_path / "o.exr"), "--tiling", "spiral")
     assert res.returncode == 2 and "invalid choice" in res.stderr
+
+
+# -- --temporal ---------------------------------------------------------------------------------
+
+
+def write_sequence_frame(path: Path, frame, vector: bool = True) -> None:
+    """A multilayer EXR as Blender writes it with Denoising Data, Vector and Z passes."""
+    chans = {f"ViewLayer.Combined.{c}": frame.color[..., i] for i, c in enumerate("RGB")}
+    chans |= {f"ViewLayer.Denoising Albedo.{c}": frame.albedo[..., i] for i, c in enumerate("RGB")}
+    chans |= {f"ViewLayer.Denoising Normal.{c}": frame.normal[..., i] for i, c in enumerate("XYZ")}
+    if vector:
+        chans |= {f"ViewLayer.Vector.{c}": frame.vector[..., i] for i, c in enumerate("XYZW")}
+    chans["ViewLayer.Depth.Z"] = frame.depth
+    chans = {k: np.ascontiguousarray(v, np.float32) for k, v in chans.items()}
+    with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION}, chans) as f:
+        f.write(str(path))
+
+
+def sequence(folder: Path, numbers, vector: bool = True) -> Path:
+    from test_core_temporal import scene
+
+    folder.mkdir(exist_ok=True)
+    for t in numbers:
+        write_sequence_frame(folder / f"shot_{t:04d}.exr", scene(t)[0], vector)
+    return folder
+
+
+def test_temporal_folder_gives_every_frame_and_matches_the_core(tmp_path, models):
+    from blender_denoise_addon.core.temporal import TemporalStream
+
+    frames = sequence(tmp_path / "frames", [1, 2, 3, 4, 8, 9])  # 5-7 missing: a cut
+    res = cli(str(frames), "-o", str(tmp_path / "out"), "--temporal", "--model", str(models / "aux.onnx"))
+    assert res.returncode == 0, res.stderr
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == [f"shot_{t:04d}.exr" for t in (1, 2, 3, 4, 8, 9)]
+    lines = {ln.split(" ")[0]: ln for ln in res.stderr.splitlines()}
+    assert "temporal: 3 neighbours" in lines["shot_0002.exr"]
+    assert "temporal: 1 neighbours" in lines["shot_0008.exr"]  # nothing across the cut
+    stream = TemporalStream(load_model(models / "aux.onnx"))
+    for t in (1, 2, 3, 4):
+        stream.push(t, read_image(frames / f"shot_{t:04d}.exr"))
+    expected = {r.number: r.result.image for r in stream.finish()}
+    np.testing.assert_allclose(read_image(tmp_path / "out" / "shot_0003.exr").rgba, expected[3], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("single", "--temporal needs a sequence of at least 2 frames"),
+        ("no vector", "shot_0001.exr: no Vector pass, which --temporal needs (in Blender: View Layer > Passes"),
+        ("no number", "--temporal: still.exr has no frame number"),
+    ],
+)
+def test_temporal_bad_input_is_one_line_and_makes_nothing(tmp_path, models, case, message):
+    frames = sequence(tmp_path / "frames", [1] if case == "single" else [1, 2, 3], vector=case != "no vector")
+    if case == "no number":
+        (frames / "shot_0002.exr").rename(frames / "still.exr")
+    res = cli(str(frames), "-o", str(tmp_path / "out"), "--temporal", "--model", str(models / "aux.onnx"))
+    assert res.returncode == 1
+    errors = res.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_temporal_frame_of_another_size_fails_alone(tmp_path, models):
+    from test_core_temporal import scene
+
+    frames = sequence(tmp_path / "frames", [1, 2, 4, 5])
+    f = scene(3)[0]
+    small = type(f)(color=f.color[:40], albedo=f.albedo[:40], normal=f.normal[:40], vector=f.vector[:40],
+                    depth=f.depth[:40])  # fmt: skip
+    write_sequence_frame(frames / "shot_0003.exr", small)
+    res = cli(str(frames), "-o", str(tmp_path / "out"), "--temporal", "--model", str(models / "aux.onnx"))
+    assert res.returncode == 1
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [
+        f"error: {frames / 'shot_0003.exr'}: frame is 96x40, the frames before it 96x72; a sequence needs one size",
+        "error: 1 of 5 images failed",
+    ]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"shot_{t:04d}.exr" for t in (1, 2, 4, 5)]

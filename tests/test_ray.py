@@ -139,3 +139,21 @@ def test_ray_workers_missing_a_package_are_named(local_ray):
 
     with pytest.raises(DenoiseError, match="no_such_package_for_the_test"):
         check_workers(ray, ("bpy", "no_such_package_for_the_test"))
+
+
+def test_ray_temporal_chunks_give_the_local_outputs(local_ray, tmp_path):
+    """--temporal --ray: chunks with their neighbours on either side write what a local run writes."""
+    from test_cli_denoise_image import sequence
+
+    from training.onnx_builders import conv_chain
+
+    frames = sequence(tmp_path / "frames", [1, 2, 3, 4, 5, 6, 7, 9, 10])
+    model = conv_chain(tmp_path / "tiny.onnx", inputs=("color", "albedo", "normal"))
+    common = [str(frames), "--model", str(model), "--threads", "1", "--quiet", "--temporal"]
+    assert main(["denoise-image", *common, "-o", str(tmp_path / "local")]) == 0
+    assert main(["denoise-image", *common, "-o", str(tmp_path / "ray"), "--ray"]) == 0
+    names = sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert len(names) == 9
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == names
+    for n in names:
+        assert (tmp_path / "ray" / n).read_bytes() == (tmp_path / "local" / n).read_bytes(), n
