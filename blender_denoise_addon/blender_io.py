@@ -270,6 +270,7 @@ def read_render_result(scene: Any, path: Path) -> Frame:
         raise DenoiseError(f"the render has no color pass (layers: {', '.join(sorted(layers))})")
     if aux is not None:
         frame.albedo, frame.normal = aux.albedo, aux.normal
+        frame.vector, frame.depth = aux.vector, aux.depth
     return frame
 
 

@@ -128,6 +128,10 @@ def _headless(python: Path, site_packages: str, work: Path) -> dict:
             ["render-denoise", str(blend), "-o", str(work / "pym_render"), "--frames", "1-2"],
             work / "pym_render",
         ),
+        "python_m_render_denoise_temporal": (
+            ["render-denoise", str(blend), "-o", str(work / "pym_temporal"), "--frames", "1-3", "--temporal"],
+            work / "pym_temporal",
+        ),
         "python_m_generate_dataset": (
             ["generate-dataset", "--out", str(work / "pym_pairs"), "--count", "1", "--resolution", "16", "16"]
             + ["--noisy-spp", "1", "--clean-spp", "4", "--quiet"],
@@ -187,6 +191,7 @@ def pinned_version(requirement: str, python: str) -> str:
 # The pure core's tests (no bpy), run again on Blender 5.1+'s Python and numpy 2.
 CORE_TESTS = (
     "tests/test_core_coarse.py",
+    "tests/test_core_temporal.py",
     "tests/test_core_contract.py",
     "tests/test_core_io.py",
     "tests/test_core_metrics.py",

@@ -236,6 +236,29 @@ def features() -> None:
         want = ["frame_0001.png", "frame_0001_denoised.png", "frame_0002.png", "frame_0002_denoised.png"]
         return {"ok": names == want, "files": names}
 
+    @check("render_hook_temporal")
+    def _() -> dict[str, Any]:
+        scene = scene_with_camera()
+        cam = scene.camera
+        cam.keyframe_insert("location", frame=1)
+        cam.location.x += 0.4
+        cam.keyframe_insert("location", frame=3)
+        out = WORK / "anim_temporal"
+        scene.frame_start, scene.frame_end = 1, 3
+        scene.render.filepath = str(out / "frame_")
+        addon("compat").set_file_format(scene.render.image_settings, "PNG")
+        scene.ai_denoise.denoise_renders = True
+        scene.ai_denoise.temporal = True
+        turned_on = scene.cycles.use_animated_seed and scene.view_layers[0].use_pass_vector
+        bpy.ops.render.render(animation=True)
+        scene.ai_denoise.denoise_renders = False
+        restored = not scene.cycles.use_animated_seed and not scene.view_layers[0].use_pass_vector
+        names = sorted(p.name for p in out.iterdir())
+        want = sorted([f"frame_{f:04d}.png" for f in (1, 2, 3)] + [f"frame_{f:04d}_denoised.png" for f in (1, 2, 3)])
+        return {"ok": names == want and turned_on and restored and scene.ai_denoise.last_error == "",
+                "files": names, "turned_on": turned_on, "restored": restored,
+                "last_error": scene.ai_denoise.last_error}  # fmt: skip
+
     @check("generate_pairs_operator")
     def _() -> dict[str, Any]:
         bpy.ops.wm.read_homefile(use_empty=True)  # a new file; read_factory_settings would drop the add-on

@@ -244,6 +244,47 @@ def test_hook_animation_writes_denoised_siblings(addon, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*"))  # no partial files left
 
 
+def test_hook_temporal_animation_writes_each_frame_after_its_neighbours(addon, tmp_path: Path) -> None:
+    scene = build_scene(32, 32)
+    bpy.data.objects["Camera"].keyframe_insert("location", frame=1)
+    bpy.data.objects["Camera"].location.x += 0.5
+    bpy.data.objects["Camera"].keyframe_insert("location", frame=5)
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 2
+    scene.cycles.use_denoising = False
+    scene.frame_start, scene.frame_end = 1, 5
+    scene.render.filepath = str(tmp_path / "frame_")
+    scene.render.image_settings.file_format = "PNG"
+    before = (scene.cycles.use_animated_seed, scene.view_layers[0].use_pass_vector, scene.view_layers[0].use_pass_z)
+    assert before == (False, False, False)
+    scene.ai_denoise.denoise_renders = True
+    scene.ai_denoise.temporal = True
+    assert scene.cycles.use_animated_seed and scene.view_layers[0].use_pass_vector and scene.view_layers[0].use_pass_z
+    seen: dict[int, list[str]] = {}
+
+    def after_ours(sc, *_):  # runs after the add-on's own render_write handler
+        seen[sc.frame_current] = sorted(p.name for p in tmp_path.glob("*_denoised.png"))
+
+    bpy.app.handlers.render_write.append(after_ours)
+    try:
+        bpy.ops.render.render(animation=True)
+    finally:
+        bpy.app.handlers.render_write.remove(after_ours)
+    # Frame t is written once frame t + 2 has rendered; the last two when the render completes.
+    assert seen[2] == [] and seen[3] == ["frame_0001_denoised.png"], seen
+    assert seen[5] == [f"frame_{f:04d}_denoised.png" for f in (1, 2, 3)], seen
+    names = sorted(p.name for p in tmp_path.glob("*_denoised.png"))
+    assert names == [f"frame_{f:04d}_denoised.png" for f in range(1, 6)]
+    assert read_image(tmp_path / "frame_0003_denoised.png").color.shape == (32, 32, 3)
+    assert not list(tmp_path.glob(".*")) and scene.ai_denoise.last_error == ""
+    scene.ai_denoise.temporal = False  # everything it turned on is back
+    after = (scene.cycles.use_animated_seed, scene.view_layers[0].use_pass_vector, scene.view_layers[0].use_pass_z)
+    assert after == before
+    scene.ai_denoise.temporal = True
+    scene.ai_denoise.denoise_renders = False  # the main toggle takes it back too
+    assert not scene.cycles.use_animated_seed and not scene.view_layers[0].use_pass_vector
+
+
 def test_operator_render_is_not_hooked(addon, tmp_path: Path) -> None:
     scene = build_scene(16, 16)
     user = _user_tree(scene)

@@ -25,18 +25,22 @@ from pathlib import Path
 from typing import Any
 
 import bpy
+import numpy as np
 from bpy.app.handlers import persistent
 
 from .. import blender_io, compat
+from ..core.defaults import TEMPORAL
 from ..core.denoise import DenoiseResult
 from ..core.errors import DenoiseError
-from ..core.imageio import write_image
+from ..core.imageio import Frame, write_image
+from ..core.temporal import TemporalResult, TemporalStream
 from . import preferences
 
 GROUP_NAME = "AI Denoise Output"
 IMAGE_NODE = "AI Denoised"
 _MARK = "ai_denoise_owned"  # custom property on the group: never touch a user's same-named group
 _SAVED_PASSES = "ai_denoise_saved_store_passes"  # scene custom property while the hook is on
+_SAVED_TEMPORAL = "ai_denoise_saved_temporal"  # the same, for what Temporal turns on
 SUFFIX = "_denoised"
 
 
@@ -44,6 +48,7 @@ class _State:
     frames = 0  # frames rendered by the current render job
     last: DenoiseResult | None = None  # the written frame's result, reused for the still display
     busy = False  # our own compositor-only re-render is running
+    stream: TemporalStream | None = None  # Temporal: the window of frames of the current render job
 
 
 def _enabled(scene: Any) -> bool:
@@ -84,8 +89,10 @@ def remove_group() -> None:
 
 
 def toggled(scene: Any) -> None:
-    """Update callback of the toggle: set up or take back what the hook needs."""
-    if scene.ai_denoise.denoise_renders:
+    """Update callback of the toggles: set up or take back what the hook (and Temporal) need."""
+    settings = scene.ai_denoise
+    _temporal_toggled(scene, settings.denoise_renders and settings.temporal)
+    if settings.denoise_renders:
         if _SAVED_PASSES not in scene:
             scene[_SAVED_PASSES] = {vl.name: vl.cycles.denoising_store_passes for vl in scene.view_layers}
         for vl in scene.view_layers:
@@ -102,16 +109,81 @@ def toggled(scene: Any) -> None:
         remove_group()
 
 
+def _temporal_toggled(scene: Any, on: bool) -> None:
+    """Temporal needs the Vector and Z passes, and the animated seed (else a still camera sees the
+    same noise in every frame); the user's values come back when it is turned off."""
+    if on:
+        if _SAVED_TEMPORAL not in scene:
+            scene[_SAVED_TEMPORAL] = {
+                "seed": scene.cycles.use_animated_seed,
+                "layers": {vl.name: [vl.use_pass_vector, vl.use_pass_z] for vl in scene.view_layers},
+            }
+        scene.cycles.use_animated_seed = True
+        for vl in scene.view_layers:
+            vl.use_pass_vector = vl.use_pass_z = True
+        return
+    saved = scene.get(_SAVED_TEMPORAL)
+    if saved is None:
+        return
+    scene.cycles.use_animated_seed = bool(saved["seed"])
+    layers = saved["layers"]
+    for vl in scene.view_layers:
+        if vl.name in layers:
+            vl.use_pass_vector, vl.use_pass_z = (bool(v) for v in layers[vl.name])
+    del scene[_SAVED_TEMPORAL]
+
+
 # -- denoising the Render Result ------------------------------------------------------------
+
+
+def _render_result_frame(scene: Any) -> Frame:
+    with tempfile.TemporaryDirectory(prefix="ai_denoise_hook_") as tmp:
+        path = Path(tmp) / "render.exr"
+        blender_io.save_render_result(scene, path)
+        return blender_io.read_render_result(scene, path)
 
 
 def _denoise_render_result(scene: Any) -> DenoiseResult:
     opts = blender_io.options_from(scene.ai_denoise, preferences.model_path())
-    with tempfile.TemporaryDirectory(prefix="ai_denoise_hook_") as tmp:
-        path = Path(tmp) / "render.exr"
-        blender_io.save_render_result(scene, path)
-        frame = blender_io.read_render_result(scene, path)
-    return blender_io.denoise_frame(frame, opts)
+    return blender_io.denoise_frame(_render_result_frame(scene), opts)
+
+
+def _temporal_push(scene: Any) -> list[TemporalResult]:
+    """Temporal: the written frame into the window; the frames now complete out."""
+    frame = _render_result_frame(scene)
+    if _State.stream is None:
+        opts = blender_io.options_from(scene.ai_denoise, preferences.model_path())
+        radius = TEMPORAL.radius
+        if scene.render.use_motion_blur:  # Cycles writes zero vectors: nothing to reproject with
+            print("AI Denoise: Motion Blur is on, so the frames are denoised one by one (Temporal needs it off)")
+            radius = 0
+        model = blender_io.get_model(opts, frame.passes)
+        _State.stream = TemporalStream(model, radius=radius, **opts.denoise_args)
+    if frame.vector is None:  # a still, or passes turned off behind our back: one by one
+        frame.vector = np.zeros(frame.color.shape[:2] + (4,), np.float32)
+    return _State.stream.push(scene.frame_current, frame)
+
+
+def _write_temporal(scene: Any, results: list[TemporalResult]) -> None:
+    for r in results:
+        for w in r.warnings:
+            print(f"AI Denoise: {w}")
+        path = sibling_path(scene, r.number)
+        _on_main_thread(scene, lambda sc, path=path, res=r.result: _write_sibling(sc, path, res))
+
+
+def _flush_temporal(scene: Any) -> list[TemporalResult]:
+    """The frames still in the window (the render ended or was cancelled): written too."""
+    stream, _State.stream = _State.stream, None
+    if stream is None:
+        return []
+    try:
+        results = stream.finish()
+    except DenoiseError as e:
+        _report(scene, e)
+        return []
+    _write_temporal(scene, results)
+    return results
 
 
 def sibling_path(scene: Any, frame: int) -> Path:
@@ -187,6 +259,7 @@ def _on_init(scene: Any, *_: Any) -> None:
     if not _State.busy:
         _State.frames = 0
         _State.last = None
+        _State.stream = None
 
 
 @persistent
@@ -198,6 +271,12 @@ def _on_pre(scene: Any, *_: Any) -> None:
 @persistent
 def _on_write(scene: Any, *_: Any) -> None:
     if not _enabled(scene):
+        return
+    if scene.ai_denoise.temporal:
+        try:
+            _write_temporal(scene, _temporal_push(scene))
+        except DenoiseError as e:
+            _report(scene, e)
         return
     try:
         result = _denoise_render_result(scene)
@@ -211,9 +290,12 @@ def _on_write(scene: Any, *_: Any) -> None:
 
 @persistent
 def _on_complete(scene: Any, *_: Any) -> None:
-    if not _enabled(scene) or _State.frames != 1:
+    if not _enabled(scene):
         return
-    result = _State.last
+    flushed = _flush_temporal(scene)
+    if _State.frames != 1:
+        return
+    result = flushed[-1].result if flushed else _State.last
     try:
         if result is None:  # F12 without write_still: nothing denoised yet
             result = _denoise_render_result(scene)
@@ -224,11 +306,20 @@ def _on_complete(scene: Any, *_: Any) -> None:
     _on_main_thread(scene, lambda sc: show_still(sc, result))
 
 
+@persistent
+def _on_cancel(scene: Any, *_: Any) -> None:
+    """A cancelled animation keeps every frame written, the last ones of the window included."""
+    if _enabled(scene):
+        _flush_temporal(scene)
+    _State.stream = None
+
+
 _HANDLERS = (
     ("render_init", _on_init),
     ("render_pre", _on_pre),
     ("render_write", _on_write),
     ("render_complete", _on_complete),
+    ("render_cancel", _on_cancel),
 )
 
 classes: tuple[type, ...] = ()
@@ -257,5 +348,6 @@ def unregister() -> None:
         bpy.app.timers.unregister(_run_queue)
     _queue.clear()
     _State.last = None
+    _State.stream = None
     blender_io.clear_model_cache()
     remove_group()

@@ -52,6 +52,14 @@ class RENDER_PT_ai_denoise(bpy.types.Panel):
         layout.prop(s, "denoise_renders")
         if s.denoise_renders and scene.cycles.use_denoising:
             layout.label(text="Cycles' own denoiser is also on", icon="INFO")
+        if s.denoise_renders:
+            layout.prop(s, "temporal")
+        if s.denoise_renders and s.temporal:
+            col = layout.column(align=True)
+            col.label(text="Adds the Vector and Z passes, animates the seed", icon="INFO")
+            if scene.render.use_motion_blur:
+                col.label(text="Motion Blur is on: no motion vectors,", icon="ERROR")
+                col.label(text="so frames are denoised one by one")
 
         box = layout.box()
         box.use_property_split = False

@@ -9,7 +9,7 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from ..core.defaults import COARSE, TILING
+from ..core.defaults import COARSE, TEMPORAL, TILING
 from ..core.errors import DenoiseError
 from ..dataset.spec import GenerateSettings, parse_spp_list, validate
 from . import hook
@@ -83,6 +83,16 @@ class AIDenoiseSettings(bpy.types.PropertyGroup):
         description=(
             "After F12 the Render Result shows the denoised image; each frame an animation writes gets a "
             "'_denoised' sibling file. Turns on Denoising Data passes"
+        ),
+        default=False,
+        update=_hook_toggled,
+    )
+    temporal: BoolProperty(  # type: ignore[valid-type]
+        name="Temporal",
+        description=(
+            "Animation renders: denoise each frame with its neighbours, for less flicker. While on, the view "
+            "layers get the Vector and Z passes and Cycles' animated seed is on (all put back when off). "
+            f"A frame's denoised file is written once the {TEMPORAL.radius} frames after it have rendered"
         ),
         default=False,
         update=_hook_toggled,
