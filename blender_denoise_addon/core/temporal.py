@@ -45,25 +45,37 @@ VECTOR_HINT = (
 
 @dataclass
 class _Prepared:
-    """One frame as the window keeps it: cleaned passes and its half-resolution denoise."""
+    """One frame as the window keeps it: its passes stacked for one gather, and its half-resolution denoise.
+
+    ``stack`` is (H * W) x C float32: color (3), then albedo (3) and normal (3) when present, depth
+    (1) when present, the Vector pass (4, bad vectors set to 0) and a bad-vector flag (1).
+    """
 
     number: int
     source: str
-    color: np.ndarray  # H x W x 3, finite, >= 0
+    height: int
+    width: int
+    stack: np.ndarray
+    albedo_at: int | None  # channel offsets in ``stack``
+    normal_at: int | None
+    depth_at: int | None
+    vector_at: int
     alpha: np.ndarray | None
-    albedo: np.ndarray | None
-    normal: np.ndarray | None
-    depth: np.ndarray | None
-    vector: np.ndarray  # H x W x 4, finite (bad vectors are zero, and marked in vector_bad)
-    vector_bad: np.ndarray | None  # H x W bool where the pass held NaN or Inf
+    vector_bad: int  # pixels whose vectors were NaN or Inf
     vector_zero: bool  # the whole pass is zero: motion blur was on, or nothing moves
-    guide: np.ndarray  # half-resolution denoise (H/2 x W/2 x 3)
+    guide: np.ndarray  # half-resolution denoise, (H/2 * W/2) x 3
     eps: float  # offset of the log ratio of guides, from the frame's log-average luminance
     seconds: float  # spent preparing it (mostly its half-resolution denoise)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.color.shape[0], self.color.shape[1]
+        return self.height, self.width
+
+    def channels(self, at: int | None, n: int) -> np.ndarray | None:
+        """H x W x n view of ``n`` stacked channels from ``at``."""
+        if at is None:
+            return None
+        return self.stack[:, at : at + n].reshape(self.height, self.width, n)
 
 
 @dataclass
@@ -77,22 +89,53 @@ class TemporalResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``img`` (h x w x c) at positions x, y (pixel units, edge-clamped), bilinearly."""
-    h, w = img.shape[:2]
-    flat = img.reshape(h * w, -1)
+_Taps = tuple[np.ndarray, np.ndarray, np.ndarray, int, int]
+
+
+def _taps(h: int, w: int, x: np.ndarray, y: np.ndarray) -> _Taps:
+    """Bilinear taps at positions x, y (pixel units, edge-clamped) of an h x w image."""
     x = np.clip(x, 0, w - 1)
     y = np.clip(y, 0, h - 1)
     x0 = np.minimum(x.astype(np.intp), max(w - 2, 0))
     y0 = np.minimum(y.astype(np.intp), max(h - 2, 0))
     fx = (x - x0).astype(np.float32)[..., None]
     fy = (y - y0).astype(np.float32)[..., None]
-    dx = 1 if w > 1 else 0
-    dy = w if h > 1 else 0
-    i = y0 * w + x0
-    top = flat[i] * (1 - fx) + flat[i + dx] * fx
-    bottom = flat[i + dy] * (1 - fx) + flat[i + dy + dx] * fx
-    return top * (1 - fy) + bottom * fy
+    return y0 * w + x0, fx, fy, 1 if w > 1 else 0, w if h > 1 else 0
+
+
+def _gather(flat: np.ndarray, taps: _Taps) -> np.ndarray:
+    """``flat`` ((h * w) x C) sampled at ``taps``: positions' shape x C."""
+    i, fx, fy, dx, dy = taps
+    a = np.take(flat, i, axis=0)
+    b = np.take(flat, i + dx, axis=0)
+    b -= a
+    b *= fx
+    a += b
+    c = np.take(flat, i + dy, axis=0)
+    d = np.take(flat, i + dy + dx, axis=0)
+    d -= c
+    d *= fx
+    c += d
+    c -= a
+    c *= fy
+    a += c
+    return a
+
+
+def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``img`` (h x w x c) at positions x, y (pixel units, edge-clamped), bilinearly."""
+    h, w = img.shape[:2]
+    return _gather(img.reshape(h * w, -1), _taps(h, w, x, y))
+
+
+def _max3(a: np.ndarray) -> np.ndarray:
+    """Largest absolute value of the last axis's 3 channels (faster than a reduction over a short axis)."""
+    return np.maximum(np.maximum(np.abs(a[..., 0]), np.abs(a[..., 1])), np.abs(a[..., 2]))
+
+
+def _mean3(a: np.ndarray) -> np.ndarray:
+    """Mean absolute value of the last axis's 3 channels."""
+    return (np.abs(a[..., 0]) + np.abs(a[..., 1]) + np.abs(a[..., 2])) * np.float32(1 / 3)
 
 
 def _fade(err: np.ndarray, tol: float) -> np.ndarray:
@@ -183,28 +226,38 @@ class TemporalStream:
     def _prepare(self, number: int, frame: Frame) -> _Prepared:
         start = time.perf_counter()
         info = self.model.info
-        color = sanitize_color(frame.color[..., :3])
-        albedo = None if frame.albedo is None else prepare_albedo(frame.albedo[..., :3])
-        normal = None if frame.normal is None else prepare_normal(frame.normal[..., :3])
+        h, w = frame.color.shape[:2]
+        parts = [sanitize_color(frame.color[..., :3])]
+        offsets: dict[str, int] = {}
+        at = 3
+        for name, arr, prep in (("albedo", frame.albedo, prepare_albedo), ("normal", frame.normal, prepare_normal)):
+            if arr is not None:
+                parts.append(prep(arr[..., :3]))
+                offsets[name], at = at, at + 3
+        if frame.depth is not None:
+            depth = np.array(frame.depth, dtype=np.float32)[..., None]
+            np.copyto(depth, np.float32(np.inf), where=~np.isfinite(depth))
+            parts.append(depth)
+            offsets["depth"], at = at, at + 1
         assert frame.vector is not None
         vector = np.array(frame.vector[..., :4], dtype=np.float32)
-        bad = ~np.isfinite(vector).all(axis=-1)
+        bad = ~np.isfinite(vector[..., 0] + vector[..., 1] + vector[..., 2] + vector[..., 3])
         if bad.any():
             vector[bad] = 0.0
-        depth = None
-        if frame.depth is not None:
-            depth = np.array(frame.depth, dtype=np.float32)
-            np.copyto(depth, np.float32(np.inf), where=~np.isfinite(depth))
+        parts += [vector, bad[..., None].astype(np.float32)]
+        stack = np.concatenate(parts, axis=-1).reshape(h * w, -1)
+        color = parts[0]
         # The guide: the model on a 2x2-averaged copy (4x the samples), as the coarse pass does.
-        guide_args = {k: v for k, v in self.denoise_args.items() if k != "coarse"}
         if not self.radius:  # no neighbours: nothing to compare
-            guide = np.ones(cp.half_shape(*color.shape[:2]) + (3,), np.float32)
+            guide = np.ones(cp.half_shape(h, w) + (3,), np.float32)
         else:
+            guide_args = {k: v for k, v in self.denoise_args.items() if k != "coarse"}
+            aux = {k: cp.halve(parts[1 + list(offsets).index(k)]) for k in ("albedo", "normal") if k in offsets}
             guide = denoise(
                 self.model,
                 cp.halve(color),
-                None if albedo is None or "albedo" not in info.inputs else cp.halve(albedo),
-                None if normal is None or "normal" not in info.inputs else cp.halve(normal),
+                aux.get("albedo") if "albedo" in info.inputs else None,
+                aux.get("normal") if "normal" in info.inputs else None,
                 coarse=False,
                 cancel=self.cancel,
                 **guide_args,
@@ -213,15 +266,17 @@ class TemporalStream:
         return _Prepared(
             number=number,
             source=frame.source,
-            color=color,
+            height=h,
+            width=w,
+            stack=stack,
+            albedo_at=offsets.get("albedo"),
+            normal_at=offsets.get("normal"),
+            depth_at=offsets.get("depth"),
+            vector_at=at,
             alpha=None if frame.alpha is None else np.asarray(frame.alpha, np.float32),
-            albedo=albedo,
-            normal=normal,
-            depth=depth,
-            vector=vector,
-            vector_bad=bad if bad.any() else None,
+            vector_bad=int(bad.sum()),
             vector_zero=not np.any(vector),
-            guide=guide,
+            guide=np.ascontiguousarray(guide).reshape(-1, 3),
             eps=COARSE.eps * EXPOSURE.key / level,
             seconds=time.perf_counter() - start,
         )
@@ -230,8 +285,9 @@ class TemporalStream:
         """Whether the image changes between a and b although a's vectors are all zero."""
         key = (a.number, b.number)
         if key not in self._moving:
-            if a.depth is not None and b.depth is not None:
-                rel = np.abs(a.depth - b.depth) / np.maximum(np.minimum(a.depth, b.depth), 1e-6)
+            da, db = a.channels(a.depth_at, 1), b.channels(b.depth_at, 1)
+            if da is not None and db is not None:
+                rel = np.abs(da - db) / np.maximum(np.minimum(da, db), 1e-6)
                 changed = float(np.mean(~(rel <= 1e-3)))
             else:  # no depth: the half-resolution denoises tell
                 ga, gb = a.guide + a.eps, b.guide + a.eps
@@ -260,14 +316,12 @@ class TemporalStream:
                 chain.append(nb)
                 cur = nb
             links[direction] = chain
-        if t.vector_bad is not None:
+        if t.vector_bad:
             warnings.append(
-                f"{t.source or number}: {int(t.vector_bad.sum())} pixels have NaN or Inf motion vectors; "
+                f"{t.source or number}: {t.vector_bad} pixels have NaN or Inf motion vectors; "
                 "those are denoised from this frame alone"
             )
         color, albedo, normal, reuse = self._accumulate(t, links)
-        if not self.settings.accumulate_aux:
-            albedo, normal = t.albedo, t.normal
         rgba = color if t.alpha is None else np.concatenate([color, t.alpha[..., None]], axis=-1)
         result = denoise(self.model, rgba, albedo, normal, cancel=self.cancel, **self.denoise_args)
         if self.settings.history and self._history is not None and self._history[0] == number - 1 and links[-1]:
@@ -286,95 +340,82 @@ class TemporalStream:
         err = np.abs(np.log((warped + e) / (out[..., :3] + e))).max(axis=-1)
         wt = (wprev * _fade(err, self.settings.history_tol) * self.settings.history)[..., None]
         out[..., :3] = (out[..., :3] + wt * warped) / (1 + wt)
-        import os
-
-        if os.environ.get("TDEBUG"):
-            print("hist", float(wt.mean()), float(wprev.mean()), float(np.median(err)))
 
     def _accumulate(
         self, t: _Prepared, links: dict[int, list[_Prepared]]
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float]:
-        """The window's samples averaged onto frame t, in row chunks."""
+        """The window's samples averaged onto frame t (color, albedo, normal), in row chunks."""
         s = self.settings
         h, w = t.shape
-        color = t.color.copy()
-        albedo = None if t.albedo is None else t.albedo.copy()
-        normal = None if t.normal is None else t.normal.copy()
+        n = 3 + 3 * (t.albedo_at is not None) + 3 * (t.normal_at is not None)
+        acc = np.array(t.stack[:, :n]).reshape(h, w, n)  # t's own samples, weight 1
+        color = acc[..., :3]
+        albedo = None if t.albedo_at is None else acc[..., t.albedo_at : t.albedo_at + 3]
+        normal = None if t.normal_at is None else acc[..., t.normal_at : t.normal_at + 3]
         if not links[-1] and not links[1]:
             return color, albedo, normal, 0.0
         step = max(1, s.chunk_pixels // w)
         reuse = 0.0
+        hh, hw = cp.half_shape(h, w)
         back = (np.zeros((h, w), np.float32), np.zeros((h, w), np.float32), np.zeros((h, w), np.float32))
         self._step_back = back
         xs = np.arange(w, dtype=np.float32)
+        va = t.vector_at
         for r0 in range(0, h, step):
             r1 = min(h, r0 + step)
-            py0, px0 = np.meshgrid(np.arange(r0, r1, dtype=np.float32), xs, indexing="ij")
-            g_t = _bilinear(t.guide, (px0 + 0.5) / 2 - 0.5, (py0 + 0.5) / 2 - 0.5)
-            g_t += t.eps
-            cap = g_t * np.float32(s.firefly)
             rows = slice(r0, r1)
-            wsum = np.ones((r1 - r0, w), np.float32)
-            acc_c = color[rows]
-            acc_a = None if albedo is None else albedo[rows]
-            acc_n = None if normal is None else normal[rows]
+            py0, px0 = np.meshgrid(np.arange(r0, r1, dtype=np.float32), xs, indexing="ij")
+            g_t = _gather(t.guide, _taps(hh, hw, (px0 + 0.5) / 2 - 0.5, (py0 + 0.5) / 2 - 0.5))
+            g_t += t.eps
+            log_g_t = np.log(g_t)
+            cap = g_t * np.float32(s.firefly)
+            own = t.stack[r0 * w : r1 * w].reshape(r1 - r0, w, -1)
+            wsum = np.ones((r1 - r0, w, 1), np.float32)
+            target = acc[rows]
             for direction, chain in links.items():
                 px, py = px0.copy(), py0.copy()
-                alive = np.ones((r1 - r0, w), bool)
-                if t.vector_bad is not None:
-                    alive &= ~t.vector_bad[rows]
-                cur = t
+                alive = own[..., va + 4] == 0
+                v = own[..., va : va + 4]
                 for k, nb in enumerate(chain, start=1):
-                    v = cur.vector[rows] if k == 1 else _bilinear(cur.vector, px, py)
                     if direction < 0:
                         px += v[..., 0]
                         py -= v[..., 1]
                     else:
                         px -= v[..., 2]
                         py += v[..., 3]
-                    if k > 1 and cur.vector_bad is not None:
-                        alive &= _bilinear(cur.vector_bad[..., None].astype(np.float32), px, py)[..., 0] == 0
                     alive &= (px >= -0.5) & (px <= w - 0.5) & (py >= -0.5) & (py <= h - 0.5)
+                    got = _gather(nb.stack, _taps(h, w, px, py))
                     wt = alive.astype(np.float32)
-                    if t.depth is not None and nb.depth is not None:
-                        d_t = t.depth[rows]
-                        d_s = _bilinear(nb.depth[..., None], px, py)[..., 0]
+                    if t.depth_at is not None and nb.depth_at is not None:
+                        d_t, d_s = own[..., t.depth_at], got[..., nb.depth_at]
                         with np.errstate(invalid="ignore", divide="ignore"):
                             rel = np.abs(d_s - d_t) / np.maximum(d_t, 1e-6)
-                        # Both background (inf): the same sky.
-                        rel[np.isinf(d_t) & np.isinf(d_s)] = 0.0
+                        rel[np.isinf(d_t) & np.isinf(d_s)] = 0.0  # both background: the same sky
                         wt *= _fade(rel, s.depth + s.depth_per_frame * k)
-                    if t.normal is not None and nb.normal is not None:
-                        n_s = _bilinear(nb.normal, px, py)
-                        wt *= _fade(np.abs(n_s - t.normal[rows]).mean(axis=-1), s.normal)
-                    else:
-                        n_s = None
-                    if t.albedo is not None and nb.albedo is not None:
-                        a_s = _bilinear(nb.albedo, px, py)
-                        wt *= _fade(np.abs(a_s - t.albedo[rows]).max(axis=-1), s.albedo)
-                    else:
-                        a_s = None
-                    g_s = _bilinear(nb.guide, (px + 0.5) / 2 - 0.5, (py + 0.5) / 2 - 0.5)
+                    if normal is not None and nb.normal_at is not None:
+                        n_s = got[..., nb.normal_at : nb.normal_at + 3]
+                        wt *= _fade(_mean3(n_s - own[..., t.normal_at : t.normal_at + 3]), s.normal)
+                    if albedo is not None and nb.albedo_at is not None:
+                        a_s = got[..., nb.albedo_at : nb.albedo_at + 3]
+                        wt *= _fade(_max3(a_s - own[..., t.albedo_at : t.albedo_at + 3]), s.albedo)
+                    g_s = _gather(nb.guide, _taps(hh, hw, (px + 0.5) / 2 - 0.5, (py + 0.5) / 2 - 0.5))
                     g_s += t.eps
-                    wt *= _fade(np.abs(np.log(g_s / g_t)).max(axis=-1), s.color)
-                    c_s = np.minimum(_bilinear(nb.color, px, py), cap)
+                    np.log(g_s, out=g_s)
+                    g_s -= log_g_t
+                    wt *= _fade(_max3(g_s), s.color)
                     wt3 = wt[..., None]
-                    acc_c += c_s * wt3
-                    if acc_a is not None:
-                        acc_a += (a_s if a_s is not None else t.albedo[rows]) * wt3
-                    if acc_n is not None:
-                        acc_n += (n_s if n_s is not None else t.normal[rows]) * wt3
-                    wsum += wt
+                    target[..., :3] += np.minimum(got[..., :3], cap) * wt3
+                    for at_t, at_s in ((t.albedo_at, nb.albedo_at), (t.normal_at, nb.normal_at)):
+                        if at_t is not None:  # a neighbour without the pass lends this frame's own
+                            src = got[..., at_s : at_s + 3] if at_s is not None else own[..., at_t : at_t + 3]
+                            target[..., at_t : at_t + 3] += src * wt3
+                    wsum += wt3
                     reuse += float(wt.sum())
                     if direction < 0 and k == 1:
                         back[0][rows], back[1][rows], back[2][rows] = px, py, wt
-                    cur = nb
-            inv = (1.0 / wsum)[..., None]
-            acc_c *= inv
-            if acc_a is not None:
-                acc_a *= inv
-            if acc_n is not None:
-                acc_n *= inv
+                    v = got[..., nb.vector_at : nb.vector_at + 4]  # nb's own vectors at the reached positions
+                    alive &= got[..., nb.vector_at + 4] == 0
+            target /= wsum
         return color, albedo, normal, reuse / (h * w)
 
 
