@@ -1,7 +1,8 @@
 """--ray on a real local Ray (2 CPUs on 127.0.0.1): datasets and frame sequences across workers.
 
-One Ray for the module; its workers get AI_DENOISE_KILL_ONCE, so the first dataset task to
-reach a noisy render kills its own worker once (os._exit) and Ray must run it again.
+One Ray for the module. Its workers start with a setup hook from this test (not from shipped
+code) that makes the first dataset task to reach a noisy render kill its own worker once
+(os._exit), so Ray must run it again.
 """
 
 from __future__ import annotations
@@ -43,6 +44,30 @@ def test_without_ray_the_flag_says_how_to_install_it(monkeypatch, tmp_path, caps
     assert not (tmp_path / "d").exists()  # refused before anything is written
 
 
+def kill_once_hook(marker: str):
+    """A worker setup hook (a closure, so Ray ships it by value): the first sample step after a
+    noisy render, in any worker, kills that worker once."""
+
+    def hook() -> None:
+        import os
+        from pathlib import Path
+
+        from blender_denoise_addon.generator import run
+
+        steps = run.DatasetJob.sample_steps
+
+        def dying_steps(self, index):  # type: ignore[no-untyped-def]
+            for step in steps(self, index):
+                if step.what.startswith("noisy") and not Path(marker).exists():
+                    Path(marker).touch()
+                    os._exit(1)
+                yield step
+
+        run.DatasetJob.sample_steps = dying_steps  # type: ignore[method-assign]
+
+    return hook
+
+
 @pytest.fixture(scope="module")
 def local_ray(tmp_path_factory: pytest.TempPathFactory):
     marker = tmp_path_factory.mktemp("kill") / "killed"
@@ -50,7 +75,7 @@ def local_ray(tmp_path_factory: pytest.TempPathFactory):
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"AI_DENOISE_KILL_ONCE": str(marker)}},
+        runtime_env={"worker_process_setup_hook": kill_once_hook(str(marker))},
     )
     yield marker
     ray.shutdown()

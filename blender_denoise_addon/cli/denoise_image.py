@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..core import catalog
 from ..core.denoise import DenoiseStats, denoise_frame
@@ -15,6 +17,7 @@ from ..core.model import load_model
 from ..core.options import Options
 from ..core.temporal import TemporalResult, TemporalStream, check_motion, sequence_number
 from .common import add_denoise_arguments, denoise_options, output_paths
+from .distributed import RETRIES, as_completed, check_workers, connect, task_error, write_atomic
 
 HELP = "Denoise rendered images (Blender multilayer EXR, plain EXR, PNG) with an ONNX model."
 
@@ -162,12 +165,10 @@ def run(args: argparse.Namespace) -> int:
         if src.resolve() == dst.resolve():
             raise DenoiseError(f"output {dst} would overwrite its input")
     if args.ray is not None:
-        from . import distributed
-
         if opts.temporal:
             frames = list(zip(keys, inputs, outputs, strict=True))
-            return distributed.denoise_sequence(frames, opts, args.ray or None, args.quiet)
-        return distributed.denoise_frames(list(zip(inputs, outputs, strict=True)), opts, args.ray or None, args.quiet)
+            return denoise_sequence_on_ray(frames, opts, args.ray or None, args.quiet)
+        return denoise_frames_on_ray(list(zip(inputs, outputs, strict=True)), opts, args.ray or None, args.quiet)
     if opts.temporal:
         failures, _ = denoise_sequence(list(zip(keys, inputs, outputs, strict=True)), opts)
         return report_failures(failures, len(inputs))
@@ -193,3 +194,115 @@ def report_failures(failures: int, total: int) -> int:
         print(f"error: {failures} of {total} images failed", file=sys.stderr)
         return 1
     return 0
+
+
+# -- on Ray (--ray) ------------------------------------------------------------------------
+
+
+def denoise_bytes(path: str, data: bytes, out_suffix: str, opts: Options) -> tuple[bytes, Any]:
+    """One frame in a worker: the input file's bytes in; the output file's bytes and the stats out."""
+    with tempfile.TemporaryDirectory(prefix="ai_denoise_frame_") as tmp:
+        src, dst = Path(tmp) / Path(path).name, Path(tmp) / f"out{out_suffix}"
+        src.write_bytes(data)
+        try:
+            stats = denoise_file(src, dst, opts)
+        except DenoiseError as e:  # the same message as a local run: the real path, not the worker's copy
+            raise DenoiseError(str(e).replace(str(src), path)) from None
+        return dst.read_bytes(), stats
+
+
+def denoise_frames_on_ray(pairs: list[tuple[Path, Path]], opts: Options, address: str | None, quiet: bool) -> int:
+    """denoise-image, one Ray task per frame; the same writes, per-frame errors and summary as locally."""
+    from tqdm import tqdm
+
+    ray = connect(address)
+    check_workers(ray, ("blender_denoise_addon", "onnxruntime", "OpenEXR", "PIL"))
+    remote = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(denoise_bytes)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    work = iter(pairs)
+    refs: dict[Any, tuple[Path, Path]] = {}
+    # One onnxruntime thread per task unless asked: the tasks are the parallelism.
+    opts = replace(opts, threads=opts.threads or 1)
+
+    def submit() -> bool:
+        pair = next(work, None)
+        if pair is None:
+            return False
+        src, dst = pair
+        refs[remote.remote(str(src), src.read_bytes(), dst.suffix, opts)] = pair
+        return True
+
+    failures = 0
+    with tqdm(total=len(pairs), unit="img", disable=quiet or len(pairs) == 1, file=sys.stderr) as bar:
+        for (src, dst), result in as_completed(ray, refs, 2 * cpus, submit):
+            if isinstance(result, Exception):
+                failures += 1
+                tqdm.write(f"error: {task_error(result)}", file=sys.stderr)
+            else:
+                data, stats = result
+                write_atomic(dst, data)
+                tqdm.write(summary(src, dst, stats), file=sys.stderr)
+            bar.update(1)
+    return report_failures(failures, len(pairs))
+
+
+def denoise_chunk(
+    frames: list[tuple[tuple[str, int], str, bytes]], keep: list[str], out_suffix: str, opts: Options
+) -> tuple[dict[str, bytes], int, list[str]]:
+    """Frames of a sequence in a worker (the chunk and its neighbours), as bytes; gives back the
+    outputs of the names in ``keep`` (the chunk itself), the failures and the lines to print."""
+    with tempfile.TemporaryDirectory(prefix="ai_denoise_chunk_") as tmp:
+        root = Path(tmp)
+        (root / "out").mkdir()
+        todo = []
+        for key, name, data in frames:
+            src = root / name
+            src.write_bytes(data)
+            todo.append((key, src, root / "out" / (Path(name).stem + out_suffix)))
+        wanted = {root / "out" / (Path(n).stem + out_suffix) for n in keep}
+        failures, lines = denoise_sequence(todo, opts, write=wanted)
+        out = {p.name: p.read_bytes() for p in wanted if p.is_file()}
+        lines = [ln.replace(str(root / "out") + "/", "").replace(str(root) + "/", "") for ln in lines]
+        return out, failures, lines
+
+
+def denoise_sequence_on_ray(
+    frames: list[tuple[tuple[str, int], Path, Path]], opts: Options, address: str | None, quiet: bool, chunk: int = 0
+) -> int:
+    """denoise-image --temporal on Ray: the sequence in chunks, each task with ``radius`` frames of
+    its neighbours on either side, so every frame sees the window a local run gives it and the
+    files are the same."""
+    ray = connect(address)
+    check_workers(ray, ("blender_denoise_addon", "onnxruntime", "OpenEXR", "PIL"))
+    remote = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(denoise_chunk)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    size = chunk or max(2 * opts.radius, -(-len(frames) // cpus))
+    opts = replace(opts, threads=opts.threads or 1)
+    starts = iter(range(0, len(frames), size))
+    refs: dict[Any, list[tuple[tuple[str, int], Path, Path]]] = {}
+
+    def submit() -> bool:
+        start = next(starts, None)
+        if start is None:
+            return False
+        core = frames[start : start + size]
+        ctx = frames[max(0, start - opts.radius) : start + size + opts.radius]
+        payload = [(key, src.name, src.read_bytes()) for key, src, _ in ctx]
+        refs[remote.remote(payload, [src.name for _, src, _ in core], core[0][2].suffix, opts)] = core
+        return True
+
+    failures = 0
+    for core, result in as_completed(ray, refs, 2 * cpus, submit):
+        if isinstance(result, Exception):
+            failures += len(core)
+            print(f"error: {task_error(result)}", file=sys.stderr)
+            continue
+        files, failed, lines = result
+        for _, _src, dst in core:
+            if dst.name in files:
+                write_atomic(dst, files[dst.name])
+        failures += failed
+        for line in lines:
+            if not quiet or line.startswith(("error", "warning")):
+                print(line, file=sys.stderr)
+    return report_failures(failures, len(frames))

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
 from ..core.errors import DenoiseError
 from ..dataset.spec import DEFAULT_LAYOUT_WEIGHTS, GenerateSettings, validate
+from .distributed import RETRIES, as_completed, check_workers, connect, require_ray, task_error, write_atomic
 
 HELP = (
     "Render random Cycles scenes, or crops of your own .blend scenes (--scene), as noisy (low spp) and clean "
@@ -133,9 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ray is not None:
         if settings.scenes:
             raise DenoiseError("--ray renders random scenes only; with --scene, run one --shard I/N per machine")
-        from .distributed import generate
-
-        return generate(settings, args.ray or None, args.quiet)
+        return generate_on_ray(settings, args.ray or None, args.quiet)
     from tqdm import tqdm
 
     from ..generator.run import DatasetJob
@@ -159,4 +162,85 @@ def run(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(f"{made}/{len(job.todo)} samples", refresh=False)
             bar.update(step.spp)
     print(f"done: {made} samples rendered, {skipped + made} of {len(job.all_indices)} complete", file=sys.stderr)
+    return 0
+
+
+# -- on Ray (--ray) ------------------------------------------------------------------------
+
+
+def render_sample(settings: dict[str, Any], index: int, threads: int) -> dict[str, Any]:
+    """One sample in a worker: rendered into a temporary folder, returned as {relative path: bytes}."""
+    from ..dataset import files as df
+    from ..dataset.spec import GenerateSettings
+    from ..generator.run import DatasetJob
+
+    with tempfile.TemporaryDirectory(prefix="ai_denoise_sample_") as tmp:
+        fields: dict[str, Any] = {**settings, "out": Path(tmp)}
+        job = DatasetJob(GenerateSettings(**fields), quiet=True, threads=threads)
+        job.prepare()
+        for _step in job.sample_steps(index):
+            pass
+        root = Path(tmp)
+        files = {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != df.DATASET_CONFIG
+        }
+        return {"files": files, "record": df.record_path(root, index).relative_to(root).as_posix(),
+                "blender": job.dataset_identity()["blender"]}  # fmt: skip
+
+
+def generate_on_ray(settings: Any, address: str | None, quiet: bool) -> int:
+    """generate-dataset's samples as Ray tasks; returns the exit code."""
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from ..generator.run import DatasetJob
+
+    require_ray()  # installed? before anything is written
+    job = DatasetJob(settings, quiet=True)
+    job.prepare()  # refuses a folder made with other settings, before any task runs
+    blender = job.dataset_identity()["blender"]
+    ray = connect(address)
+    check_workers(ray, ("bpy", "blender_denoise_addon", "OpenEXR", "PIL"))
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    remote = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(render_sample)
+    fields = asdict(settings)
+    todo = iter(job.todo)
+    refs: dict[Any, int] = {}
+
+    def submit() -> bool:
+        index = next(todo, None)
+        if index is None:
+            return False
+        refs[remote.remote(fields, index, 1)] = index
+        return True
+
+    print(f"{len(job.todo)} samples to render on Ray ({cpus} CPUs), into {settings.out}", file=sys.stderr)
+    failed: list[str] = []
+    t0 = time.perf_counter()
+    with tqdm(total=len(job.todo), unit="sample", disable=quiet, file=sys.stderr) as bar:
+        for index, result in as_completed(ray, refs, 2 * cpus, submit):
+            if isinstance(result, Exception):
+                failed.append(f"sample {index}: {task_error(result)}")
+                tqdm.write(f"error: {failed[-1]}", file=sys.stderr)
+            elif result["blender"] != blender:
+                failed.append(f"sample {index}: a worker runs Blender {result['blender']}, this dataset {blender}")
+                tqdm.write(f"error: {failed[-1]}", file=sys.stderr)
+            else:
+                record = result["record"]
+                for rel, data in result["files"].items():
+                    if rel != record:
+                        write_atomic(job.root / rel, data)
+                write_atomic(job.root / record, result["files"][record])  # last: marks the sample complete
+            bar.update(1)
+    job.finish()
+    made = len(job.todo) - len(failed)
+    hours = (time.perf_counter() - t0) / 3600
+    rate = f", {made / hours:.0f} samples per hour" if made and hours > 0 else ""
+    print(f"done: {made} samples rendered on Ray{rate}", file=sys.stderr)
+    if failed:
+        print(f"error: {len(failed)} of {len(job.todo)} samples failed; run again to retry them", file=sys.stderr)
+        return 1
     return 0
