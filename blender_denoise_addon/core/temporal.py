@@ -392,10 +392,10 @@ class TemporalStream:
                             rel = np.abs(d_s - d_t) / np.maximum(d_t, 1e-6)
                         rel[np.isinf(d_t) & np.isinf(d_s)] = 0.0  # both background: the same sky
                         wt *= _fade(rel, s.depth + s.depth_per_frame * k)
-                    if normal is not None and nb.normal_at is not None:
+                    if t.normal_at is not None and nb.normal_at is not None:
                         n_s = got[..., nb.normal_at : nb.normal_at + 3]
                         wt *= _fade(_mean3(n_s - own[..., t.normal_at : t.normal_at + 3]), s.normal)
-                    if albedo is not None and nb.albedo_at is not None:
+                    if t.albedo_at is not None and nb.albedo_at is not None:
                         a_s = got[..., nb.albedo_at : nb.albedo_at + 3]
                         wt *= _fade(_max3(a_s - own[..., t.albedo_at : t.albedo_at + 3]), s.albedo)
                     g_s = _gather(nb.guide, _taps(hh, hw, (px + 0.5) / 2 - 0.5, (py + 0.5) / 2 - 0.5))
