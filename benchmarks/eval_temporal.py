@@ -15,7 +15,9 @@ Blender's built-in denoiser (flicker and stability included).
   change against the reference's change) and warp PSNR (each frame against the previous one moved
   by the Vector pass, where depth agrees within 2 %), for: noisy, ours per frame, ours temporal
   (``denoise-image --temporal``, which sees every noisy frame), OIDN 2.5 balanced per frame, and
-  the built-in denoiser with either seed. Writes WORK/scores.json and WORK/table.md and prints the table.
+  the built-in denoiser with either seed. Writes WORK/scores.json and WORK/table.md and prints the table;
+- figure: docs/images/temporal-strip.png (4 consecutive frames of each method and the reference)
+  and docs/images/temporal.gif (ours per frame | ours temporal | built-in, the whole shot).
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ def render_shot(blend: Path, out: Path, spp: int, ref_spp: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=ROOT / "data" / "temporal")
-    p.add_argument("--stage", choices=("all", "scenes", "render", "render-one", "score"), default="all")
+    p.add_argument("--stage", choices=("all", "scenes", "render", "render-one", "score", "figure"), default="all")
+    p.add_argument("--figure-shot", default="fast_object", choices=SHOTS)
+    p.add_argument("--figure-out", type=Path, default=ROOT / "docs" / "images")
     p.add_argument("--shots", nargs="+", default=list(SHOTS), choices=SHOTS)
     p.add_argument("--spp", type=int, default=4)
     p.add_argument("--ref-spp", type=int, default=1024)
@@ -94,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         table = score_all(work, args.shots, args.radius, args.model, args.threads)
         (work / "table.md").write_text(table)
         print(table)
+    if args.stage in ("all", "figure"):
+        from temporal_scoring import figure
+
+        for path in figure(work, args.figure_shot, args.radius, args.model, args.threads, args.figure_out):
+            print(f"wrote {path}")
     return 0
 
 

@@ -69,13 +69,11 @@ def _oidn(frame: Frame) -> np.ndarray:
     )
 
 
-def score_shot(shot: Path, model: Model, radius: int) -> dict[str, dict[str, float]]:
+def denoise_shot(shot: Path, model: Model, radius: int) -> tuple[dict[str, dict[int, np.ndarray]], dict, dict]:
+    """Every method's frames of one shot: ({method: {frame: linear image}}, the noisy frames, seconds)."""
     noisy_files = sorted((shot / "noisy").glob("*.exr"))
-    ref_files = sorted((shot / "ref").glob("*.exr"))
     frames = [read_image(f) for f in noisy_files]
     numbers = [sequence_number(f.stem)[1] for f in noisy_files]  # type: ignore[index]
-    refs = {sequence_number(f.stem)[1]: to_display(read_image(f).color) for f in ref_files}  # type: ignore[index]
-    scored = sorted(refs)
     outs: dict[str, dict[int, np.ndarray]] = {m: {} for m in METHODS}
     seconds = {"ours per frame": 0.0, "ours temporal": 0.0}
     for n, fr in zip(numbers, frames, strict=True):
@@ -95,7 +93,13 @@ def score_shot(shot: Path, model: Model, radius: int) -> dict[str, dict[str, flo
     seconds["ours temporal"] = time.perf_counter() - t0
     for r in results:
         outs["ours temporal"][r.number] = r.result.image
-    by_number = dict(zip(numbers, frames, strict=True))
+    return outs, dict(zip(numbers, frames, strict=True)), seconds | {"frames": len(frames)}
+
+
+def score_shot(shot: Path, model: Model, radius: int) -> dict[str, dict[str, float]]:
+    outs, by_number, seconds = denoise_shot(shot, model, radius)
+    refs = {sequence_number(f.stem)[1]: to_display(read_image(f).color) for f in sorted((shot / "ref").glob("*.exr"))}  # type: ignore[index]
+    scored = sorted(refs)
     scores: dict[str, dict[str, float]] = {}
     for m in METHODS:
         disp = {n: to_display(outs[m][n]) for n in scored}
@@ -109,7 +113,8 @@ def score_shot(shot: Path, model: Model, radius: int) -> dict[str, dict[str, flo
             "temporal": temporal_psnr([disp[n] for n in scored], [refs[n] for n in scored]),
             "warp": float(np.mean(warps)),
         }
-    scores["_seconds"] = {k: v / len(frames) for k, v in seconds.items()}
+    n = seconds.pop("frames")
+    scores["_seconds"] = {k: v / n for k, v in seconds.items()}
     return scores
 
 
@@ -134,3 +139,49 @@ def score_all(work: Path, shots: list[str], radius: int, model_path: Path | None
         vals = [np.mean([allscores[s][m][k] for s in shots]) for k in ("psnr", "worst", "temporal", "warp")]
         lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
     return "\n".join(lines) + "\n"
+
+
+FIGURE_METHODS = ("noisy", "ours per frame", "ours temporal", "built-in, animated seed", "built-in, fixed seed")
+
+
+def figure(work: Path, shot: str, radius: int, model_path: Path | None, threads: int, out: Path) -> list[Path]:
+    """``out``/temporal-strip.png: 4 consecutive frames (columns) of each method (rows) and the
+    reference; ``out``/temporal.gif: ours per frame | ours temporal | built-in (animated seed)
+    over the whole shot, to watch the flicker."""
+    from PIL import Image, ImageDraw
+
+    t = threads or None
+    model = load_model(model_path, threads=t) if model_path else catalog.pick_model({"color", "albedo", "normal"}, t)
+    outs, _, _ = denoise_shot(work / shot, model, radius)
+    refs = {sequence_number(f.stem)[1]: read_image(f).color for f in sorted((work / shot / "ref").glob("*.exr"))}  # type: ignore[index]
+    outs["reference"] = refs
+    cols = sorted(refs)[1:5]
+
+    def u8(img: np.ndarray) -> np.ndarray:
+        return (np.clip(to_display(img), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+    label_w = 150
+    rows = []
+    for m in (*FIGURE_METHODS, "reference"):
+        row = np.concatenate([u8(outs[m][n]) for n in cols], axis=1)
+        pad = np.full((row.shape[0], label_w, 3), 255, np.uint8)
+        rows.append(np.concatenate([pad, row], axis=1))
+    strip = Image.fromarray(np.concatenate(rows, axis=0))
+    draw = ImageDraw.Draw(strip)
+    h = rows[0].shape[0]
+    for i, m in enumerate((*FIGURE_METHODS, "reference")):
+        draw.text((6, i * h + h // 2 - 6), m, fill=(0, 0, 0))
+    out.mkdir(parents=True, exist_ok=True)
+    strip_path = out / "temporal-strip.png"
+    strip.save(strip_path)
+    gif_methods = ("ours per frame", "ours temporal", "built-in, animated seed")
+    frames = []
+    for n in sorted(outs["ours temporal"]):
+        im = Image.fromarray(np.concatenate([u8(outs[m][n]) for m in gif_methods], axis=1))
+        d = ImageDraw.Draw(im)
+        for i, m in enumerate(gif_methods):
+            d.text((i * im.width // 3 + 4, 4), m, fill=(255, 255, 255))
+        frames.append(im.convert("P", palette=Image.Palette.ADAPTIVE, colors=255))
+    gif_path = out / "temporal.gif"
+    frames[0].save(gif_path, save_all=True, append_images=frames[1:], duration=125, loop=0)
+    return [strip_path, gif_path]

@@ -77,8 +77,6 @@ class TemporalDefaults:
     # Vectors all zero (motion blur on) while this fraction of the depth changes: the image moves
     # and the vectors say nothing, so the frames are not blended.
     still_changed: float = 0.01
-    history: float = 0.0
-    history_tol: float = 0.1
     chunk_pixels: int = 1 << 16
 
 

@@ -175,8 +175,6 @@ class TemporalStream:
         self._window: dict[int, _Prepared] = {}
         self._next: int | None = None  # the next frame number to give back
         self._moving: dict[tuple[int, int], bool] = {}
-        self._history: tuple[int, np.ndarray] | None = None
-        self._step_back: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- the window ------------------------------------------------------------------------------
 
@@ -211,7 +209,6 @@ class TemporalStream:
                 done.append(self._emit(n))
         self._window.clear()
         self._moving.clear()
-        self._history = None
         self._next = None
         return done
 
@@ -324,22 +321,9 @@ class TemporalStream:
         color, albedo, normal, reuse = self._accumulate(t, links)
         rgba = color if t.alpha is None else np.concatenate([color, t.alpha[..., None]], axis=-1)
         result = denoise(self.model, rgba, albedo, normal, cancel=self.cancel, **self.denoise_args)
-        if self.settings.history and self._history is not None and self._history[0] == number - 1 and links[-1]:
-            self._blend_history(t, result.image)
-        self._history = (number, result.image[..., :3].copy())
         used = len(links[-1]) + len(links[1])
         seconds = t.seconds + time.perf_counter() - start
         return TemporalResult(number, t.source, result, used, reuse, seconds, warnings)
-
-    def _blend_history(self, t: _Prepared, out: np.ndarray) -> None:
-        assert self._history is not None and self._step_back is not None
-        prev = self._history[1]
-        px, py, wprev = self._step_back
-        warped = _bilinear(prev, px, py)
-        e = t.eps
-        err = np.abs(np.log((warped + e) / (out[..., :3] + e))).max(axis=-1)
-        wt = (wprev * _fade(err, self.settings.history_tol) * self.settings.history)[..., None]
-        out[..., :3] = (out[..., :3] + wt * warped) / (1 + wt)
 
     def _accumulate(
         self, t: _Prepared, links: dict[int, list[_Prepared]]
@@ -357,8 +341,6 @@ class TemporalStream:
         step = max(1, s.chunk_pixels // w)
         reuse = 0.0
         hh, hw = cp.half_shape(h, w)
-        back = (np.zeros((h, w), np.float32), np.zeros((h, w), np.float32), np.zeros((h, w), np.float32))
-        self._step_back = back
         xs = np.arange(w, dtype=np.float32)
         va = t.vector_at
         for r0 in range(0, h, step):
@@ -411,8 +393,6 @@ class TemporalStream:
                             target[..., at_t : at_t + 3] += src * wt3
                     wsum += wt3
                     reuse += float(wt.sum())
-                    if direction < 0 and k == 1:
-                        back[0][rows], back[1][rows], back[2][rows] = px, py, wt
                     v = got[..., nb.vector_at : nb.vector_at + 4]  # nb's own vectors at the reached positions
                     alive &= got[..., nb.vector_at + 4] == 0
             target /= wsum
