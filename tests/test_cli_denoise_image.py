@@ -203,3 +203,24 @@ def test_temporal_frame_of_another_size_fails_alone(tmp_path, models):
         "error: 1 of 5 images failed",
     ]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"shot_{t:04d}.exr" for t in (1, 2, 4, 5)]
+
+
+@pytest.mark.parametrize("name", ["x.txt", "out.jpg"])
+def test_one_input_and_an_output_file_of_another_format_is_refused(tmp_path, models, name):
+    write_image(tmp_path / "in.exr", np.ones((8, 8, 3), np.float32))
+    res = cli(str(tmp_path / "in.exr"), "-o", str(tmp_path / name), "--model", str(models / "color.onnx"))
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"error: {tmp_path / name}: unsupported output format {Path(name).suffix!r} (use .exr or .png, or a folder)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.exr"]  # no folder named like a file
+
+
+def test_ray_that_cannot_connect_leaves_no_output_folder(tmp_path, models):
+    pytest.importorskip("ray")
+    write_image(tmp_path / "a.exr", np.ones((8, 8, 3), np.float32))
+    write_image(tmp_path / "b.exr", np.ones((8, 8, 3), np.float32))
+    res = cli(str(tmp_path / "a.exr"), str(tmp_path / "b.exr"), "-o", str(tmp_path / "out"),
+              "--model", str(models / "color.onnx"), "--ray", "127.0.0.1:1")  # fmt: skip
+    assert res.returncode == 1 and "cannot reach the cluster" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists()

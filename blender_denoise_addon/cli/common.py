@@ -58,10 +58,10 @@ def denoise_options(args: argparse.Namespace) -> Options:
     )
 
 
-def output_paths(names: list[str], output: str, fmt: str | None, single: bool) -> list[Path]:
+def output_paths(names: list[str], output: str, fmt: str | None, single: bool, make: bool = True) -> list[Path]:
     """Where each output goes: ``output`` itself when ``single`` (one input, not a folder) and it
     names an image file, else ``output/NAME`` (``fmt`` replaces each name's extension). The
-    folder is made here, once every name is known to be fine."""
+    folder is made here (``make``), once every name is known to be fine; else by the first write."""
     out = Path(output)
     suffix = out.suffix.lower()
     if single and suffix and not out.is_dir():
@@ -73,6 +73,8 @@ def output_paths(names: list[str], output: str, fmt: str | None, single: bool) -
     paths = [out / (Path(n).stem + f".{fmt}" if fmt else n) for n in names]
     if len(set(paths)) != len(paths):
         raise DenoiseError("two inputs would write the same output name; denoise them into separate folders")
+    if not make:
+        return paths
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

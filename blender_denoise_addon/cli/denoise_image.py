@@ -160,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
         load_model(opts.model_path)  # a missing or broken model fails once, before anything is made
     if opts.temporal:
         check_motion(read_image(inputs[0]))  # frames without vectors fail in one line, before anything is made
-    outputs = output_paths(names, args.output, args.format, single)
+    # On Ray the folder is made by the first write: a cluster that cannot be reached leaves nothing.
+    outputs = output_paths(names, args.output, args.format, single, make=args.ray is None)
     for src, dst in zip(inputs, outputs, strict=False):
         if src.resolve() == dst.resolve():
             raise DenoiseError(f"output {dst} would overwrite its input")
