@@ -266,3 +266,20 @@ def test_frame_numbers_from_names():
     assert sequence_number("shot_0042") == ("shot_", 42)
     assert sequence_number("a1b7") == ("a1b", 7)
     assert sequence_number("render") is None
+
+
+@pytest.mark.parametrize("model_name", ["ident", "ident_color"])
+def test_a_light_switching_on_is_not_averaged_with_the_dark_frames(request, model_name):
+    """Same geometry, albedo, normal and depth in every frame; the light triples at frame 4. Only the
+    frames' half-resolution denoises can tell, and they must."""
+    model = request.getfixturevalue(model_name)
+    frames, cleans = {}, {}
+    for t in range(1, 8):
+        f, c = scene(t, obj=False, aux=model_name == "ident")
+        gain = 3.0 if t >= 4 else 1.0
+        frames[t], cleans[t] = replace(f, color=f.color * gain), c * gain
+    out = run(model, frames)
+    for t in (3, 4):
+        level = out[t].result.image[..., :3].mean() / cleans[t].mean()
+        assert 0.93 < level < 1.07, (t, level)  # averaged blindly: 2.2 / 3 at frame 4, 1.4 at frame 3
+    assert 2.0 < out[5].reuse < 3.05  # its three lit neighbours help; the dark frame 3 does not
