@@ -72,3 +72,17 @@ def test_eval_suite_scenes_match_the_scenes_it_renders(tmp_path, monkeypatch):
     files = [str(out / f"{n}.blend") for n in eval_suite.SCENES]
     proc = subprocess.run([sys.executable, "-c", check, *files], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_bench_temporal_prints_both_times_and_their_ratio():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_temporal.py"), "--size", "96", "64", "--frames", "3"]
+    p = subprocess.run(
+        [*cmd, "--repeats", "1", "--threads", "1"], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = {ln.split(":")[0]: ln for ln in p.stdout.splitlines() if ":" in ln}
+    per = float(lines["per frame"].split()[2])
+    tmp = float(lines["temporal"].split()[1])
+    ratio = float(lines["temporal / per frame"].split()[-1].rstrip("x"))
+    assert per > 0 and tmp > 0 and ratio > 0  # tiny frames: the rounded times do not give the ratio back
