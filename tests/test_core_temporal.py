@@ -283,3 +283,16 @@ def test_a_light_switching_on_is_not_averaged_with_the_dark_frames(request, mode
         level = out[t].result.image[..., :3].mean() / cleans[t].mean()
         assert 0.93 < level < 1.07, (t, level)  # averaged blindly: 2.2 / 3 at frame 4, 1.4 at frame 3
     assert 2.0 < out[5].reuse < 3.05  # its three lit neighbours help; the dark frame 3 does not
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 5), (3, 2)])
+def test_tiny_frames(ident, size):
+    h, w = size
+    frames = {}
+    for t in range(1, 5):
+        f, _ = scene(t)
+        frames[t] = Frame(color=f.color[:h, :w].copy(), albedo=f.albedo[:h, :w].copy(), normal=f.normal[:h, :w].copy(),
+                          vector=f.vector[:h, :w].copy(), depth=f.depth[:h, :w].copy())  # fmt: skip
+    out = run(ident, frames)
+    for r in out.values():
+        assert r.result.image.shape == (h, w, 3) and np.isfinite(r.result.image).all()
