@@ -260,6 +260,9 @@ def test_bad_sequences_fail_in_one_line(ident):
     with pytest.raises(DenoiseError, match=r"frame is 96x40, the frames before it 96x72"):
         stream.push(2, small)
     assert [r.number for r in stream.push(2, scene(2)[0]) + stream.finish()] == [1, 2]  # it goes on
+    stream.push(1, scene(1)[0])
+    assert [r.number for r in stream.push(5, small)] == [1]  # after a cut, another size is another shot
+    assert [r.number for r in stream.finish()] == [5]
 
 
 def test_frame_numbers_from_names():

@@ -180,7 +180,8 @@ class TemporalStream:
 
     def push(self, number: int, frame: Frame) -> list[TemporalResult]:
         check_motion(frame)
-        if self._window:
+        continues = bool(self._window) and number == max(self._window) + 1
+        if continues:  # after a cut another size is fine: another shot
             last = self._window[max(self._window)]
             if frame.color.shape[:2] != last.shape:
                 h, w = last.shape
@@ -189,7 +190,7 @@ class TemporalStream:
                     f"the frames before it {w}x{h}; a sequence needs one size"
                 )
         done: list[TemporalResult] = []
-        if self._window and number != max(self._window) + 1:  # a cut, or frames out of order
+        if self._window and not continues:  # a cut, or frames out of order
             done += self.finish()
         prepared = self._prepare(number, frame)
         self._window[number] = prepared
