@@ -64,10 +64,12 @@ def test_evaluate_means_leave_out_frames_equal_to_their_reference():
     assert "left out of the PSNR means): noisy 2, ours 2" in table_markdown(agg)
 
 
-def test_evaluate_an_exported_model_on_png_pairs(exported, dataset, tmp_path):
+def test_evaluate_an_exported_model_on_png_pairs(exported, dataset, tmp_path, capsys):
     from training.__main__ import main
 
     out = tmp_path / "eval_png"
     args = ["evaluate", "--data", str(dataset), "--model", str(exported), "--out", str(out), "--source", "png"]
     # PNG pairs have no albedo/normal: the 9-channel model must refuse them with a clear error.
     assert main([*args, "--quiet", "--grids", "0", "--split", "all"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "albedo pass" in err[0], err
