@@ -224,3 +224,16 @@ def test_ray_that_cannot_connect_leaves_no_output_folder(tmp_path, models):
               "--model", str(models / "color.onnx"), "--ray", "127.0.0.1:1")  # fmt: skip
     assert res.returncode == 1 and "cannot reach the cluster" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_without_a_terminal_each_frame_is_one_plain_line(tmp_path, models):
+    """A farm's log: no progress bars, no cursor escapes, one line per frame."""
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / f"{name}.exr", np.ones((8, 8, 3), np.float32))
+    cmd = [sys.executable, "-m", "blender_denoise_addon", "denoise-image", *(str(tmp_path / f"{n}.exr") for n in "abc")]
+    res = subprocess.run([*cmd, "-o", str(tmp_path / "out"), "--model", str(models / "color.onnx")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "\x1b[" not in res.stderr and "\r" not in res.stderr
+    lines = res.stderr.splitlines()
+    assert [ln.split(" ")[0] for ln in lines] == ["a.exr", "b.exr", "c.exr"], lines

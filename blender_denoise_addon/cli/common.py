@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..core.defaults import TEMPORAL, TILING, TILING_MODES
@@ -94,3 +95,8 @@ def parse_frames(spec: str | None, current: int) -> list[int]:
     if end < start:
         raise DenoiseError(f"--frames {spec!r}: end before start")
     return list(range(start, end + 1))
+
+
+def bars_off(quiet: bool) -> bool:
+    """Progress bars only on a terminal: a farm's log (no TTY) gets plain lines, no cursor escapes."""
+    return quiet or not sys.stderr.isatty()

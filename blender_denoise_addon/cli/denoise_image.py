@@ -16,7 +16,7 @@ from ..core.imageio import IMAGE_SUFFIXES, read_image, write_image
 from ..core.model import load_model
 from ..core.options import Options
 from ..core.temporal import TemporalResult, TemporalStream, check_motion, sequence_number
-from .common import add_denoise_arguments, denoise_options, output_paths
+from .common import add_denoise_arguments, bars_off, denoise_options, output_paths
 from .distributed import RETRIES, as_completed, check_workers, connect, task_error, write_atomic
 
 HELP = "Denoise rendered images (Blender multilayer EXR, plain EXR, PNG) with an ONNX model."
@@ -174,10 +174,11 @@ def run(args: argparse.Namespace) -> int:
         failures, _ = denoise_sequence(list(zip(keys, inputs, outputs, strict=True)), opts)
         return report_failures(failures, len(inputs))
     failures = 0
-    files_bar = tqdm(total=len(inputs), unit="img", disable=args.quiet or len(inputs) == 1, file=sys.stderr)
+    quiet = bars_off(args.quiet)
+    files_bar = tqdm(total=len(inputs), unit="img", disable=quiet or len(inputs) == 1, file=sys.stderr)
     for src, dst in zip(inputs, outputs, strict=False):
         try:
-            stats = denoise_file(src, dst, opts, quiet=args.quiet)
+            stats = denoise_file(src, dst, opts, quiet=quiet)
         except DenoiseError as e:
             failures += 1
             tqdm.write(f"error: {e}", file=sys.stderr)
@@ -234,7 +235,7 @@ def denoise_frames_on_ray(pairs: list[tuple[Path, Path]], opts: Options, address
         return True
 
     failures = 0
-    with tqdm(total=len(pairs), unit="img", disable=quiet or len(pairs) == 1, file=sys.stderr) as bar:
+    with tqdm(total=len(pairs), unit="img", disable=bars_off(quiet) or len(pairs) == 1, file=sys.stderr) as bar:
         for (src, dst), result in as_completed(ray, refs, 2 * cpus, submit):
             if isinstance(result, Exception):
                 failures += 1

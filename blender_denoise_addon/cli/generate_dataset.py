@@ -11,6 +11,7 @@ from typing import Any
 
 from ..core.errors import DenoiseError
 from ..dataset.spec import DEFAULT_LAYOUT_WEIGHTS, GenerateSettings, validate
+from .common import bars_off
 from .distributed import RETRIES, as_completed, check_workers, connect, require_ray, task_error, write_atomic
 
 HELP = (
@@ -155,11 +156,15 @@ def run(args: argparse.Namespace) -> int:
     # does not jump at every clean render the way a count of renders would.
     total = len(job.todo) * (sum(settings.noisy_spp) + settings.clean_spp)
     made = 0
-    with tqdm(total=total, unit="spp", disable=args.quiet, file=sys.stderr, smoothing=0.05) as bar:
+    plain = not args.quiet and bars_off(False)  # a log, not a terminal: one line per sample
+    t0 = time.perf_counter()
+    with tqdm(total=total, unit="spp", disable=bars_off(args.quiet), file=sys.stderr, smoothing=0.05) as bar:
         for step in job.steps():
             if step.sample_done:
                 made += 1
                 bar.set_postfix_str(f"{made}/{len(job.todo)} samples", refresh=False)
+                if plain:
+                    print(f"sample {made}/{len(job.todo)} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
             bar.update(step.spp)
     print(f"done: {made} samples rendered, {skipped + made} of {len(job.all_indices)} complete", file=sys.stderr)
     return 0
@@ -220,7 +225,7 @@ def generate_on_ray(settings: Any, address: str | None, quiet: bool) -> int:
     print(f"{len(job.todo)} samples to render on Ray ({cpus} CPUs), into {settings.out}", file=sys.stderr)
     failed: list[str] = []
     t0 = time.perf_counter()
-    with tqdm(total=len(job.todo), unit="sample", disable=quiet, file=sys.stderr) as bar:
+    with tqdm(total=len(job.todo), unit="sample", disable=bars_off(quiet), file=sys.stderr) as bar:
         for index, result in as_completed(ray, refs, 2 * cpus, submit):
             if isinstance(result, Exception):
                 failed.append(f"sample {index}: {task_error(result)}")
