@@ -19,15 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_demo_writes_side_by_side_and_metrics(tmp_path):
     model = conv_chain(tmp_path / "m.onnx", inputs=("color", "albedo", "normal"))
     out = tmp_path / "demo"
-    res = subprocess.run(
-        [sys.executable, "-m", "blender_denoise_addon", "demo", "--out", str(out), "--resolution", "40", "30"]
-        + ["--spp", "2", "--reference-spp", "8", "--model", str(model)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    cmd = [sys.executable, "-m", "blender_denoise_addon", "demo", "--out", str(out), "--resolution", "40", "30"]
+    cmd += ["--spp", "2", "--reference-spp", "8", "--model", str(model)]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+    # The denoised result is reported before the reference is rendered.
+    assert res.stderr.index("denoised in") < res.stderr.index("rendering the reference")
     with Image.open(out / "side_by_side.png") as im:
         assert im.size == (120, 30)
     report = json.loads((out / "metrics.json").read_text())
@@ -37,9 +34,16 @@ def test_demo_writes_side_by_side_and_metrics(tmp_path):
     # The noisy render really is noisy against its 8 spp reference, so the metrics measure something.
     assert report["noisy_vs_reference"]["psnr"] < 60
     assert sorted(p.name for p in out.iterdir()) == [
+        ".reference-cache",
         "denoised.exr",
         "metrics.json",
         "noisy.exr",
         "reference.exr",
         "side_by_side.png",
     ]
+    # A second run reuses the reference rendered with the same settings: the same pixels, no render.
+    before = (out / "reference.exr").read_bytes()
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "(rendered before)" in res.stderr and "rendering the reference" not in res.stderr
+    assert (out / "reference.exr").read_bytes() == before
+    assert json.loads((out / "metrics.json").read_text())["seconds"]["render_reference"] == 0.0

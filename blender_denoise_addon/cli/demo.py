@@ -15,9 +15,12 @@ import numpy as np
 from ..core import catalog, metrics
 from ..core.denoise import denoise_frame
 from ..core.errors import DenoiseError
-from ..core.imageio import Frame, write_image
+from ..core.imageio import Frame, read_image, write_image
 from .common import add_denoise_arguments, denoise_options
 
+# The reference cache (inside the output folder) is keyed by this: bump it when build_scene changes.
+DEMO_SCENE_VERSION = 1
+REFERENCE_CACHE = ".reference-cache"
 HELP = "Render a demo scene at low spp, denoise it with the bundled model, write side-by-side + metrics."
 
 
@@ -119,7 +122,7 @@ def side_by_side(images: list[np.ndarray], labels: list[str]) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import bpy  # noqa: F401
+        import bpy
     except ImportError:
         raise DenoiseError("the demo renders with Blender: install the bpy module (./run demo does)") from None
     out = Path(args.out)
@@ -131,17 +134,24 @@ def run(args: argparse.Namespace) -> int:
     build_scene(w, h)
     print(f"rendering {w}x{h} at {args.spp} spp ...", file=sys.stderr)
     noisy, t_noisy = render(args.spp, seed=1)
-    print(f"rendering the reference at {args.reference_spp} spp (takes a while on a CPU) ...", file=sys.stderr)
-    ref, t_ref = render(args.reference_spp, seed=2)
-    if args.model:
-        from ..core.model import load_model
-
-        model = load_model(args.model, threads=args.threads)
-    else:
-        model = catalog.pick_model(noisy.passes, threads=args.threads)
+    model = catalog.get_model(args.model, noisy.passes, args.threads)
     result = denoise_frame(model, replace(noisy, alpha=None), denoise_options(args))  # color only, as shown
     write_image(out / "noisy.exr", noisy.color)
     write_image(out / "denoised.exr", result.image)
+    print(f"denoised in {result.stats.seconds:.2f} s ({result.stats.model}): {out / 'denoised.exr'}", file=sys.stderr)
+    # The reference is the slow part (minutes on a CPU): the result comes first, and a reference
+    # rendered before with the same settings and Blender is reused.
+    bpy_version = ".".join(str(v) for v in bpy.app.version)
+    key = f"{w}x{h}-{args.reference_spp}spp-seed2-scene{DEMO_SCENE_VERSION}-blender{bpy_version}"
+    cached = out / REFERENCE_CACHE / f"reference-{key}.exr"
+    if cached.is_file():
+        ref, t_ref = read_image(cached), 0.0
+        print(f"reference: {cached} (rendered before)", file=sys.stderr)
+    else:
+        print(f"rendering the reference at {args.reference_spp} spp (takes a while on a CPU) ...", file=sys.stderr)
+        ref, t_ref = render(args.reference_spp, seed=2)
+        cached.parent.mkdir(exist_ok=True)
+        write_image(cached, ref.color)
     write_image(out / "reference.exr", ref.color)
     strip = side_by_side(
         [noisy.color, result.image, ref.color],
