@@ -37,6 +37,34 @@ def test_unreachable_address_fails_within_seconds(tmp_path):
     assert time.perf_counter() - t0 < 15
 
 
+def test_something_else_listening_is_not_taken_for_a_cluster(tmp_path):
+    """A plain HTTP server on 127.0.0.1: one error line, no traceback, nothing written (ray.init
+    would retry for minutes)."""
+    import http.server
+    import threading
+
+    import numpy as np
+
+    from blender_denoise_addon.core.imageio import write_image
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for name in ("a", "b"):
+            write_image(tmp_path / f"{name}.exr", np.ones((8, 8, 3), np.float32))
+        cmd = [sys.executable, "-m", "blender_denoise_addon", "denoise-image", str(tmp_path / "a.exr")]
+        cmd += [str(tmp_path / "b.exr"), "-o", str(tmp_path / "out"), "--ray", f"127.0.0.1:{server.server_port}"]
+        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        f"error: --ray 127.0.0.1:{server.server_port}: something listens there, but it is not a Ray cluster "
+        "(no gRPC answer)"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
 def test_without_ray_the_flag_says_how_to_install_it(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     assert main(["generate-dataset", "--out", str(tmp_path / "d"), *TINY, "--ray"]) == 1

@@ -39,8 +39,14 @@ def require_ray() -> Any:
     return ray
 
 
+# What every HTTP/2 client sends first. A gRPC server (Ray's GCS, the Ray Client server) answers
+# with its own preface, a SETTINGS frame (type 4 in the 9-byte frame header).
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def _reachable(address: str) -> None:
-    """Fail within seconds on an address nobody listens at (ray.init would retry for minutes)."""
+    """Fail within seconds on an address nobody listens at, or where something other than Ray
+    listens (ray.init would retry for minutes, or end in a traceback)."""
     if address == "auto":
         return
     hostport = address.removeprefix("ray://")
@@ -48,10 +54,20 @@ def _reachable(address: str) -> None:
     if not host or not port.isdigit():
         raise DenoiseError(f"--ray {address}: expected auto, HOST:PORT or ray://HOST:PORT")
     try:
-        with socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS):
-            pass
+        with socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS) as conn:
+            conn.sendall(_H2_PREFACE)
+            reply = b""
+            while len(reply) < 9:
+                chunk = conn.recv(9 - len(reply))
+                if not chunk:
+                    break
+                reply += chunk
+    except TimeoutError:
+        reply = b""
     except OSError as e:
         raise DenoiseError(f"--ray {address}: cannot reach the cluster ({e.strerror or e})") from None
+    if len(reply) < 9 or reply[3] != 4:
+        raise DenoiseError(f"--ray {address}: something listens there, but it is not a Ray cluster (no gRPC answer)")
 
 
 def connect(address: str | None) -> Any:
@@ -61,7 +77,11 @@ def connect(address: str | None) -> Any:
         return ray
     if address:
         _reachable(address)
-        ray.init(address=address, log_to_driver=False)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError) as e:  # a Ray that will not take us (version, auth, ...)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise DenoiseError(f"--ray {address}: cannot connect to the cluster ({first})") from None
     else:
         ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     return ray
