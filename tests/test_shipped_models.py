@@ -96,3 +96,20 @@ def test_shipped_model_psnr_is_pinned(name: str, coarse: bool) -> None:
     key = f"{name} coarse" if coarse else name
     assert abs(got - pinned[key]) <= 0.05, f"{key}: {got:.4f} dB, pinned {pinned[key]:.4f}"
     assert got > pinned["noisy"] + 5  # and it denoises
+
+
+def test_automatic_pick_builds_its_sessions_once(monkeypatch):
+    """The render hook asks for the model on every frame: the pick (which loads every bundled
+    model) must run once per passes and threads, not per frame."""
+    catalog.clear_cache()
+    loads = []
+    real = catalog.load_model
+    monkeypatch.setattr(catalog, "load_model", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    first = catalog.get_model(None, {"color", "albedo", "normal"}, 1)
+    n = len(loads)
+    assert n >= 2  # the pick looked at every bundled model
+    for _ in range(5):
+        assert catalog.get_model(None, {"normal", "albedo", "color"}, 1) is first
+    assert len(loads) == n
+    assert catalog.get_model(None, {"color"}, 1) is not first  # other passes: another pick
+    catalog.clear_cache()
