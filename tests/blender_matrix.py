@@ -3,8 +3,9 @@
 For each Blender line artists run, a venv holding only the ``bpy`` module and the numpy that
 Blender bundles (nothing else: no onnxruntime, no OpenEXR); Blender's own installer puts the
 zip in a temporary user folder, and ``in_blender.py`` uses every feature there. Then the
-headless commands (``python -m blender_denoise_addon render-denoise|generate-dataset``) run
-from this checkout with only the wheels the zip installed, and the extension is uninstalled.
+headless commands (``render-denoise``, ``--temporal`` too, and ``generate-dataset``) run from the
+installed extension alone (its code and wheels, nothing from this checkout), and the extension is
+uninstalled.
 
     python tests/blender_matrix.py [--zip ZIP] [--versions 4.2.23 5.3.0 ...]
 
@@ -117,10 +118,17 @@ def _in_blender(python: Path, step: str, zip_path: Path, work: Path) -> dict:
     return out
 
 
-def _headless(python: Path, site_packages: str, work: Path) -> dict:
-    """``python -m blender_denoise_addon`` from this checkout, with the zip's wheels only."""
+# The headless commands as the installed extension runs them: its own code and wheels, nothing
+# from this checkout (a file missing from the zip fails here).
+RUNNER = (
+    "import sys, bpy, addon_utils; addon_utils.enable('bl_ext.user_default.ai_denoiser', default_set=False); "
+    "from bl_ext.user_default.ai_denoiser.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def _headless(python: Path, work: Path) -> dict:
+    """The commands of the extension installed in ``work/user``, with only its own code and wheels."""
     env = _env(work / "user")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), site_packages])
     out: dict = {}
     blend = work / "cli_scene.blend"
     runs = {
@@ -146,7 +154,7 @@ def _headless(python: Path, site_packages: str, work: Path) -> dict:
     blend_bytes = blend.read_bytes() if blend.is_file() else b""
     for name, (args, folder) in runs.items():
         res = subprocess.run(
-            [str(python), "-m", "blender_denoise_addon", *args],
+            [str(python), "-c", RUNNER, *args],
             cwd=work,
             env=env,
             capture_output=True,
@@ -168,8 +176,8 @@ def run_one(blender: Blender, zip_path: Path, work: Path, foreign_zip: Path | No
     python = clean_venv(blender)
     result = _in_blender(python, "foreign", foreign_zip, work) if foreign_zip else {}
     result.update(_in_blender(python, "features", zip_path, work))
-    if "site_packages" in result:
-        result.update(_headless(python, result["site_packages"], work))
+    if "site_packages" in result:  # installed, and its wheels import
+        result.update(_headless(python, work))
     result.update(_in_blender(python, "uninstall", zip_path, work))
     return result
 
