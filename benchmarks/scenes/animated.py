@@ -15,14 +15,13 @@ Deterministic: no randomness.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import bpy
-from common import box, camera, color_world, cylinder, hdri_world, light, mat, new_file, sphere, textured
+from common import box, build_files, camera, color_world, cylinder, hdri_world, light, mat, new_file, sphere, textured
 
 SIZE = (256, 256)
 FRAMES = 11
@@ -158,20 +157,7 @@ def fog_lamp() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("out", type=Path, help="folder for NAME.blend, one per shot")
-    p.add_argument("--only", nargs="+", choices=sorted(SCENES), help="build only these shots")
-    p.add_argument("--force", action="store_true", help="rebuild files that exist")
-    args = p.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.only or SCENES:
-        path = args.out / f"{name}.blend"
-        if path.is_file() and not args.force:
-            continue
-        SCENES[name]()
-        bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()))
-        print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return build_files(SCENES, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

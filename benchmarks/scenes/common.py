@@ -6,8 +6,12 @@ bpy module. Import after bpy (bmesh exists only once bpy is loaded).
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 # isort: off
 import bpy  # first: bmesh exists only once bpy is loaded
@@ -178,3 +182,21 @@ def new_file(name: str, size: tuple[int, int]) -> bpy.types.Scene:
     scene.render.engine = "CYCLES"
     scene.frame_start = scene.frame_end = 1
     return scene
+
+
+def build_files(scenes: dict[str, Callable[[], None]], description: str, argv: list[str] | None = None) -> int:
+    """The scene scripts' command line: ``OUT_DIR [--only NAME ...] [--force]``, one NAME.blend each."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("out", type=Path, help="folder for NAME.blend, one per scene")
+    p.add_argument("--only", nargs="+", choices=sorted(scenes), help="build only these scenes")
+    p.add_argument("--force", action="store_true", help="rebuild files that exist")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.only or scenes:
+        path = args.out / f"{name}.blend"
+        if path.is_file() and not args.force:
+            continue
+        scenes[name]()
+        bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()))
+        print(f"wrote {path}", file=sys.stderr)
+    return 0

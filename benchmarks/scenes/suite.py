@@ -13,16 +13,15 @@ Deterministic: no randomness but seeded numpy.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import bpy
 import numpy as np
 from common import (
     box,
+    build_files,
     camera,
     color_world,
     cylinder,
@@ -352,20 +351,7 @@ def studio_watch() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("out", type=Path, help="folder for NAME.blend, one per scene")
-    p.add_argument("--only", nargs="+", choices=sorted(SCENES), help="build only these scenes")
-    p.add_argument("--force", action="store_true", help="rebuild files that exist")
-    args = p.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.only or SCENES:
-        path = args.out / f"{name}.blend"
-        if path.is_file() and not args.force:
-            continue
-        SCENES[name]()
-        bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()))
-        print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return build_files(SCENES, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":
