@@ -17,7 +17,7 @@ from blender_denoise_addon import blender_io  # noqa: E402
 from blender_denoise_addon.core import catalog, metrics  # noqa: E402
 from blender_denoise_addon.core.denoise import denoise  # noqa: E402
 from blender_denoise_addon.core.imageio import read_image  # noqa: E402
-from blender_denoise_addon.core.temporal import TemporalStream, _bilinear  # noqa: E402
+from blender_denoise_addon.core.temporal import TemporalStream, sample_bilinear  # noqa: E402
 
 pytestmark = [pytest.mark.bpy, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
@@ -111,7 +111,7 @@ def test_vector_pass_sign_convention_on_a_real_render(shot: Path) -> None:
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
 
     def err(src, dx, dy) -> float:
-        return float(np.abs(_bilinear(src.albedo, xs + dx, ys + dy) - cur.albedo).mean())
+        return float(np.abs(sample_bilinear(src.albedo, xs + dx, ys + dy) - cur.albedo).mean())
 
     v = cur.vector
     for src, (x, y), (sx, sy) in ((prev, (v[..., 0], v[..., 1]), (1, -1)), (nxt, (v[..., 2], v[..., 3]), (-1, 1))):

@@ -122,7 +122,7 @@ def _gather(flat: np.ndarray, taps: _Taps) -> np.ndarray:
     return a
 
 
-def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """``img`` (h x w x c) at positions x, y (pixel units, edge-clamped), bilinearly."""
     h, w = img.shape[:2]
     return _gather(img.reshape(h * w, -1), _taps(h, w, x, y))
