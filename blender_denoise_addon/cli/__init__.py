@@ -38,6 +38,10 @@ def _available() -> dict[str, ModuleType]:
     return mods
 
 
+EXIT_CODES = (
+    "exit status: 0 everything done; 1 an error, or some inputs failed (each named on its own 'error:' line, "
+    "the others written); 2 bad usage (unknown option, missing argument)"
+)
 BLENDER_COMMAND = "ai_denoise"  # `blender -c ai_denoise ...` (an identifier, as Blender requires)
 
 
@@ -45,10 +49,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m blender_denoi
     from ..core.errors import DenoiseError
 
     mods = _available()
-    parser = argparse.ArgumentParser(prog=prog, description="AI denoiser for Blender renders.")
+    parser = argparse.ArgumentParser(prog=prog, description="AI denoiser for Blender renders.", epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, mod in mods.items():
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)  # type: ignore[attr-defined]
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, epilog=EXIT_CODES)  # type: ignore[attr-defined]
         mod.add_arguments(p)  # type: ignore[attr-defined]
         p.set_defaults(_run=mod.run)  # type: ignore[attr-defined]
     try:
