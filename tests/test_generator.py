@@ -236,3 +236,38 @@ def test_operator_generates_and_unregisters(tmp_path: Path) -> None:
         ui.unregister()
     assert not hasattr(bpy.types.Scene, "ai_denoise_dataset")
     assert not hasattr(bpy.types, "RENDER_OT_ai_denoise_generate_dataset")
+
+
+def test_a_blender_crash_is_survived_in_a_fresh_process(tmp_path: Path) -> None:
+    """bpy can die by a signal (SIGSEGV): the sample is rendered again in a fresh process and the
+    run goes on. The crash comes from this test (a sitecustomize on PYTHONPATH), once."""
+    import os
+    import subprocess
+    import sys
+
+    inject, marker = tmp_path / "inject", tmp_path / "crashed"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "import os, signal\n"
+        "from pathlib import Path\n"
+        "from blender_denoise_addon.generator import run\n"
+        "steps = run.DatasetJob.sample_steps\n"
+        "def dying(self, index):\n"
+        "    for step in steps(self, index):\n"
+        f"        if step.what.startswith('noisy') and not Path({str(marker)!r}).exists():\n"
+        f"            Path({str(marker)!r}).touch()\n"
+        "            os.kill(os.getpid(), signal.SIGSEGV)\n"
+        "        yield step\n"
+        "run.DatasetJob.sample_steps = dying\n"
+    )
+    out = tmp_path / "d"
+    cmd = [sys.executable, "-m", "blender_denoise_addon", "generate-dataset", "--out", str(out), "--count", "2"]
+    cmd += ["--resolution", "16", "16", "--noisy-spp", "1", "--clean-spp", "4", "--quiet"]
+    res = subprocess.run(
+        cmd, env={**os.environ, "PYTHONPATH": str(inject)}, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert marker.exists(), "the injected crash did not happen"
+    assert "warning: Blender died by SIGSEGV; resuming in a fresh process" in res.stderr
+    assert len(list((out / "samples").glob("*.json"))) == 2
+    assert not list(out.rglob("*.partial*"))

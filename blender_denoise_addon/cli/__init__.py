@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m blender_denoi
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or bad arguments: argparse has printed why
         return int(e.code or 0)
+    args._argv = list(argv) if argv is not None else sys.argv[1:]  # a command may run itself again
     try:
         return int(args._run(args) or 0)
     except DenoiseError as e:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "night (a room lit by small lamps). Default: outdoor=0.35,studio=0.2,interior=0.3,void=0.15",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)  # the supervised child
     p.add_argument(
         "--ray",
         nargs="?",
@@ -131,7 +134,7 @@ def settings_from_args(args: argparse.Namespace) -> GenerateSettings:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)  # validate before the slow bpy import
     try:
-        import bpy  # noqa: F401
+        import bpy
     except ImportError:
         raise DenoiseError(
             "generate-dataset needs Blender: install the bpy module (pip install bpy==5.0.1) or run inside Blender"
@@ -145,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
     from ..generator.run import DatasetJob
 
     job = DatasetJob(settings, quiet=True)
-    job.prepare()
+    job.prepare()  # refuses a folder made with other settings, here, before any child runs
+    if not args.in_process and not bpy.app.binary_path:  # the bpy module, not a Blender binary
+        return supervise(args._argv, settings.out)
     skipped = len(job.all_indices) - len(job.todo)
     shard = f" (shard {settings.shard[0]}/{settings.shard[1]})" if settings.shard[1] > 1 else ""
     print(
@@ -168,6 +173,45 @@ def run(args: argparse.Namespace) -> int:
             bar.update(step.spp)
     print(f"done: {made} samples rendered, {skipped + made} of {len(job.all_indices)} complete", file=sys.stderr)
     return 0
+
+
+# Blender as a Python module can die by a signal (bpy 5.0.1: SIGSEGV about once in 16 runs, not
+# tied to a scene we could find). The run happens in a child process; when it dies, a fresh one
+# resumes the dataset (finished samples are kept, the interrupted one is rendered again).
+DEATHS_WITHOUT_PROGRESS = 3
+
+
+def supervise(argv: list[str], out: Path) -> int:
+    """Run this command in a child process until it exits by itself; returns its exit code."""
+    from ..dataset import files as df
+
+    def done() -> int:
+        return len(list((Path(out) / df.RECORDS_DIR).glob("*.json")))
+
+    # The child imports this same package: "blender_denoise_addon" from a checkout or a pip install,
+    # "bl_ext.<repo>.<id>" for the installed extension (importable once its add-on is enabled).
+    pkg = (__package__ or "blender_denoise_addon.cli").rpartition(".")[0]
+    enable = f"import bpy, addon_utils; addon_utils.enable({pkg!r}, default_set=False); " if "bl_ext." in pkg else ""
+    code = f"import importlib, sys; {enable}sys.exit(importlib.import_module({pkg!r} + '.cli').main(sys.argv[1:]))"
+    cmd = [sys.executable, "-c", code, *argv, "--in-process"]
+    stalled, before = 0, done()
+    while True:
+        code = subprocess.call(cmd)
+        if code >= 0:
+            return code
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        now = done()
+        stalled = stalled + 1 if now == before else 1
+        before = now
+        if stalled >= DEATHS_WITHOUT_PROGRESS:
+            print(f"error: Blender died by {name} {stalled} times without finishing a sample; stopped "
+                  "(run the same command to resume)", file=sys.stderr)  # fmt: skip
+            return 1
+        print(f"warning: Blender died by {name}; resuming in a fresh process (the unfinished sample is "
+              "rendered again)", file=sys.stderr)  # fmt: skip
 
 
 # -- on Ray (--ray) ------------------------------------------------------------------------
