@@ -126,3 +126,30 @@ def test_bad_input_is_one_line(case: str, expect: str, dataset: Path, exported: 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and expect in err[0], err
     assert not out.exists() or case == "same"
+
+
+def test_when_the_tuned_model_scores_higher_it_is_the_one_written(
+    dataset: Path, exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keep-the-tuned-model branch, forced: the base's held-out score is made 100 dB lower, so
+    the tuned model wins; its own weights (not the base's) are written, and the card says so."""
+    import onnx
+    from onnx import numpy_helper
+
+    from training import finetune as ft
+
+    real = ft.holdout_psnr
+
+    def base_scores_lower(model_path, pairs, threads=0):  # type: ignore[no-untyped-def]
+        score = real(model_path, pairs, threads)
+        return {k: v - 100 for k, v in score.items()} if Path(model_path) == exported else score
+
+    monkeypatch.setattr(ft, "holdout_psnr", base_scores_lower)
+    out = tmp_path / "tuned.onnx"
+    assert main(finetune_args(dataset, exported, out)) == 0
+    card = json.loads(catalog.card_path(out).read_text())
+    assert card["kept"] == "tuned", card
+    assert card["psnr_tuned"]["all"] > card["psnr_before"]["all"]
+    weights = [[numpy_helper.to_array(t) for t in onnx.load(str(p)).graph.initializer] for p in (out, exported)]
+    assert not all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))  # trained, not the base renamed
+    assert load_model(out).info.name == "My shot"
