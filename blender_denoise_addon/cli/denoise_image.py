@@ -130,7 +130,7 @@ def denoise_sequence(
             check_motion(frame)
             if stream is None:
                 model = catalog.get_model(opts.model_path, frame.passes, opts.threads)
-                stream = TemporalStream(model, radius=opts.radius, **opts.denoise_args)
+                stream = TemporalStream(model, radius=opts.radius, threads=opts.threads, **opts.denoise_args)
             if name != shot:  # another shot: nothing crosses over
                 emit(stream.finish())
                 shot = name

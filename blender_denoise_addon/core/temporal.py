@@ -22,8 +22,10 @@ the numbering is a cut: nothing is reused across it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +165,7 @@ class TemporalStream:
         radius: int = TEMPORAL.radius,
         settings: TemporalDefaults = TEMPORAL,
         cancel: Callable[[], bool] | None = None,
+        threads: int | None = None,
         **denoise_args: Any,
     ) -> None:
         if radius < 0:
@@ -171,6 +174,7 @@ class TemporalStream:
         self.radius = radius
         self.settings = settings
         self.cancel = cancel
+        self.threads = threads  # for the reprojection (None: all cores); the model has its own
         self.denoise_args = denoise_args
         self._window: dict[int, _Prepared] = {}
         self._next: int | None = None  # the next frame number to give back
@@ -340,11 +344,14 @@ class TemporalStream:
         if not links[-1] and not links[1]:
             return color, albedo, normal, 0.0
         step = max(1, s.chunk_pixels // w)
-        reuse = 0.0
         hh, hw = cp.half_shape(h, w)
         xs = np.arange(w, dtype=np.float32)
         va = t.vector_at
-        for r0 in range(0, h, step):
+
+        def chunk(r0: int) -> float:
+            """Rows r0 .. r0 + step: disjoint rows of ``acc``, so chunks run on threads (numpy
+            releases the GIL in its gathers and arithmetic). Returns the chunk's reused weight."""
+            reuse = 0.0
             r1 = min(h, r0 + step)
             rows = slice(r0, r1)
             py0, px0 = np.meshgrid(np.arange(r0, r1, dtype=np.float32), xs, indexing="ij")
@@ -397,7 +404,16 @@ class TemporalStream:
                     v = got[..., nb.vector_at : nb.vector_at + 4]  # nb's own vectors at the reached positions
                     alive &= got[..., nb.vector_at + 4] == 0
             target /= wsum
-        return color, albedo, normal, reuse / (h * w)
+            return reuse
+
+        starts = range(0, h, step)
+        workers = min(len(starts), self.threads or os.cpu_count() or 1)
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                reused = sum(pool.map(chunk, starts))
+        else:
+            reused = sum(chunk(r0) for r0 in starts)
+        return color, albedo, normal, reused / (h * w)
 
 
 def sequence_number(stem: str) -> tuple[str, int] | None:

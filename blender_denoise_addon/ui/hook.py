@@ -158,7 +158,7 @@ def _temporal_push(scene: Any) -> list[TemporalResult]:
             print("AI Denoise: Motion Blur is on, so the frames are denoised one by one (Temporal needs it off)")
             radius = 0
         model = blender_io.get_model(opts, frame.passes)
-        _State.stream = TemporalStream(model, radius=radius, **opts.denoise_args)
+        _State.stream = TemporalStream(model, radius=radius, threads=opts.threads, **opts.denoise_args)
     if frame.vector is None:  # a still, or passes turned off behind our back: one by one
         frame.vector = np.zeros(frame.color.shape[:2] + (4,), np.float32)
     return _State.stream.push(scene.frame_current, frame)
