@@ -194,7 +194,7 @@ def test_ray_workers_missing_a_package_are_named(local_ray):
         check_workers(ray, ("bpy", "no_such_package_for_the_test"))
 
 
-def test_ray_temporal_chunks_give_the_local_outputs(local_ray, tmp_path):
+def test_ray_temporal_chunks_give_the_local_outputs(local_ray, tmp_path, capsys):
     """--temporal --ray: chunks with their neighbours on either side write what a local run writes."""
     from test_cli_denoise_image import sequence
 
@@ -210,3 +210,12 @@ def test_ray_temporal_chunks_give_the_local_outputs(local_ray, tmp_path):
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == names
     for n in names:
         assert (tmp_path / "ray" / n).read_bytes() == (tmp_path / "local" / n).read_bytes(), n
+    # A broken frame where two chunks meet (a neighbour of the next chunk too) is one failure, as locally.
+    (frames / "shot_0004.exr").write_bytes(b"not an exr")
+    for out in ("local2", "ray2"):
+        capsys.readouterr()
+        flags = ["--ray"] if out == "ray2" else []
+        assert main(["denoise-image", *common, "-o", str(tmp_path / out), *flags]) == 1
+        err = capsys.readouterr().err
+        assert err.count("shot_0004.exr: cannot read EXR") == 1 and "error: 1 of 9 images failed" in err, err
+        assert len(list((tmp_path / out).iterdir())) == 8

@@ -17,7 +17,7 @@ from ..core.model import load_model
 from ..core.options import Options
 from ..core.temporal import TemporalResult, TemporalStream, check_motion, sequence_number
 from .common import add_denoise_arguments, bars_off, denoise_options, output_paths
-from .distributed import RETRIES, as_completed, check_workers, connect, task_error, write_atomic
+from .distributed import as_completed, on_ray, task_error, write_atomic
 
 HELP = "Denoise rendered images (Blender multilayer EXR, plain EXR, PNG) with an ONNX model."
 
@@ -103,7 +103,9 @@ def denoise_sequence(
     frames: list[tuple[tuple[str, int], Path, Path]], opts: Options, write: set[Path] | None = None
 ) -> tuple[int, list[str]]:
     """Denoise ``frames`` ((name, number), input, output) temporally; write the outputs (all, or those
-    in ``write``) as they complete. Returns (failures, lines to print), printing as it goes."""
+    in ``write``) as they complete. Returns (failures, lines to print), printing as it goes. Errors
+    and warnings count only for the frames written: on Ray a chunk's neighbours belong to the
+    chunks that write them, which report them."""
     failures = 0
     lines: list[str] = []
 
@@ -118,9 +120,9 @@ def denoise_sequence(
     def emit(results: list[TemporalResult]) -> None:
         for r in results:
             src, dst = where.pop(r.number)
-            for w in r.warnings:
-                say(f"warning: {w}")
             if write is None or dst in write:
+                for w in r.warnings:
+                    say(f"warning: {w}")
                 write_image(dst, r.result.image)
                 say(temporal_summary(src, dst, r))
 
@@ -137,9 +139,10 @@ def denoise_sequence(
             where[number] = (src, dst)
             emit(stream.push(number, frame))
         except DenoiseError as e:
-            failures += 1
             where.pop(number, None)
-            say(f"error: {e}")
+            if write is None or dst in write:
+                failures += 1
+                say(f"error: {e}")
     if stream is not None:
         emit(stream.finish())
     return failures, lines
@@ -200,6 +203,8 @@ def report_failures(failures: int, total: int) -> int:
 
 # -- on Ray (--ray) ------------------------------------------------------------------------
 
+WORKER_NEEDS = ("blender_denoise_addon", "onnxruntime", "OpenEXR", "PIL")
+
 
 def denoise_bytes(path: str, data: bytes, out_suffix: str, opts: Options) -> tuple[bytes, Any]:
     """One frame in a worker: the input file's bytes in; the output file's bytes and the stats out."""
@@ -217,10 +222,7 @@ def denoise_frames_on_ray(pairs: list[tuple[Path, Path]], opts: Options, address
     """denoise-image, one Ray task per frame; the same writes, per-frame errors and summary as locally."""
     from tqdm import tqdm
 
-    ray = connect(address)
-    check_workers(ray, ("blender_denoise_addon", "onnxruntime", "OpenEXR", "PIL"))
-    remote = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(denoise_bytes)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    ray, remote, cpus = on_ray(address, denoise_bytes, WORKER_NEEDS)
     work = iter(pairs)
     refs: dict[Any, tuple[Path, Path]] = {}
     # One onnxruntime thread per task unless asked: the tasks are the parallelism.
@@ -274,10 +276,7 @@ def denoise_sequence_on_ray(
     """denoise-image --temporal on Ray: the sequence in chunks, each task with ``radius`` frames of
     its neighbours on either side, so every frame sees the window a local run gives it and the
     files are the same."""
-    ray = connect(address)
-    check_workers(ray, ("blender_denoise_addon", "onnxruntime", "OpenEXR", "PIL"))
-    remote = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(denoise_chunk)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    ray, remote, cpus = on_ray(address, denoise_chunk, WORKER_NEEDS)
     size = chunk or max(2 * opts.radius, -(-len(frames) // cpus))
     opts = replace(opts, threads=opts.threads or 1)
     starts = iter(range(0, len(frames), size))

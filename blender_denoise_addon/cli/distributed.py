@@ -102,6 +102,15 @@ def check_workers(ray: Any, needed: tuple[str, ...]) -> None:
         )
 
 
+def on_ray(address: str | None, fn: Callable[..., Any], needs: tuple[str, ...]) -> tuple[Any, Any, int]:
+    """(ray, ``fn`` as a retried one-CPU task, the cluster's CPUs), once the workers are known to
+    import ``needs``."""
+    ray = connect(address)
+    check_workers(ray, needs)
+    remote = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(fn)
+    return ray, remote, max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial" + path.suffix, dir=path.parent)

@@ -14,7 +14,7 @@ from typing import Any
 from ..core.errors import DenoiseError
 from ..dataset.spec import DEFAULT_LAYOUT_WEIGHTS, GenerateSettings, validate
 from .common import bars_off
-from .distributed import RETRIES, as_completed, check_workers, connect, require_ray, task_error, write_atomic
+from .distributed import as_completed, on_ray, require_ray, task_error, write_atomic
 
 HELP = (
     "Render random Cycles scenes, or crops of your own .blend scenes (--scene), as noisy (low spp) and clean "
@@ -251,10 +251,7 @@ def generate_on_ray(settings: Any, address: str | None, quiet: bool) -> int:
     job = DatasetJob(settings, quiet=True)
     job.prepare()  # refuses a folder made with other settings, before any task runs
     blender = job.dataset_identity()["blender"]
-    ray = connect(address)
-    check_workers(ray, ("bpy", "blender_denoise_addon", "OpenEXR", "PIL"))
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    remote = ray.remote(num_cpus=1, max_retries=RETRIES, retry_exceptions=False)(render_sample)
+    ray, remote, cpus = on_ray(address, render_sample, ("bpy", "blender_denoise_addon", "OpenEXR", "PIL"))
     fields = asdict(settings)
     todo = iter(job.todo)
     refs: dict[Any, int] = {}
