@@ -20,7 +20,7 @@ import numpy as np
 
 from . import compat
 from .core import catalog
-from .core.denoise import CancelFn, DenoiseResult, ProgressFn
+from .core.denoise import CancelFn, DenoiseResult, ProgressFn, usable_passes
 from .core.denoise import denoise_frame as core_denoise_frame
 from .core.errors import DenoiseCancelled, DenoiseError, ModelContractError
 from .core.imageio import (
@@ -294,13 +294,12 @@ def clear_model_cache() -> None:
 
 
 def get_model(opts: Options, passes: set[str]) -> Model:
-    allowed = {"color"} | {p for p, on in (("albedo", opts.use_albedo), ("normal", opts.use_normal)) if on}
     if opts.model_path is not None:
         if not opts.model_path:
             raise ModelContractError("no model file chosen (Preferences > Add-ons > AI Denoiser)")
         path = bpy.path.abspath(opts.model_path) if opts.model_path.startswith("//") else opts.model_path
         return catalog.get_model(path, (), opts.threads)
-    return catalog.get_model(None, passes & allowed, opts.threads)
+    return catalog.get_model(None, usable_passes(passes, opts), opts.threads)
 
 
 def denoise_frame(

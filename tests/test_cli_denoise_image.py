@@ -237,3 +237,28 @@ def test_without_a_terminal_each_frame_is_one_plain_line(tmp_path, models):
     assert "\x1b[" not in res.stderr and "\r" not in res.stderr
     lines = res.stderr.splitlines()
     assert [ln.split(" ")[0] for ln in lines] == ["a.exr", "b.exr", "c.exr"], lines
+
+
+def test_temporal_honours_passes_turned_off(tmp_path, models, monkeypatch, capsys):
+    """render-denoise --temporal --no-albedo: the model is picked without albedo, and a model that
+    needs it is refused in one line, as for a single frame."""
+    from dataclasses import replace
+
+    from blender_denoise_addon.cli.denoise_image import denoise_sequence
+    from blender_denoise_addon.core import catalog
+    from blender_denoise_addon.core.options import Options
+    from blender_denoise_addon.core.temporal import sequence_number
+
+    frames = sequence(tmp_path / "frames", [1, 2, 3])
+    out = tmp_path / "out"
+    out.mkdir()
+    todo = [(sequence_number(f.stem), f, out / f.name) for f in sorted(frames.iterdir())]
+    monkeypatch.setenv("BLENDER_DENOISE_MODELS", str(models))
+    monkeypatch.setattr(catalog, "bundled_models", lambda: [models / "color.onnx", models / "aux.onnx"])
+    catalog.clear_cache()
+    opts = Options(use_albedo=False, coarse=False)
+    assert denoise_sequence(todo, opts)[0] == 0
+    assert "(color)" in capsys.readouterr().err  # the color-only model, not the one that takes albedo
+    failures, lines = denoise_sequence(todo, replace(opts, model_path=str(models / "aux.onnx")))
+    assert failures == 3 and all("needs the albedo pass, but 'Use Albedo' is off" in ln for ln in lines)
+    catalog.clear_cache()

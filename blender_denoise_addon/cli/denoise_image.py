@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import catalog
-from ..core.denoise import DenoiseStats, denoise_frame
+from ..core.denoise import DenoiseStats, check_pass_options, denoise_frame, usable_passes
 from ..core.errors import DenoiseError
 from ..core.imageio import IMAGE_SUFFIXES, read_image, write_image
 from ..core.model import load_model
@@ -131,7 +131,8 @@ def denoise_sequence(
             frame = read_image(src)
             check_motion(frame)
             if stream is None:
-                model = catalog.get_model(opts.model_path, frame.passes, opts.threads)
+                model = catalog.get_model(opts.model_path, usable_passes(frame.passes, opts), opts.threads)
+                check_pass_options(model, opts)  # the passes still guide the reprojection
                 stream = TemporalStream(model, radius=opts.radius, threads=opts.threads, **opts.denoise_args)
             if name != shot:  # another shot: nothing crosses over
                 emit(stream.finish())

@@ -313,6 +313,18 @@ def denoise(
     return DenoiseResult(image=image, stats=stats)
 
 
+def usable_passes(passes: set[str], opts: Options) -> set[str]:
+    """The passes a model may be picked for: those present that the user did not turn off."""
+    return passes - {name for name, on in (("albedo", opts.use_albedo), ("normal", opts.use_normal)) if not on}
+
+
+def check_pass_options(model: Model, opts: Options) -> None:
+    """Raise when ``model`` needs a pass the user turned off."""
+    for name, on in (("albedo", opts.use_albedo), ("normal", opts.use_normal)):
+        if name in model.info.inputs and not on:
+            raise DenoiseError(f"model {model.label} needs the {name} pass, but 'Use {name.title()}' is off")
+
+
 def denoise_frame(
     model: Model,
     frame: Frame,
@@ -321,10 +333,7 @@ def denoise_frame(
     cancel: CancelFn | None = None,
 ) -> DenoiseResult:
     """Denoise one frame as ``opts`` say (the passes the user turned off are not fed)."""
-    need = set(model.info.inputs)
-    for name, on in (("albedo", opts.use_albedo), ("normal", opts.use_normal)):
-        if name in need and not on:
-            raise DenoiseError(f"model {model.label} needs the {name} pass, but 'Use {name.title()}' is off")
+    check_pass_options(model, opts)
     return denoise(
         model,
         frame.rgba,
