@@ -30,6 +30,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from blender_denoise_addon.core.defaults import DEFAULT_QUALITY, QUALITY  # noqa: E402
+
 # Most telling first: a partial render (an interrupted session) already covers the dim interiors.
 SCENES = (
     "sunlit_room",
@@ -93,7 +96,8 @@ def summary(work: Path, models: list[Path]) -> str:
     """Mean display PSNR per spp: each model against the OIDN variants on its own inputs."""
     lines = ["| model | spp | noisy | ours | OIDN balanced | OIDN high | OIDN, Blender's prefilter | ours low-freq |"]
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
-    for name in (n for m in models for n in (m.stem, f"{m.stem}-no-coarse")):
+    variants = ("", "-no-coarse", *(f"-{q}" for q in QUALITY if q != DEFAULT_QUALITY))
+    for name in (m.stem + v for m in models for v in variants):
         path = work / "eval" / name / "metrics.json"
         if not path.is_file():
             continue
@@ -168,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=Path, nargs="+", default=[ROOT / "models" / m for m in MODELS])
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for scoring (0: all)")
     p.add_argument("--no-coarse", action="store_true", help="ours without the coarse pass, into eval/*-no-coarse")
+    p.add_argument("--quality", choices=tuple(QUALITY), default=DEFAULT_QUALITY,
+                   help="ours at this Quality setting, into eval/*-QUALITY unless %(default)s")  # fmt: skip
+    p.add_argument("--no-oidn", action="store_true", help="score ours alone (the OIDN rows come from a default run)")
+    p.add_argument("--passes", type=int, choices=(1, 2), default=2,
+                   help="render: reference passes (1: 512 spp references only)")  # fmt: skip
     args = p.parse_args(argv)
     work: Path = args.work
     py = sys.executable
@@ -176,19 +185,24 @@ def main(argv: list[str] | None = None) -> int:
         run([py, "benchmarks/scenes/suite.py", str(scenes)])
     if args.stage in ("all", "render"):
         files = [a for n in SCENES for a in ("--scene", str(scenes / f"{n}.blend"))]
-        for folder, seed in PASSES:
+        for folder, seed in PASSES[: args.passes]:
             gen = [py, "-m", "blender_denoise_addon", "generate-dataset", "--out", str(work / folder)]
             run([*gen, "--count", str(len(SCENES)), *files, *RENDER, "--seed", str(seed), "--shard", args.shard])
     if args.stage in ("all", "score"):
         data = scored_set(work)
         print(f"references (spp): {json.loads((data / 'references.json').read_text())}")
         for m in args.models:
-            out = work / "eval" / (m.stem + ("-no-coarse" if args.no_coarse else ""))
+            suffix = ("-no-coarse" if args.no_coarse else "") + (
+                "" if args.quality == DEFAULT_QUALITY else f"-{args.quality}"
+            )
+            out = work / "eval" / (m.stem + suffix)
             run(
                 [py, "-m", "training", "evaluate", "--data", str(data), "--model", str(m), "--split", "all"]
                 + ["--out", str(out), "--grids", "0", "--figure-rows", "12"]
                 + ["--threads", str(args.threads)]
                 + (["--no-coarse"] if args.no_coarse else [])
+                + ["--quality", args.quality]
+                + (["--no-oidn"] if args.no_oidn else [])
             )
         print(summary(work, args.models))
     if args.stage in ("all", "figure"):

@@ -1,4 +1,4 @@
-"""``python -m training train|evaluate|export|finetune|summarize``. Each stage is imported only when it runs."""
+"""``python -m training train|evaluate|export|finetune|prefilter|summarize``, each imported when it runs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from blender_denoise_addon.core.defaults import DEFAULT_QUALITY, QUALITY
 
 from .config import SOURCES  # no torch
 
@@ -82,6 +84,12 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-oidn", dest="oidn", action="store_false", help="skip OIDN 2.5")
     p.add_argument("--no-coarse", dest="coarse", action="store_false", help="ours without the coarse pass")
+    p.add_argument(
+        "--quality",
+        choices=tuple(QUALITY),
+        default=DEFAULT_QUALITY,
+        help="ours at this Quality setting (default %(default)s)",
+    )
     p.add_argument("--grids", type=int, default=8, help="comparison grids to draw, the first N frames (default 8)")
     p.add_argument(
         "--figure-spp", type=int, default=4, help="comparison.png shows frames at this spp (default 4; 0: none)"
@@ -107,6 +115,9 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p.add_argument("--name", default="", help="denoiser.name in the metadata (default: the output's file name)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |onnxruntime - PyTorch|")
+    p.add_argument(
+        "--priority", type=int, default=0, help="denoiser.priority: Automatic prefers it over models of lower priority"
+    )
     p.set_defaults(_run=_run_export)
 
 
@@ -146,6 +157,35 @@ def _run_finetune(args: argparse.Namespace) -> int:
     from .finetune import FinetuneConfig, finetune
 
     finetune(FinetuneConfig(**{k: v for k, v in vars(args).items() if k not in ("command", "_run")}))
+    return 0
+
+
+def _prefilter_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prefilter",
+        help="train a guide prefilter (albedo or normal) and export it as a prefilter ONNX",
+        description="Train a small kernel-prediction network that cleans the noisy albedo or normal pass, "
+        "with the clean render's guide as the target, for --minutes; OUT gets config.json, log.csv, best.pt "
+        "and summary.json, and -o the exported model (role 'prefilter' in the model contract).",
+    )
+    p.add_argument("--data", action="append", required=True, help="dataset folder (EXRs); repeat for several")
+    p.add_argument("--guide", choices=("albedo", "normal"), required=True)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--minutes", type=float, default=15.0, help="training time (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and crops (default %(default)s)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("-o", "--output", help="export the best weights to this .onnx")
+    p.set_defaults(_run=_run_prefilter)
+
+
+def _run_prefilter(args: argparse.Namespace) -> int:
+    import json
+
+    from .prefilter import PrefilterConfig, train_prefilter
+
+    config = PrefilterConfig(data=args.data, guide=args.guide, out=args.out, minutes=args.minutes,
+                             seed=args.seed, threads=args.threads)  # fmt: skip
+    print(json.dumps(train_prefilter(config, args.output), indent=1))
     return 0
 
 
@@ -223,7 +263,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def _run_export(args: argparse.Namespace) -> int:
     from .export import export
 
-    rep = export(args.checkpoint, args.output, name=args.name, tolerance=args.tolerance)
+    rep = export(args.checkpoint, args.output, name=args.name, tolerance=args.tolerance, priority=args.priority)
     info = rep.info
     print(
         f"{rep.path}: {rep.bytes / 2**20:.2f} MiB, {rep.parameters:,} parameters, inputs {','.join(info.inputs)}, "
@@ -243,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_parser(sub)
     _export_parser(sub)
     _finetune_parser(sub)
+    _prefilter_parser(sub)
     _summary_parser(sub)
     return parser
 

@@ -275,6 +275,21 @@ def _optim(help: str) -> dict[str, Any]:
 
 
 SOURCES = ("auto", "exr", "png")
+# The albedo and normal the network is trained on: the noisy render's (as it sees them without a
+# prefilter), the clean render's (how OIDN trains its cleanAux models), or the noisy ones after
+# the --prefilter models (exactly what it sees at inference).
+GUIDES = ("noisy", "clean", "prefiltered")
+
+
+def parse_prefilter(raw: str) -> dict[str, str]:
+    """``albedo=PATH.onnx,normal=PATH.onnx`` -> {"albedo": PATH, ...}."""
+    out: dict[str, str] = {}
+    for item in filter(None, (x.strip() for x in raw.split(","))):
+        guide, _, path = (x.strip() for x in item.partition("="))
+        if guide not in ("albedo", "normal") or not path.endswith(".onnx"):
+            raise DenoiseError(f"--prefilter entry {item!r} must be albedo=PATH.onnx or normal=PATH.onnx")
+        out[guide] = path
+    return out
 
 
 @dataclass
@@ -287,6 +302,14 @@ class TrainConfig:
         default="auto", metadata=_data("pairs to read: multilayer EXRs, PNG pairs, or auto (EXRs if any)", SOURCES)
     )
     spp: list[int] = field(default_factory=list, metadata=_data("train only on these noisy spp (default: all)"))
+    guides: str = field(default="noisy", metadata=_data("albedo and normal to train on (see GUIDES)", GUIDES))
+    prefilter: str = field(
+        default="",
+        metadata=_data(
+            "GUIDE=PATH.onnx,...: the guide prefilters of --guides prefiltered, and the ones the exported model "
+            "names (it must ship beside them); needed unless --guides noisy"
+        ),
+    )
     val_fraction: float = field(default=0.1, metadata=_data("share of scenes held out for validation"))
     test_fraction: float = field(default=0.1, metadata=_data("share of scenes held out for testing"))
     split_seed: int = field(default=0, metadata=_data("seed of the deterministic split by scene"))

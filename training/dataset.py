@@ -18,7 +18,7 @@ import numpy as np
 
 from blender_denoise_addon.core import transfer as tf
 from blender_denoise_addon.core.contract import INPUT_SETS
-from blender_denoise_addon.core.denoise import frame_exposure, prepare_albedo, prepare_normal, sanitize_color
+from blender_denoise_addon.core.denoise import frame_exposure, prefilter, prepare_albedo, prepare_normal, sanitize_color
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.imageio import read_image
 from blender_denoise_addon.dataset import files
@@ -155,8 +155,12 @@ class Loaded:
     exposure: float
 
 
-def load_pair(pair: Pair, inputs: str, transfer: str) -> Loaded:
-    """Read and prepare one pair the way the core prepares a frame for inference."""
+def load_pair(
+    pair: Pair, inputs: str, transfer: str, guides: str = "noisy", prefilters: dict[str, Any] | None = None
+) -> Loaded:
+    """Read and prepare one pair the way the core prepares a frame for inference. ``guides``
+    (config.GUIDES) says whose albedo and normal: the noisy render's, the clean render's, or the
+    noisy ones cleaned by ``prefilters`` (guide -> loaded prefilter Model)."""
     passes = INPUT_SETS[inputs]
     noisy = read_image(pair.noisy)
     clean = read_image(pair.clean)
@@ -164,9 +168,13 @@ def load_pair(pair: Pair, inputs: str, transfer: str) -> Loaded:
         raise DenoiseError(f"{pair.noisy} and {pair.clean} differ in size")
     aux: dict[str, np.ndarray | None] = {}
     for name, prep in (("albedo", prepare_albedo), ("normal", prepare_normal)):
-        arr = getattr(noisy, name)
+        arr = getattr(clean if guides == "clean" else noisy, name)
         if name in passes and arr is None:
             raise DenoiseError(f"{pair.noisy}: no {name} pass, but the model takes {inputs}")
+        if name in passes and arr is not None and guides == "prefiltered":
+            if not prefilters or name not in prefilters:
+                raise DenoiseError(f"--guides prefiltered needs a {name} prefilter (--prefilter {name}=PATH.onnx)")
+            arr = prefilter(prefilters[name], name, arr)
         aux[name] = prep(arr[..., :3]).transpose(2, 0, 1).copy() if name in passes and arr is not None else None
     color = sanitize_color(noisy.color[..., :3])
 
@@ -325,10 +333,19 @@ def _pad_to(a: np.ndarray, h: int, w: int) -> np.ndarray:
 class PairCache:
     """Loads pairs on first use and keeps them in memory (per process)."""
 
-    def __init__(self, pairs: list[Pair], inputs: str, transfer: str) -> None:
+    def __init__(
+        self,
+        pairs: list[Pair],
+        inputs: str,
+        transfer: str,
+        guides: str = "noisy",
+        prefilters: dict[str, Any] | None = None,
+    ) -> None:
         self.pairs = pairs
         self.inputs = inputs
         self.transfer = transfer
+        self.guides = guides
+        self.prefilters = prefilters
         self._loaded: dict[int, Loaded] = {}
 
     def __len__(self) -> int:
@@ -336,7 +353,7 @@ class PairCache:
 
     def __getitem__(self, i: int) -> Loaded:
         if i not in self._loaded:
-            self._loaded[i] = load_pair(self.pairs[i], self.inputs, self.transfer)
+            self._loaded[i] = load_pair(self.pairs[i], self.inputs, self.transfer, self.guides, self.prefilters)
         return self._loaded[i]
 
     def preload(self, progress: bool = True) -> None:

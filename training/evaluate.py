@@ -26,7 +26,7 @@ import numpy as np
 
 from blender_denoise_addon.core import metrics
 from blender_denoise_addon.core.contract import ModelInfo
-from blender_denoise_addon.core.defaults import COARSE
+from blender_denoise_addon.core.defaults import COARSE, DEFAULT_QUALITY, QUALITY
 from blender_denoise_addon.core.denoise import denoise, prepare_albedo, prepare_normal, sanitize_color
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.imageio import read_image
@@ -47,6 +47,15 @@ class TorchModel:
         self.info = info
         self.label = label
         self.config = config or {}
+        self.prefilters: dict[str, Any] = {}  # a run on clean or prefiltered guides: the prefilters it names
+        if self.config.get("guides", "noisy") != "noisy":
+            from blender_denoise_addon.core.model import load_model
+
+            from .config import parse_prefilter
+
+            self.prefilters = {
+                g: load_model(p, threads=1) for g, p in parse_prefilter(self.config["prefilter"]).items()
+            }
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, threads: int = 0) -> TorchModel:
@@ -81,7 +90,8 @@ class EvalConfig:
     test_fraction: float = 0.1
     split_seed: int = 0
     oidn: bool = True
-    coarse: bool = COARSE.enabled  # ours with the core's coarse pass
+    coarse: bool = COARSE.enabled  # ours with the core's coarse pass (False: none, whatever the quality)
+    quality: str = DEFAULT_QUALITY  # ours at this Quality setting (core.defaults.QUALITY)
     grids: int = 8
     figure_spp: int = 4  # comparison.png: one row per scene at this spp (0: none)
     figure_rows: int = 6
@@ -341,6 +351,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if not chosen:
         raise DenoiseError(f"the {cfg.split} split of {cfg.data} is empty (val {val}, test {test}, seed {seed})")
     passes = model.info.inputs
+    if cfg.quality not in QUALITY:
+        raise DenoiseError(f"quality must be one of {', '.join(QUALITY)}, got {cfg.quality!r}")
+    preset = QUALITY[cfg.quality]
     rows: list[dict[str, Any]] = []
     grids: list[str] = []
     figure_rows: list[tuple[str, dict[str, np.ndarray], np.ndarray]] = []
@@ -350,7 +363,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         albedo = frame.albedo if "albedo" in passes else None
         normal = frame.normal if "normal" in passes else None
         color = sanitize_color(frame.color[..., :3])
-        ours = denoise(model, color, albedo, normal, tiling="full", coarse=cfg.coarse).image[..., :3]
+        ours = denoise(model, color, albedo, normal, tiling="full", coarse=preset.coarse if cfg.coarse else 0,
+                       flips=preset.flips).image[..., :3]  # fmt: skip
         results = {"noisy": color, "ours": ours}
         if cfg.oidn:
             for quality in ("high", "balanced"):
@@ -390,6 +404,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "inputs": list(passes),
         "transfer": model.info.transfer,
         "coarse": cfg.coarse,
+        "quality": cfg.quality,
         "split": cfg.split,
         "frames": len(rows),
         "metrics": agg,

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,9 +107,17 @@ def trace_to_onnx(net: ModifiedUNet, info: ModelInfo, path: Path) -> None:
         )
 
 
-def export(checkpoint: str | Path, out: str | Path, name: str = "", tolerance: float = 1e-4) -> ExportReport:
+def export(
+    checkpoint: str | Path, out: str | Path, name: str = "", tolerance: float = 1e-4, priority: int = 0
+) -> ExportReport:
+    """A model trained on clean or prefiltered guides names its prefilters (``denoiser.prefilter``),
+    copied beside ``out`` when they are not there yet: the core runs them first."""
+    import shutil
+
     import onnx
     from onnx import helper
+
+    from .config import parse_prefilter
 
     state = load_checkpoint(checkpoint)
     net, cfg, transfer = build_model(state)
@@ -117,6 +125,14 @@ def export(checkpoint: str | Path, out: str | Path, name: str = "", tolerance: f
     info = cfg.model_info(transfer, name=name or Path(out).stem)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    run = state.get("config", {})
+    if run.get("guides", "noisy") != "noisy":
+        named = parse_prefilter(run.get("prefilter", ""))
+        for src in map(Path, named.values()):
+            if not (out.parent / src.name).is_file():
+                shutil.copyfile(src, out.parent / src.name)
+        info = replace(info, prefilter=tuple((g, Path(p).name) for g, p in named.items()))
+    info = replace(info, priority=priority)
     tmp = out.with_name(f".{out.name}.partial")
     try:
         trace_to_onnx(net, info, tmp)

@@ -142,6 +142,20 @@ class Data:
     val_loader: DataLoader
 
 
+def load_prefilters(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The prefilter models --guides prefiltered runs on the noisy guides (None for the others)."""
+    from blender_denoise_addon.core.model import load_model
+
+    from .config import GUIDES, parse_prefilter
+
+    if cfg.guides not in GUIDES:
+        raise DenoiseError(f"--guides must be one of {', '.join(GUIDES)}, got {cfg.guides!r}")
+    named = parse_prefilter(cfg.prefilter)
+    if cfg.guides != "noisy" and not named:
+        raise DenoiseError(f"--guides {cfg.guides} needs --prefilter: the models that clean the guides at inference")
+    return {g: load_model(p, threads=1) for g, p in named.items()} if cfg.guides == "prefiltered" else None
+
+
 def load_data(cfg: TrainConfig, out: Path) -> Data:
     """Pairs, the split by scene (written to split.json), crops and loaders."""
     pairs = find_pairs(cfg.data, cfg.source, cfg.spp or None)
@@ -150,8 +164,9 @@ def load_data(cfg: TrainConfig, out: Path) -> Data:
     (out / SPLIT_FILE).write_text(json.dumps(scenes, indent=2) + "\n", encoding="utf-8")
     if not splits["train"]:
         raise DenoiseError("no training scenes after the split")
-    train_cache = PairCache(splits["train"], cfg.model.inputs, cfg.transfer)
-    val_cache = PairCache(splits["val"], cfg.model.inputs, cfg.transfer)
+    prefilters = load_prefilters(cfg)
+    train_cache = PairCache(splits["train"], cfg.model.inputs, cfg.transfer, cfg.guides, prefilters)
+    val_cache = PairCache(splits["val"], cfg.model.inputs, cfg.transfer, cfg.guides, prefilters)
     train_cache.preload(cfg.progress)
     val_cache.preload(cfg.progress)
     crops = RandomCropDataset(train_cache, cfg.patch, cfg.patches_per_image, cfg.augment, cfg.seed, cfg.albedo_texture)

@@ -50,7 +50,10 @@ def pick_model(passes: Iterable[str], threads: int | None = None, candidates: It
         except ModelContractError as e:
             problems.append(str(e))
             continue
-        if set(m.info.inputs) <= available and (best is None or len(m.info.inputs) > len(best.info.inputs)):
+        if m.info.role != "denoiser" or not set(m.info.inputs) <= available:
+            continue
+        # The most passes used, then the model's own priority (the better of two for the same passes).
+        if best is None or (len(m.info.inputs), m.info.priority) > (len(best.info.inputs), best.info.priority):
             best = m
     if best is None:
         detail = f"; skipped: {'; '.join(problems)}" if problems else ""
@@ -127,6 +130,8 @@ def list_models(folder: str | os.PathLike[str]) -> list[Listed]:
             m = load_model(p, threads=1)
         except ModelContractError as e:
             listed.append(Listed(p, str(card.get("name") or p.stem), (), str(e)))
+            continue
+        if m.info.role != "denoiser":  # a guide prefilter belongs to the model that names it
             continue
         listed.append(Listed(p, str(card.get("name") or m.info.name or p.stem), m.info.inputs, None))
     return listed

@@ -9,7 +9,16 @@ and one output ``output`` (N x 3 x H x W), N/H/W dynamic, and these
 - ``denoiser.alignment``: H and W must be multiples of it (the core pads/crops)
 - ``denoiser.receptive_field``: pixels; the default sliding overlap derives from it
 
-Optional: ``denoiser.name``, ``denoiser.version``, ``denoiser.description``.
+Optional: ``denoiser.name``, ``denoiser.version``, ``denoiser.description``, and
+
+- ``denoiser.role``: ``denoiser`` (the default) or ``prefilter``: a guide prefilter takes one
+  guide (``denoiser.inputs`` = ``albedo`` or ``normal``) and returns it cleaned, in the same units
+  (albedo in [0, 1], normal in [-1, 1]); Automatic never picks one as the denoiser;
+- ``denoiser.prefilter``: ``albedo=FILE.onnx,normal=FILE.onnx``: this denoiser was trained on
+  clean guides, so the core first runs those prefilter models (beside it in its folder) on the
+  guides, with the same tiling;
+- ``denoiser.priority``: an integer (default 0); among models that take the same passes,
+  Automatic picks the highest.
 """
 
 from __future__ import annotations
@@ -29,6 +38,10 @@ KEY_TRANSFER = "denoiser.transfer"
 KEY_ALIGNMENT = "denoiser.alignment"
 KEY_RECEPTIVE_FIELD = "denoiser.receptive_field"
 KEY_NAME = "denoiser.name"
+KEY_ROLE = "denoiser.role"
+KEY_PREFILTER = "denoiser.prefilter"
+KEY_PRIORITY = "denoiser.priority"
+ROLES = ("denoiser", "prefilter")
 REQUIRED_KEYS = (KEY_INPUTS, KEY_TRANSFER, KEY_ALIGNMENT, KEY_RECEPTIVE_FIELD)
 
 # Passes a model may take, in the order they are stacked along C.
@@ -37,6 +50,8 @@ INPUT_SETS: dict[str, tuple[str, ...]] = {
     "color,albedo": ("color", "albedo"),
     "color,albedo,normal": ("color", "albedo", "normal"),
 }
+# What a guide prefilter (role ``prefilter``) takes and returns.
+PREFILTER_INPUTS: dict[str, tuple[str, ...]] = {"albedo": ("albedo",), "normal": ("normal",)}
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,10 @@ class ModelInfo:
     alignment: int
     receptive_field: int
     name: str = ""
+    role: str = "denoiser"
+    # (guide, file name) pairs: the prefilter models the core runs on those guides first.
+    prefilter: tuple[tuple[str, str], ...] = ()
+    priority: int = 0
 
     @property
     def channels(self) -> int:
@@ -71,6 +90,12 @@ class ModelInfo:
         }
         if self.name:
             meta[KEY_NAME] = self.name
+        if self.role != "denoiser":
+            meta[KEY_ROLE] = self.role
+        if self.prefilter:
+            meta[KEY_PREFILTER] = ",".join(f"{g}={f}" for g, f in self.prefilter)
+        if self.priority:
+            meta[KEY_PRIORITY] = str(self.priority)
         return meta
 
 
@@ -91,19 +116,54 @@ def parse_metadata(meta: Mapping[str, str], where: str = "model") -> ModelInfo:
         raise ModelContractError(
             f"{where}: missing metadata_props {', '.join(missing)} (see the model contract in docs/model-contract.md)"
         )
+    role = str(meta.get(KEY_ROLE, "denoiser")).strip()
+    if role not in ROLES:
+        raise ModelContractError(f"{where}: {KEY_ROLE}={role!r} is not one of {', '.join(ROLES)}")
+    sets = INPUT_SETS if role == "denoiser" else PREFILTER_INPUTS
     inputs_raw = ",".join(p.strip() for p in str(meta[KEY_INPUTS]).split(","))
-    if inputs_raw not in INPUT_SETS:
-        raise ModelContractError(f"{where}: {KEY_INPUTS}={meta[KEY_INPUTS]!r} is not one of {', '.join(INPUT_SETS)}")
+    if inputs_raw not in sets:
+        raise ModelContractError(
+            f"{where}: {KEY_INPUTS}={meta[KEY_INPUTS]!r} is not one of {', '.join(sets)} (role {role})"
+        )
     transfer = str(meta[KEY_TRANSFER]).strip()
     if transfer not in TRANSFERS:
         raise ModelContractError(f"{where}: {KEY_TRANSFER}={transfer!r} is not one of {', '.join(TRANSFERS)}")
+    prefilter = _prefilter_entries(str(meta.get(KEY_PREFILTER, "")), sets[inputs_raw], role, where)
+    priority = 0
+    if KEY_PRIORITY in meta:
+        try:
+            priority = int(str(meta[KEY_PRIORITY]).strip())
+        except ValueError:
+            raise ModelContractError(
+                f"{where}: metadata {KEY_PRIORITY}={meta[KEY_PRIORITY]!r} is not an integer"
+            ) from None
     return ModelInfo(
-        inputs=INPUT_SETS[inputs_raw],
+        inputs=sets[inputs_raw],
         transfer=transfer,
         alignment=_positive_int(meta, KEY_ALIGNMENT, where),
         receptive_field=_positive_int(meta, KEY_RECEPTIVE_FIELD, where),
         name=str(meta.get(KEY_NAME, "")),
+        role=role,
+        prefilter=prefilter,
+        priority=priority,
     )
+
+
+def _prefilter_entries(raw: str, inputs: tuple[str, ...], role: str, where: str) -> tuple[tuple[str, str], ...]:
+    """``albedo=a.onnx,normal=n.onnx`` -> (("albedo", "a.onnx"), ("normal", "n.onnx")), checked."""
+    entries: list[tuple[str, str]] = []
+    for item in filter(None, (p.strip() for p in raw.split(","))):
+        guide, _, file = (x.strip() for x in item.partition("="))
+        if role != "denoiser":
+            raise ModelContractError(f"{where}: a {role} model cannot have {KEY_PREFILTER}")
+        if guide not in PREFILTER_INPUTS or guide not in inputs or not file.endswith(".onnx") or "/" in file:
+            raise ModelContractError(
+                f"{where}: {KEY_PREFILTER} entry {item!r} must be GUIDE=FILE.onnx for a guide the model takes"
+            )
+        if guide in dict(entries):
+            raise ModelContractError(f"{where}: {KEY_PREFILTER} names the {guide} prefilter twice")
+        entries.append((guide, file))
+    return tuple(entries)
 
 
 def _dims(shape: Sequence[Any]) -> list[int | None]:

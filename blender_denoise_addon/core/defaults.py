@@ -47,6 +47,8 @@ class CoarseDefaults:
     # (4x the samples per pixel) and correcting the frame's low frequencies by it took the
     # shipped model +0.5 dB at 4 spp on the evaluation suite, for about a quarter more time.
     enabled: bool = True
+    # Levels of the Balanced quality (see QUALITY): 1 is the half-size level alone.
+    levels: int = 1
     # Frames with a shorter side skip it: the half frame would be too small to help.
     min_side: int = 64
     # A log ratio beyond this is a light or a hard edge, where the half frame is no better: kept as is.
@@ -79,6 +81,24 @@ class TemporalDefaults:
     still_changed: float = 0.01
     chunk_pixels: int = 1 << 16
 
+
+@dataclass(frozen=True)
+class QualityPreset:
+    """What one Quality setting (panel, hook, ``--quality``) runs."""
+
+    coarse: int  # coarse-pass levels (core/coarse.py): 0 none, 1 half size, 2 also quarter size
+    flips: int  # test-time flips averaged (1, 2 or 4)
+    description: str
+
+
+QUALITY: dict[str, QualityPreset] = {
+    "fast": QualityPreset(0, 1, "the network alone, about a fifth faster than Balanced"),
+    "balanced": QualityPreset(1, 1, "adds the coarse pass (the default)"),
+    "high": QualityPreset(
+        2, 4, "adds a quarter-size coarse level and 4 mirrored runs averaged, about 4x Balanced's time"
+    ),
+}
+DEFAULT_QUALITY = "balanced"
 
 TILING = TilingDefaults()
 TEMPORAL = TemporalDefaults()

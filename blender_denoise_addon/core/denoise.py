@@ -51,11 +51,16 @@ class DenoiseStats:
     exposure: float
     seconds: float
     input_report: InputReport = field(default_factory=InputReport)
-    coarse: bool = False  # the coarse pass ran (its tiles are in ``tiles``)
+    coarse: int = 0  # levels of the coarse pass that ran (their tiles are in ``tiles``)
+    flips: int = 1  # test-time flips averaged
+    prefiltered: tuple[str, ...] = ()  # guides cleaned by the model's prefilters first
 
     @property
     def tiles_text(self) -> str:
-        return f"{self.tiling} {self.tiles} tiles" + (" (with the coarse pass)" if self.coarse else "")
+        extra = ["with the coarse pass" + (f" at {self.coarse} levels" if self.coarse > 1 else "")] if self.coarse else []
+        extra += [f"{self.flips} flips"] if self.flips > 1 else []
+        extra += [f"prefiltered {' and '.join(self.prefiltered)}"] if self.prefiltered else []
+        return f"{self.tiling} {self.tiles} tiles" + (f" ({', '.join(extra)})" if extra else "")
 
 
 @dataclass
@@ -180,42 +185,111 @@ def _check_pass(name: str, arr: np.ndarray | None, shape: tuple[int, int], neede
     return arr
 
 
+# Test-time flips: (flip rows, flip columns) of each transform, averaged. 2: the mirror image too.
+FLIP_SETS = {1: ((False, False),), 2: ((False, False), (False, True)),
+             4: ((False, False), (False, True), (True, False), (True, True))}  # fmt: skip
+
+
+def _flipped(x: np.ndarray, flip_y: bool, flip_x: bool, normal_at: int | None) -> np.ndarray:
+    """``x`` (N x C x h x w) mirrored; camera-space normals (x right, y up) turn with the image."""
+    if not (flip_y or flip_x):
+        return x
+    y = np.ascontiguousarray(x[:, :, :: -1 if flip_y else 1, :: -1 if flip_x else 1])
+    if normal_at is not None:
+        if flip_x:
+            y[:, normal_at] *= -1
+        if flip_y:
+            y[:, normal_at + 1] *= -1
+    return y
+
+
 def _run_tiles(
     model: Model,
     tiles: list[Tile],
-    color: np.ndarray,
-    albedo: np.ndarray | None,
-    normal: np.ndarray | None,
+    make_input: Callable[[Tile], np.ndarray],
+    finish: Callable[[np.ndarray], np.ndarray],
     out: np.ndarray,
-    exposure: float,
+    flips: int,
+    normal_at: int | None,
     batch: int,
-    count: tuple[int, int],
+    count: list[int],
     progress: ProgressFn | None,
     cancel: CancelFn | None,
 ) -> int:
-    """Denoise ``tiles`` of one frame into ``out``; ``count``: (tiles done before, tiles in all). Returns batches."""
-    info = model.info
-    done, total = count
+    """Run ``model`` on ``tiles`` into ``out`` (H x W x 3): ``make_input`` builds a tile's network input,
+    ``finish`` maps a kept (h x w x 3) network output back. ``count``: [tiles done, tiles in all],
+    updated. With ``flips`` > 1 each tile is also run mirrored and the outputs averaged. Returns batches."""
     batches = 0
+    variants = FLIP_SETS[flips]
     for b0 in range(0, len(tiles), batch):
         if cancel is not None and cancel():
-            raise DenoiseCancelled(f"cancelled after {done + b0} of {total} tiles")
+            raise DenoiseCancelled(f"cancelled after {count[0]} of {count[1]} tiles")
         group = tiles[b0 : b0 + batch]
-        parts = [_network_input(t, color, albedo, normal, info.transfer, exposure) for t in group]
+        parts = [make_input(t) for t in group]
         x = parts[0][None] if len(parts) == 1 else np.stack(parts)  # one tile: a view, no copy of the frame
         y = model.run(x)
+        for fy, fx in variants[1:]:  # undo each flip on the output, whose channels are plain RGB
+            y += _flipped(model.run(_flipped(x, fy, fx, normal_at)), fy, fx, None)
+        if len(variants) > 1:
+            y /= len(variants)
         batches += 1
         for t, yt in zip(group, y, strict=False):
             ky = slice(t.y.keep0 - t.y.origin, t.y.keep1 - t.y.origin)
             kx = slice(t.x.keep0 - t.x.origin, t.x.keep1 - t.x.origin)
-            lin = tf.inverse(yt[:, ky, kx].transpose(1, 2, 0), info.transfer, exposure)
-            np.copyto(lin, np.float32(0), where=~np.isfinite(lin))
+            lin = finish(yt[:, ky, kx].transpose(1, 2, 0))
             w = t.weights
             region = out[t.y.keep0 : t.y.keep1, t.x.keep0 : t.x.keep1]
             region += lin if w is None else lin * w[..., None]
+        count[0] += len(group)
         if progress:
-            progress(done + min(b0 + batch, len(tiles)), total)
+            progress(count[0], count[1])
     return batches
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Tiling of one frame size for one model."""
+
+    tiling: str
+    tile: int | None
+    overlap: int | None
+
+    def tiles(self, model: Model, height: int, width: int) -> list[Tile]:
+        info = model.info
+        ov = info.default_overlap() if self.overlap is None else self.overlap
+        shape = auto_tile(height, width, ov, info.alignment) if self.tile is None else (self.tile, self.tile)
+        return plan_tiles(height, width, self.tiling, shape, ov, info.alignment, info.halo)
+
+
+def _guide_limits(guide: str) -> tuple[float, float]:
+    return (0.0, 1.0) if guide == "albedo" else (-1.0, 1.0)
+
+
+def _prefilter_guide(
+    pre: Model, guide: str, arr: np.ndarray, tiles: list[Tile], flips: int, batch: int, count: list[int],
+    progress: ProgressFn | None, cancel: CancelFn | None,
+) -> np.ndarray:  # fmt: skip
+    """The guide (H x W x >= 3) cleaned by its prefilter model, prepared as the core prepares guides."""
+    lo, hi = _guide_limits(guide)
+
+    def make_input(t: Tile) -> np.ndarray:
+        x = np.empty((3, t.y.size, t.x.size), np.float32)
+        _copy_tile(x, arr, t)
+        return _clip_inplace(x, lo, hi)
+
+    def finish(y: np.ndarray) -> np.ndarray:
+        return _clip_inplace(tf.inverse(y, pre.info.transfer, 1.0), lo, hi)
+
+    out = np.zeros((*arr.shape[:2], 3), np.float32)
+    _run_tiles(pre, tiles, make_input, finish, out, flips, 0 if guide == "normal" else None, batch, count,
+               progress, cancel)  # fmt: skip
+    return _clip_inplace(out, lo, hi)
+
+
+def prefilter(pre: Model, guide: str, arr: np.ndarray, flips: int = 1) -> np.ndarray:
+    """One whole guide (H x W x >= 3) through its prefilter model, in one tile."""
+    tiles = _Plan("full", None, None).tiles(pre, *arr.shape[:2])
+    return _prefilter_guide(pre, guide, arr, tiles, flips, 1, [0, len(tiles)], None, None)
 
 
 def denoise(
@@ -228,20 +302,26 @@ def denoise(
     tile: int | None = None,
     overlap: int | None = None,
     batch: int = TILING.batch,
-    coarse: bool = COARSE.enabled,
+    coarse: int = COARSE.levels,
+    flips: int = 1,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> DenoiseResult:
     """Denoise one frame. ``color`` is H x W x 3 or 4 linear; alpha passes through.
 
     ``tile=None`` picks :func:`~.tiling.auto_tile`: one tile for frames up to 1920x1088.
-    ``coarse`` adds the coarse pass (:mod:`.coarse`) on frames of at least
-    ``COARSE.min_side`` pixels a side. Extra passes the model does not take are ignored;
-    missing ones raise MissingPassError. Memory beyond the input and output frames is
-    bounded by ``batch`` tiles and, with the coarse pass, a quarter-size frame.
+    ``coarse`` levels of the coarse pass (:mod:`.coarse`; True is 1, 2 adds a quarter-size
+    level) on frames whose level is at least ``COARSE.min_side`` pixels a side. ``flips``
+    (1, 2 or 4) runs the network on mirrored copies too and averages. A model with guide
+    prefilters (``denoiser.prefilter``) first cleans those guides with them, on the same tiling.
+    Extra passes the model does not take are ignored; missing ones raise MissingPassError.
+    Memory beyond the input and output frames is bounded by ``batch`` tiles, the prefiltered
+    guides and, with the coarse pass, the smaller levels.
     """
     start = time.perf_counter()
     info = model.info
+    if info.role != "denoiser":
+        raise DenoiseError(f"{model.label} is a guide prefilter ({info.role}), not a denoiser")
     color = np.asarray(color)
     if color.ndim != 3 or color.shape[2] not in (3, 4):
         raise DenoiseError(f"color must be H x W x 3 or 4, got shape {color.shape}")
@@ -252,63 +332,100 @@ def denoise(
     normal = _check_pass("normal", normal, (height, width), "normal" in info.inputs)
     if batch < 1:
         raise DenoiseError(f"batch must be at least 1, got {batch}")
-
-    ov = info.default_overlap() if overlap is None else overlap
     if overlap is not None and overlap < 0:
         raise DenoiseError(f"overlap must be 0 or more, got {overlap}")
     if tile is not None and tile < 1:
         raise DenoiseError(f"tile size must be at least 1, got {tile}")
-    shape = auto_tile(height, width, ov, info.alignment) if tile is None else (tile, tile)
-    tiles = plan_tiles(height, width, tiling, shape, ov, info.alignment, info.halo)
+    if flips not in FLIP_SETS:
+        raise DenoiseError(f"flips must be one of {', '.join(map(str, FLIP_SETS))}, got {flips}")
+    if int(coarse) < 0:
+        raise DenoiseError(f"coarse levels must be 0 or more, got {coarse}")
+
+    plan = _Plan(tiling, tile, overlap)
+    # Level k is the frame 2**k times smaller; each exists only where the coarse pass applies.
+    shapes = [(height, width)]
+    while len(shapes) <= int(coarse) and cp.applies(*shapes[-1]):
+        smaller = cp.half_shape(*shapes[-1])
+        if len(shapes) > 1 and not cp.applies(*smaller):  # a second level only where it is big enough itself
+            break
+        shapes.append(smaller)
+    level_tiles = [plan.tiles(model, h, w) for h, w in shapes]
+    guides = [(g, model.prefilters[g]) for g, arr in (("albedo", albedo), ("normal", normal))
+              if arr is not None and g in model.prefilters]  # fmt: skip
+    pre_tiles = [plan.tiles(pre, height, width) for _, pre in guides]
+    count = [0, sum(map(len, level_tiles)) + sum(map(len, pre_tiles))]
+    if progress:
+        progress(0, count[1])
 
     report = count_bad(color)
     exposure = frame_exposure(color, info.transfer)
-    use_coarse = coarse and cp.applies(height, width)
-    lo_tiles: list[Tile] = []
-    if use_coarse:
-        hh, hw = cp.half_shape(height, width)
-        lo_shape = auto_tile(hh, hw, ov, info.alignment) if tile is None else (tile, tile)
-        lo_tiles = plan_tiles(hh, hw, tiling, lo_shape, ov, info.alignment, info.halo)
-    total = len(tiles) + len(lo_tiles)
-    if progress:
-        progress(0, total)
     batches = 0
-    lo = None
-    if use_coarse:  # first, so its half-size inputs are freed before the full-size output exists
-        lo_color = cp.halve(color, _sanitize_inplace)
-        lo_albedo = None if albedo is None else cp.halve(albedo, lambda a: _clip_inplace(a, 0.0, 1.0))
-        lo_normal = None if normal is None else cp.halve(normal, lambda n: _clip_inplace(n, -1.0, 1.0))
-        lo = np.zeros_like(lo_color)
-        level = tf.autoexposure(lo_color)  # from the half frame: no full-size temporaries later
-        eps = COARSE.eps * EXPOSURE.key / level
-        lo_exposure = level if info.transfer in tf.EXPOSED_TRANSFERS else 1.0
-        count = (0, total)
-        batches += _run_tiles(
-            model, lo_tiles, lo_color, lo_albedo, lo_normal, lo, lo_exposure, batch, count, progress, cancel
-        )
-        del lo_color, lo_albedo, lo_normal
-    out = np.zeros((height, width, 3), np.float32)
-    count = (len(lo_tiles), total)
-    batches += _run_tiles(model, tiles, color, albedo, normal, out, exposure, batch, count, progress, cancel)
+    for (g, pre), tiles in zip(guides, pre_tiles, strict=True):
+        cleaned = _prefilter_guide(pre, g, albedo if g == "albedo" else normal, tiles, flips, batch, count,  # type: ignore[arg-type]
+                                   progress, cancel)  # fmt: skip
+        albedo, normal = (cleaned, normal) if g == "albedo" else (albedo, cleaned)
+
+    normal_at = 3 * info.inputs.index("normal") if normal is not None else None
+
+    def run_level(tiles: list[Tile], c: np.ndarray, a: np.ndarray | None, n: np.ndarray | None, e: float) -> np.ndarray:
+        nonlocal batches
+
+        def make_input(t: Tile) -> np.ndarray:
+            return _network_input(t, c, a, n, info.transfer, e)
+
+        def finish(y: np.ndarray) -> np.ndarray:
+            lin = tf.inverse(y, info.transfer, e)
+            np.copyto(lin, np.float32(0), where=~np.isfinite(lin))
+            return lin
+
+        out = np.zeros((*c.shape[:2], 3), np.float32)
+        batches += _run_tiles(model, tiles, make_input, finish, out, flips, normal_at, batch, count, progress, cancel)
+        return out
+
+    # The smaller levels first (so their inputs are freed before the full-size output exists),
+    # each correcting the next larger one's low frequencies.
+    levels: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+    c, a, n = color, albedo, normal
+    for _ in shapes[1:]:
+        c = cp.halve(c, _sanitize_inplace)
+        a = None if a is None else cp.halve(a, lambda x: _clip_inplace(x, 0.0, 1.0))
+        n = None if n is None else cp.halve(n, lambda x: _clip_inplace(x, -1.0, 1.0))
+        levels.append((c, a, n))
+    lo: np.ndarray | None = None
+    lo_eps = 0.0
+    for k in range(len(levels), 0, -1):
+        c, a, n = levels.pop()
+        level = tf.autoexposure(c)  # from the level itself: no full-size temporaries later
+        e = level if info.transfer in tf.EXPOSED_TRANSFERS else 1.0
+        result = run_level(level_tiles[k], c, a, n, e)
+        del c, a, n
+        if lo is not None:
+            cp.correct(result, lo, lo_eps)
+        lo, lo_eps = result, COARSE.eps * EXPOSURE.key / level
+    out = run_level(level_tiles[0], color, albedo, normal, exposure)
     if lo is not None:
-        cp.correct(out, lo, eps)
+        cp.correct(out, lo, lo_eps)
         del lo
 
     image = out
     if color.shape[2] == 4:
         image = np.concatenate([out, color[..., 3:4].astype(np.float32)], axis=-1)
+    tiles0 = level_tiles[0]
+    ov = info.default_overlap() if overlap is None else overlap
     stats = DenoiseStats(
         model=model.label,
         inputs=info.inputs,
         tiling=tiling,
-        tile=max(tiles[0].y.size, tiles[0].x.size),
+        tile=max(tiles0[0].y.size, tiles0[0].x.size),
         overlap=ov if tiling == "sliding" else 0,
-        tiles=total,
+        tiles=count[1],
         batches=batches,
         exposure=exposure,
         seconds=time.perf_counter() - start,
         input_report=report,
-        coarse=use_coarse,
+        coarse=len(shapes) - 1,
+        flips=flips,
+        prefiltered=tuple(g for g, _ in guides),
     )
     return DenoiseResult(image=image, stats=stats)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ class Model:
     info: ModelInfo
     session: Any
     providers: list[str]
+    # Guide -> its prefilter model (``denoiser.prefilter``), run on that guide before this model.
+    prefilters: dict[str, Model] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -73,4 +75,15 @@ def load_model(
     meta = session.get_modelmeta().custom_metadata_map
     info = parse_metadata(meta, where=path.name)
     check_io(info, session.get_inputs(), session.get_outputs(), where=path.name)
-    return Model(path=path, info=info, session=session, providers=session.get_providers())
+    prefilters = {}
+    for guide, file in info.prefilter:
+        where = f"{path.name}: its {guide} prefilter {file}"
+        if not (path.parent / file).is_file():
+            raise ModelContractError(f"{where} is not beside it in {path.parent}")
+        pre = load_model(path.parent / file, threads, providers)
+        if pre.info.role != "prefilter" or pre.info.inputs != (guide,):
+            raise ModelContractError(
+                f"{where} is not a prefilter model for {guide} ({pre.info.role}, {pre.info.inputs})"
+            )
+        prefilters[guide] = pre
+    return Model(path=path, info=info, session=session, providers=session.get_providers(), prefilters=prefilters)

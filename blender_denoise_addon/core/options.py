@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .defaults import COARSE, TEMPORAL, TILING
+from .defaults import COARSE, DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,8 @@ class Options:
     threads: int | None = None
     use_albedo: bool = True
     use_normal: bool = True
-    coarse: bool = COARSE.enabled
+    coarse: bool = COARSE.enabled  # False: no coarse level, whatever the quality
+    quality: str = DEFAULT_QUALITY  # a key of defaults.QUALITY
     model_path: str | None = None  # None: the bundled model that fits the passes
     temporal: bool = False  # each frame of a sequence with its neighbours (core/temporal.py)
     radius: int = TEMPORAL.radius
@@ -27,5 +28,6 @@ class Options:
     @property
     def denoise_args(self) -> dict[str, Any]:
         """The keyword arguments of core.denoise.denoise these options set."""
+        preset = QUALITY[self.quality]
         return {"tiling": self.tiling, "tile": self.tile, "overlap": self.overlap, "batch": self.batch,
-                "coarse": self.coarse}  # fmt: skip
+                "coarse": preset.coarse if self.coarse else 0, "flips": preset.flips}  # fmt: skip

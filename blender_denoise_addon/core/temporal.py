@@ -253,7 +253,7 @@ class TemporalStream:
         if not self.radius:  # no neighbours: nothing to compare
             guide = np.ones(cp.half_shape(h, w) + (3,), np.float32)
         else:
-            guide_args = {k: v for k, v in self.denoise_args.items() if k != "coarse"}
+            guide_args = {k: v for k, v in self.denoise_args.items() if k not in ("coarse", "flips")}
             aux = {k: cp.halve(parts[1 + list(offsets).index(k)]) for k in ("albedo", "normal") if k in offsets}
             guide = denoise(
                 self.model,
