@@ -321,7 +321,7 @@ def options_from(settings: Any, model_path: str | None) -> Options:
         threads=settings.threads or None,
         use_albedo=settings.use_albedo,
         use_normal=settings.use_normal,
-        coarse=settings.coarse_pass,
+        quality=settings.quality.lower(),
         model_path=model_path,
     )
 

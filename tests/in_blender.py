@@ -96,21 +96,28 @@ def features() -> None:
             "model": settings.last_model,
         }
 
-    @check("coarse_pass_toggle")
+    @check("quality_setting")
     def _() -> dict[str, Any]:
-        # 96x72: large enough for the coarse pass, which the panel turns off and on.
+        # 96x72: large enough for the coarse pass, which Fast leaves out; High runs it and 4 flips.
         scene_with_camera(96, 72)
         settings = bpy.context.scene.ai_denoise
         seen = {}
-        for on in (True, False):
-            settings.coarse_pass = on
+        for quality in ("BALANCED", "FAST", "HIGH"):
+            settings.quality = quality
             ret = bpy.ops.render.ai_denoise()
             pixels = list(bpy.data.images["AI Denoised"].pixels)
-            seen[on] = (ret, settings.last_tiles, pixels)
-        settings.coarse_pass = True
-        (ret_on, tiles_on, px_on), (ret_off, tiles_off, px_off) = seen[True], seen[False]
-        ok = ret_on == ret_off == {"FINISHED"} and tiles_on == tiles_off + 1 and px_on != px_off
-        return {"ok": ok, "tiles": [tiles_on, tiles_off]}
+            seen[quality] = (ret, settings.last_tiles, pixels)
+        settings.quality = "BALANCED"
+        rets = {q: v[0] for q, v in seen.items()}
+        tiles = {q: v[1] for q, v in seen.items()}
+        pixels = {q: v[2] for q, v in seen.items()}
+        ok = (
+            all(r == {"FINISHED"} for r in rets.values())
+            and tiles["BALANCED"] == tiles["FAST"] + 1
+            and pixels["BALANCED"] != pixels["FAST"]
+            and pixels["HIGH"] != pixels["BALANCED"]
+        )
+        return {"ok": ok, "tiles": tiles}
 
     @check("imports_from_extension")
     def _() -> dict[str, Any]:

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.bpy, pytest.mark.slow]
 CHECKS = {
     "install",
     "denoise_button",
-    "coarse_pass_toggle",
+    "quality_setting",
     "imports_from_extension",
     "user_model",
     "models_folder",

@@ -174,3 +174,16 @@ def unet(
     rf = 2 * radius + 1
     info = ModelInfo(inputs=inputs, transfer=transfer, alignment=2**levels, receptive_field=rf, name="unet-random")
     return g.finish(s, cin, info, path), g.params
+
+
+def fixed_conv(path: Path, weights: np.ndarray, info: ModelInfo, **finish_kwargs: object) -> Path:
+    """One convolution with the given weights (cout x cin x k x k, no bias, no activation): a model
+    whose output is known exactly, for tests of what the core feeds a network."""
+    g = _Graph(0)
+    w = np.asarray(weights, np.float32)
+    cout, cin, k, _ = w.shape
+    wn, bn, y = g.name("w"), g.name("b"), g.name("conv")
+    g.inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(np.zeros(cout, np.float32), bn)]
+    p = k // 2
+    g.nodes.append(helper.make_node("Conv", ["input", wn, bn], [y], kernel_shape=[k, k], pads=[p, p, p, p]))
+    return g.finish(y, cin, info, path, **finish_kwargs)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..core.defaults import TEMPORAL, TILING, TILING_MODES
+from ..core.defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING, TILING_MODES
 from ..core.errors import DenoiseError
 from ..core.imageio import IMAGE_SUFFIXES
 from ..core.options import Options
@@ -24,7 +24,9 @@ def add_denoise_arguments(
     g.add_argument("--overlap", type=int, help="sliding-window overlap in pixels (default: receptive field - 1, exact)")
     g.add_argument("--batch", type=int, default=TILING.batch, help="tiles per inference call (default %(default)s)")
     g.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
-    g.add_argument("--no-coarse", action="store_true", help="skip the coarse pass (about a quarter faster)")
+    g.add_argument("--quality", choices=tuple(QUALITY), default=DEFAULT_QUALITY, help="; ".join(
+        f"{k}: {q.description}" for k, q in QUALITY.items()) + " (default %(default)s)")  # fmt: skip
+    g.add_argument("--no-coarse", action="store_true", help="no coarse pass at any quality (at balanced: fast)")
     if passes:
         g.add_argument("--no-albedo", action="store_true", help="don't feed the albedo pass")
         g.add_argument("--no-normal", action="store_true", help="don't feed the normal pass")
@@ -53,6 +55,7 @@ def denoise_options(args: argparse.Namespace) -> Options:
         use_albedo=not getattr(args, "no_albedo", False),
         use_normal=not getattr(args, "no_normal", False),
         coarse=not args.no_coarse,
+        quality=args.quality,
         model_path=args.model,
         temporal=getattr(args, "temporal", False),
         radius=radius,

@@ -47,8 +47,6 @@ class CoarseDefaults:
     # (4x the samples per pixel) and correcting the frame's low frequencies by it took the
     # shipped model +0.5 dB at 4 spp on the evaluation suite, for about a quarter more time.
     enabled: bool = True
-    # Levels of the Balanced quality (see QUALITY): 1 is the half-size level alone.
-    levels: int = 1
     # Frames with a shorter side skip it: the half frame would be too small to help.
     min_side: int = 64
     # A log ratio beyond this is a light or a hard edge, where the half frame is no better: kept as is.

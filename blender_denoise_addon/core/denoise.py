@@ -10,7 +10,7 @@ import numpy as np
 
 from . import coarse as cp
 from . import transfer as tf
-from .defaults import COARSE, EXPOSURE, TILING
+from .defaults import COARSE, DEFAULT_QUALITY, EXPOSURE, QUALITY, TILING
 from .errors import DenoiseCancelled, DenoiseError, MissingPassError
 from .imageio import Frame
 from .model import Model
@@ -57,7 +57,8 @@ class DenoiseStats:
 
     @property
     def tiles_text(self) -> str:
-        extra = ["with the coarse pass" + (f" at {self.coarse} levels" if self.coarse > 1 else "")] if self.coarse else []
+        levels = f" at {self.coarse} levels" if self.coarse > 1 else ""
+        extra = [f"with the coarse pass{levels}"] if self.coarse else []
         extra += [f"{self.flips} flips"] if self.flips > 1 else []
         extra += [f"prefiltered {' and '.join(self.prefiltered)}"] if self.prefiltered else []
         return f"{self.tiling} {self.tiles} tiles" + (f" ({', '.join(extra)})" if extra else "")
@@ -215,10 +216,12 @@ def _run_tiles(
     count: list[int],
     progress: ProgressFn | None,
     cancel: CancelFn | None,
+    normal_out: bool = False,
 ) -> int:
     """Run ``model`` on ``tiles`` into ``out`` (H x W x 3): ``make_input`` builds a tile's network input,
     ``finish`` maps a kept (h x w x 3) network output back. ``count``: [tiles done, tiles in all],
-    updated. With ``flips`` > 1 each tile is also run mirrored and the outputs averaged. Returns batches."""
+    updated. With ``flips`` > 1 each tile is also run mirrored and the outputs averaged (``normal_at``: the
+    input's normal channels, turned with the image; ``normal_out``: the output is a normal too). Returns batches."""
     batches = 0
     variants = FLIP_SETS[flips]
     for b0 in range(0, len(tiles), batch):
@@ -228,8 +231,8 @@ def _run_tiles(
         parts = [make_input(t) for t in group]
         x = parts[0][None] if len(parts) == 1 else np.stack(parts)  # one tile: a view, no copy of the frame
         y = model.run(x)
-        for fy, fx in variants[1:]:  # undo each flip on the output, whose channels are plain RGB
-            y += _flipped(model.run(_flipped(x, fy, fx, normal_at)), fy, fx, None)
+        for fy, fx in variants[1:]:  # undo each flip on the output
+            y += _flipped(model.run(_flipped(x, fy, fx, normal_at)), fy, fx, 0 if normal_out else None)
         if len(variants) > 1:
             y /= len(variants)
         batches += 1
@@ -281,8 +284,8 @@ def _prefilter_guide(
         return _clip_inplace(tf.inverse(y, pre.info.transfer, 1.0), lo, hi)
 
     out = np.zeros((*arr.shape[:2], 3), np.float32)
-    _run_tiles(pre, tiles, make_input, finish, out, flips, 0 if guide == "normal" else None, batch, count,
-               progress, cancel)  # fmt: skip
+    at = 0 if guide == "normal" else None
+    _run_tiles(pre, tiles, make_input, finish, out, flips, at, batch, count, progress, cancel, normal_out=at == 0)
     return _clip_inplace(out, lo, hi)
 
 
@@ -302,8 +305,8 @@ def denoise(
     tile: int | None = None,
     overlap: int | None = None,
     batch: int = TILING.batch,
-    coarse: int = COARSE.levels,
-    flips: int = 1,
+    coarse: int = QUALITY[DEFAULT_QUALITY].coarse,
+    flips: int = QUALITY[DEFAULT_QUALITY].flips,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> DenoiseResult:

@@ -44,7 +44,7 @@ class RENDER_PT_ai_denoise(bpy.types.Panel):
             sub.prop(s, "overlap")
         col.prop(s, "use_albedo")
         col.prop(s, "use_normal")
-        col.prop(s, "coarse_pass")
+        col.prop(s, "quality")
         col.prop(s, "threads")
         col.prop(s, "output_path")
 

@@ -9,7 +9,7 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from ..core.defaults import COARSE, TEMPORAL, TILING
+from ..core.defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING
 from ..core.errors import DenoiseError
 from ..dataset.spec import GenerateSettings, parse_spp_list, validate
 from . import hook
@@ -61,13 +61,11 @@ class AIDenoiseSettings(bpy.types.PropertyGroup):
     use_normal: BoolProperty(  # type: ignore[valid-type]
         name="Use Normal", description="Feed the normal pass when the model takes it", default=True
     )
-    coarse_pass: BoolProperty(  # type: ignore[valid-type]
-        name="Coarse Pass",
-        description=(
-            "Also denoise a half-resolution copy and take its smoother large-scale light: fewer blotches "
-            "on dim walls, about a quarter more time"
-        ),
-        default=COARSE.enabled,
+    quality: EnumProperty(  # type: ignore[valid-type]
+        name="Quality",
+        description="Speed against quality of the denoise (the same choices as --quality on the command line)",
+        items=[(k.upper(), k.title(), q.description.capitalize()) for k, q in QUALITY.items()],
+        default=DEFAULT_QUALITY.upper(),
     )
     threads: IntProperty(  # type: ignore[valid-type]
         name="Threads", description="CPU threads for inference (0: all cores)", default=0, min=0, soft_max=64

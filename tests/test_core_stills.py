@@ -1,0 +1,156 @@
+"""The stills path (issue 36): guide prefilters named by a model, coarse-pass levels, test-time flips, Quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from blender_denoise_addon.core import catalog
+from blender_denoise_addon.core.contract import ModelInfo, parse_metadata
+from blender_denoise_addon.core.defaults import QUALITY
+from blender_denoise_addon.core.denoise import denoise, prefilter
+from blender_denoise_addon.core.errors import DenoiseError, ModelContractError
+from blender_denoise_addon.core.model import load_model
+from blender_denoise_addon.core.options import Options
+from training.onnx_builders import conv_chain, fixed_conv
+
+
+def _box(k: int = 3) -> np.ndarray:
+    w = np.zeros((3, 3, k, k), np.float32)
+    for c in range(3):
+        w[c, c] = 1.0 / (k * k)
+    return w
+
+
+def _pick(channels: int, first: int, sign: tuple[float, float, float] = (1, 1, 1)) -> np.ndarray:
+    """1x1 weights: output channel c = sign[c] * input channel first + c."""
+    w = np.zeros((3, channels, 1, 1), np.float32)
+    for c in range(3):
+        w[c, first + c] = sign[c]
+    return w
+
+
+def _zero_padded_box(a: np.ndarray) -> np.ndarray:
+    h, w = a.shape[:2]
+    p = np.pad(a, ((1, 1), (1, 1), (0, 0)))
+    return sum(p[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9.0
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """box-albedo.onnx: a 3x3 box prefilter for albedo; shows-albedo.onnx: a denoiser whose output is its
+    albedo input, naming that prefilter; identity-normal.onnx: a normal prefilter that changes nothing."""
+    fixed_conv(tmp_path / "box-albedo.onnx", _box(), ModelInfo(("albedo",), "linear", 1, 3, "box", role="prefilter"))
+    fixed_conv(tmp_path / "identity-normal.onnx", _pick(3, 0),
+               ModelInfo(("normal",), "linear", 1, 1, "same", role="prefilter"))  # fmt: skip
+    info = ModelInfo(("color", "albedo"), "linear", 1, 1, "shows-albedo", prefilter=(("albedo", "box-albedo.onnx"),))
+    fixed_conv(tmp_path / "shows-albedo.onnx", _pick(6, 3), info)
+    return tmp_path
+
+
+def test_contract_reads_role_prefilter_and_priority():
+    meta = {"denoiser.inputs": "color,albedo,normal", "denoiser.transfer": "log", "denoiser.alignment": "16",
+            "denoiser.receptive_field": "9", "denoiser.prefilter": "albedo=a.onnx, normal=n.onnx",
+            "denoiser.priority": "2"}  # fmt: skip
+    info = parse_metadata(meta)
+    assert info.prefilter == (("albedo", "a.onnx"), ("normal", "n.onnx")) and info.priority == 2
+    assert parse_metadata(info.metadata()) == info
+    pre = parse_metadata(meta | {"denoiser.inputs": "normal", "denoiser.role": "prefilter", "denoiser.prefilter": ""})
+    assert pre.role == "prefilter" and pre.inputs == ("normal",)
+    bad = [
+        {"denoiser.role": "upscaler"},
+        {"denoiser.inputs": "albedo"},  # a denoiser must take color
+        {"denoiser.prefilter": "depth=d.onnx"},
+        {"denoiser.prefilter": "albedo=../a.onnx"},
+        {"denoiser.prefilter": "albedo=a.onnx,albedo=b.onnx"},
+        {"denoiser.inputs": "color", "denoiser.prefilter": "albedo=a.onnx"},  # a guide it does not take
+        {"denoiser.priority": "high"},
+        {"denoiser.role": "prefilter", "denoiser.inputs": "color"},
+    ]
+    for change in bad:
+        with pytest.raises(ModelContractError):
+            parse_metadata(meta | change)
+
+
+def test_denoiser_sees_its_prefiltered_guide_on_any_tiling(folder):
+    model = load_model(folder / "shows-albedo.onnx")
+    assert set(model.prefilters) == {"albedo"}
+    rng = np.random.default_rng(0)
+    albedo = rng.random((40, 70, 3), dtype=np.float32)
+    color = rng.random((40, 70, 3), dtype=np.float32)
+    expected = _zero_padded_box(albedo)
+    for tiling, tile in (("full", None), ("sliding", 16), ("sliding", 24)):  # grid has seams by design
+        res = denoise(model, color, albedo, tiling=tiling, tile=tile, coarse=0)
+        assert res.stats.prefiltered == ("albedo",)
+        np.testing.assert_allclose(res.image, expected, atol=1e-5, err_msg=tiling)
+    np.testing.assert_allclose(prefilter(model.prefilters["albedo"], "albedo", albedo), expected, atol=1e-6)
+
+
+def test_a_missing_or_wrong_prefilter_is_one_clear_error(folder):
+    (folder / "box-albedo.onnx").rename(folder / "elsewhere.onnx")
+    with pytest.raises(ModelContractError, match="box-albedo.onnx is not beside it"):
+        load_model(folder / "shows-albedo.onnx")
+    # A denoiser where the prefilter should be.
+    conv_chain(folder / "box-albedo.onnx", layers=1, inputs=("color", "albedo"))
+    with pytest.raises(ModelContractError, match="not a prefilter model for albedo"):
+        load_model(folder / "shows-albedo.onnx")
+    with pytest.raises(DenoiseError, match="is a guide prefilter"):
+        denoise(load_model(folder / "identity-normal.onnx"), np.ones((8, 8, 3), np.float32))
+
+
+def test_flips_average_mirrored_runs_and_turn_normals(folder):
+    rng = np.random.default_rng(1)
+    normal = rng.uniform(-1, 1, (33, 47, 3)).astype(np.float32)
+    same = load_model(folder / "identity-normal.onnx")
+    for flips in (1, 2, 4):  # a normal through an identity prefilter comes back as it was, mirrored or not
+        np.testing.assert_allclose(prefilter(same, "normal", normal, flips=flips), normal, atol=1e-6)
+    # Output = the input shifted one pixel right; its mirror image shifts left: 2 flips average both.
+    shift = np.zeros((3, 3, 3, 3), np.float32)
+    for c in range(3):
+        shift[c, c, 1, 0] = 1.0
+    path = fixed_conv(folder / "shift.onnx", shift, ModelInfo(("color",), "linear", 1, 3, "shift"))
+    color = rng.random((20, 30, 3), dtype=np.float32)
+    got = denoise(load_model(path), color, tiling="full", coarse=0, flips=2).image
+    right = np.pad(color, ((0, 0), (1, 0), (0, 0)))[:, :-1]
+    left = np.pad(color, ((0, 0), (0, 1), (0, 0)))[:, 1:]
+    np.testing.assert_allclose(got, (right + left) / 2, atol=1e-6)
+    with pytest.raises(DenoiseError, match="flips must be one of"):
+        denoise(load_model(path), color, flips=3)
+
+
+def test_coarse_levels_where_each_is_large_enough(chain7):
+    rng = np.random.default_rng(2)
+    big = rng.gamma(1.0, 0.3, (256, 300, 3)).astype(np.float32)
+    one, two = (denoise(chain7, big, coarse=c) for c in (1, 2))
+    assert (one.stats.coarse, two.stats.coarse) == (1, 2)
+    assert two.stats.tiles == one.stats.tiles + 1
+    assert not np.allclose(one.image, two.image)
+    # Two levels keep the coarse pass's exposure invariance.
+    np.testing.assert_allclose(denoise(chain7, 8 * big, coarse=2).image, 8 * two.image, rtol=2e-3, atol=1e-5)
+    # 100 px: the half level (50 px) runs as before, a quarter level (25 px) would be too small.
+    small = big[:100, :100]
+    assert denoise(chain7, small, coarse=2).stats.coarse == 1
+    assert denoise(chain7, small[:60], coarse=2).stats.coarse == 0
+
+
+def test_quality_presets_set_the_denoise(chain7):
+    for name, preset in QUALITY.items():
+        args = Options(quality=name).denoise_args
+        assert (args["coarse"], args["flips"]) == (preset.coarse, preset.flips)
+        assert Options(quality=name, coarse=False).denoise_args["coarse"] == 0
+    assert QUALITY["fast"].coarse == 0 and QUALITY["balanced"].coarse >= 1
+    color = np.random.default_rng(3).random((128, 128, 3), dtype=np.float32)
+    stats = {q: denoise(chain7, color, **Options(quality=q).denoise_args).stats for q in QUALITY}
+    assert stats["fast"].tiles < stats["balanced"].tiles
+    assert stats["high"].flips == QUALITY["high"].flips
+
+
+def test_automatic_skips_prefilters_and_prefers_priority(folder):
+    for priority in (0, 3):
+        conv_chain(folder / f"p{priority}.onnx", layers=1, meta={"denoiser.priority": str(priority)})
+    model = catalog.pick_model({"color"}, candidates=sorted(folder.glob("*.onnx")))
+    assert model.path.name == "p3.onnx"
+    both = catalog.pick_model({"color", "albedo"}, candidates=sorted(folder.glob("*.onnx")))
+    assert both.path.name == "shows-albedo.onnx"  # more passes first
+    listed = {m.path.name for m in catalog.list_models(folder)}
+    assert listed == {"p0.onnx", "p3.onnx", "shows-albedo.onnx"}
