@@ -8,8 +8,8 @@ Monte-Carlo-like noise with a few fireflies, albedo in [0, 1], unit normals),
 built from a fixed seed. Our side is ``core.denoise()`` with the OIDN-base-sized
 U-Net from ``tests/onnx_builders.unet`` (random weights: same shape and cost as a
 trained one), a half-width U-Net, and the shipped color + albedo + normal model
-from ``models/`` (full frame and the add-on's default sliding window, each with the core's
-default coarse pass, and the sliding window without it). OIDN's side is pyoidn's CPU
+from ``models/`` (every shipped denoiser for the passes: full frame, and the add-on's default
+sliding window at each Quality setting; a model with guide prefilters runs them too). OIDN's side is pyoidn's CPU
 device, filter "RT", hdr, color+albedo+normal, quality high and balanced. With
 ``--color-only`` both get the noisy color alone: the shipped color model against
 OIDN without albedo and normal (the random-weight U-Nets take all three passes and
@@ -48,6 +48,7 @@ SEED = 1234
 HALF_ENC = (16, 24, 32, 40, 48)
 HALF_DEC = (56, 48, 32, 32)
 MAX_MEM_MB_DEFAULT = 16000
+V13 = "denoiser-v13-color-albedo-normal"
 
 
 # ---------------------------------------------------------------- inputs
@@ -151,7 +152,7 @@ def run_one(cfg: dict) -> dict:
 
         tile, overlap, tiles = "-", "-", "-"
     else:
-        from blender_denoise_addon.core.defaults import COARSE
+        from blender_denoise_addon.core.defaults import DEFAULT_QUALITY, QUALITY
         from blender_denoise_addon.core.denoise import denoise
         from blender_denoise_addon.core.model import load_model
 
@@ -168,7 +169,8 @@ def run_one(cfg: dict) -> dict:
                 tiling=cfg["mode"],
                 tile=cfg.get("tile"),
                 batch=cfg["batch"],
-                coarse=cfg.get("coarse", COARSE.enabled),
+                coarse=QUALITY[cfg.get("preset", DEFAULT_QUALITY)].coarse,
+                flips=QUALITY[cfg.get("preset", DEFAULT_QUALITY)].flips,
             )
             s = r.stats
             return {"tile": s.tile, "overlap": s.overlap, "tiles": s.tiles}
@@ -213,19 +215,19 @@ def build_models(workdir: Path, color_only: bool = False) -> dict[str, dict]:
         meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         info = parse_metadata(meta, where=path.name)
         models[key] = {"path": str(path), "params": params, "rf": info.receptive_field, "align": info.alignment}
-    # The shipped model the add-on uses on such frames.
+    # Every shipped denoiser for these passes (prefilters are timed inside the model that names them).
     from blender_denoise_addon.core.catalog import bundled_models
 
     passes = {"color"} if color_only else {"color", "albedo", "normal"}
-
+    shipped = []
     for path in bundled_models():
         meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         info = parse_metadata(meta, where=path.name)
-        if set(info.inputs) == passes:
+        if info.role == "denoiser" and set(info.inputs) == passes:
             params = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
             entry = {"path": str(path), "params": params, "rf": info.receptive_field, "align": info.alignment}
-            models["shipped"] = entry | {"name": path.stem}
-            break
+            shipped.append(entry | {"name": path.stem})
+    models["shipped"] = shipped
     return models
 
 
@@ -241,12 +243,14 @@ def configs(
             out.append({"kind": "ours", "label": "ours sliding", "model": base, "mode": "sliding", "tile": t})
         out.append({"kind": "ours", "label": "ours half-width full", "model": half, "mode": "full"})
         out.append({"kind": "ours", "label": "ours half-width sliding", "model": half, "mode": "sliding", "tile": None})
-    if "shipped" in models:
-        shipped, name = models["shipped"]["path"], models["shipped"]["name"]
-        out.append({"kind": "ours", "label": f"shipped {name} full", "model": shipped, "mode": "full"})
-        out.append({"kind": "ours", "label": f"shipped {name} sliding", "model": shipped, "mode": "sliding"})
-        label = f"shipped {name} sliding, no coarse pass"
-        out.append({"kind": "ours", "label": label, "model": shipped, "mode": "sliding", "coarse": False})
+    from blender_denoise_addon.core.defaults import DEFAULT_QUALITY, QUALITY
+
+    for m in models["shipped"]:
+        path, name = m["path"], m["name"]
+        out.append({"kind": "ours", "label": f"shipped {name} full", "model": path, "mode": "full"})
+        for preset in QUALITY:  # the add-on's default tiling at each Quality
+            label = f"shipped {name} sliding" + ("" if preset == DEFAULT_QUALITY else f", {preset}")
+            out.append({"kind": "ours", "label": label, "model": path, "mode": "sliding", "preset": preset})
     out.append({"kind": "oidn", "label": "OIDN balanced", "quality": "balanced"})
     out.append({"kind": "oidn", "label": "OIDN high", "quality": "high"})
     for c in out:
@@ -414,15 +418,17 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         "| frame | denoiser / mode | tile (overlap), tiles | s | best s | MP/s | peak MB | +MB "
-        "| vs OIDN balanced | vs OIDN high |"
+        "| vs OIDN balanced | vs OIDN high | time vs v13 default |"
     )
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         same = [x for x in results if x["size"] == r["size"] and "seconds" in x]
         bal = next((x["seconds"] for x in same if x["label"] == "OIDN balanced"), None)
+        # The default before issue 36: v13 on the sliding window at Balanced.
+        v13 = next((x["seconds"] for x in same if x["label"] == f"shipped {V13} sliding"), None)
         high = next((x["seconds"] for x in same if x["label"] == "OIDN high"), None)
         if "seconds" not in r:
-            print(f"| {r['size']} | {r['label']} | - | - | - | - | - | - | {r.get('error', '?')} | |")
+            print(f"| {r['size']} | {r['label']} | - | - | - | - | - | - | {r.get('error', '?')} | | |")
             continue
         if r["kind"] == "oidn":
             tile = "- (OIDN's own)"
@@ -436,14 +442,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {r['size']} | {r['label']} | {tile} | {s:.2f} | {min(r['times']):.2f} | {r['mp'] / s:.3f} | "
             f"{r['peak_mb']:.0f} | "
-            f"{r['peak_mb'] - r['base_mb']:.0f} | {fmt_ratio(bal, s)} | {fmt_ratio(high, s)} |"
+            f"{r['peak_mb'] - r['base_mb']:.0f} | {fmt_ratio(bal, s)} | {fmt_ratio(high, s)} | {fmt_ratio(s, v13)} |"
         )
     print()
     print(
         "s: median seconds per frame; best s: fastest timed run; MP/s: frame megapixels / s; "
         "peak MB: the configuration's own process, peak "
         "resident memory while denoising; +MB: peak minus the resident size before the first run (inputs + "
-        "loaded model). Ratios: OIDN seconds / these seconds (above 1 = faster than OIDN)."
+        "loaded model). Ratios: OIDN seconds / these seconds (above 1 = faster than OIDN); time vs v13 default: "
+        "these seconds / v13's on the sliding window at Balanced (the default before issue 36)."
     )
     if args.json:
         args.json.write_text(json.dumps({"machine": mach, "models": models, "results": results}, indent=1))

@@ -99,8 +99,10 @@ def summary(work: Path, models: list[Path]) -> str:
     """Mean display PSNR per spp: each model against the OIDN variants on its own inputs."""
     lines = ["| model | spp | noisy | ours | OIDN balanced | OIDN high | OIDN, Blender's prefilter | ours low-freq |"]
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
-    variants = ("", "-no-coarse", *(f"-{q}" for q in QUALITY if q != DEFAULT_QUALITY))
-    for name in (m.stem + v for m in models for v in variants):
+    # Each model's default run first, then its variants (qualities, ablations) in name order.
+    folders = sorted((work / "eval").glob("*/metrics.json")) if (work / "eval").is_dir() else []
+    names = [f.parent.name for f in folders]
+    for name in (n for m in models for n in [m.stem] + [x for x in names if x.startswith(m.stem + "-")]):
         path = work / "eval" / name / "metrics.json"
         if not path.is_file():
             continue
@@ -177,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-coarse", action="store_true", help="ours without the coarse pass, into eval/*-no-coarse")
     p.add_argument("--quality", choices=tuple(QUALITY), default=DEFAULT_QUALITY,
                    help="ours at this Quality setting, into eval/*-QUALITY unless %(default)s")  # fmt: skip
+    p.add_argument("--coarse-levels", type=int, help="ablation: coarse levels instead of the quality's (eval/*-cN)")
+    p.add_argument(
+        "--flips", type=int, choices=(1, 2, 4), help="ablation: test-time flips instead of the quality's (eval/*-fN)"
+    )
     p.add_argument("--no-oidn", action="store_true", help="score ours alone (the OIDN rows come from a default run)")
     p.add_argument("--passes", type=int, choices=(1, 2), default=2,
                    help="render: reference passes (1: REF_SPP references only)")  # fmt: skip
@@ -205,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                 + ["--threads", str(args.threads)]
                 + (["--no-coarse"] if args.no_coarse else [])
                 + ["--quality", args.quality]
+                + ([] if args.coarse_levels is None else ["--coarse-levels", str(args.coarse_levels)])
+                + ([] if args.flips is None else ["--flips", str(args.flips)])
                 + (["--no-oidn"] if args.no_oidn else [])
             )
         print(summary(work, args.models))

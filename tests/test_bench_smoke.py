@@ -27,6 +27,9 @@ def test_bench_quick_prints_a_table_with_every_denoiser():
     assert rows[0].startswith("| frame | denoiser / mode")
     labels = {row.split("|")[2].strip() for row in rows[1:]}
     assert {"ours full", "ours grid", "ours sliding", "OIDN balanced", "OIDN high"} <= labels
+    v13 = "shipped denoiser-v13-color-albedo-normal sliding"
+    assert {v13, f"{v13}, fast", f"{v13}, high"} <= labels  # each Quality of the add-on's default tiling
+    assert all(row.split("|")[-2].strip() != "-" for row in rows[1:] if v13 in row)  # timed against v13's default
     for row in rows[1:]:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[3]) > 0 and float(cells[6]) > 0, row  # seconds and peak MB were measured

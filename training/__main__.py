@@ -90,6 +90,16 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_QUALITY,
         help="ours at this Quality setting (default %(default)s)",
     )
+    p.add_argument(
+        "--coarse-levels", type=int, default=-1, help="ablation: coarse-pass levels instead of the quality's"
+    )
+    p.add_argument(
+        "--flips",
+        type=int,
+        default=-1,
+        choices=(-1, 1, 2, 4),
+        help="ablation: test-time flips instead of the quality's",
+    )
     p.add_argument("--grids", type=int, default=8, help="comparison grids to draw, the first N frames (default 8)")
     p.add_argument(
         "--figure-spp", type=int, default=4, help="comparison.png shows frames at this spp (default 4; 0: none)"
