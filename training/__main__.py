@@ -179,7 +179,7 @@ def _prefilter_parser(sub: argparse._SubParsersAction) -> None:
         "and summary.json, and -o the exported model (role 'prefilter' in the model contract).",
     )
     p.add_argument("--data", action="append", required=True, help="dataset folder (EXRs); repeat for several")
-    p.add_argument("--guide", choices=("albedo", "normal"), required=True)
+    p.add_argument("--guide", choices=("albedo", "normal"), required=True, help="the guide pass to clean")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--minutes", type=float, default=15.0, help="training time (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and crops (default %(default)s)")
