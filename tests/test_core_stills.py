@@ -154,3 +154,10 @@ def test_automatic_skips_prefilters_and_prefers_priority(folder):
     assert both.path.name == "shows-albedo.onnx"  # more passes first
     listed = {m.path.name for m in catalog.list_models(folder)}
     assert listed == {"p0.onnx", "p3.onnx", "shows-albedo.onnx"}
+
+
+def test_bundled_models_leave_prefilters_out(folder, monkeypatch):
+    monkeypatch.setenv("BLENDER_DENOISE_MODELS", str(folder))
+    names = {p.name for p in catalog.bundled_models()}
+    assert "shows-albedo.onnx" in names
+    assert not names & {"box-albedo.onnx", "identity-normal.onnx"}

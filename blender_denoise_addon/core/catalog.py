@@ -25,11 +25,27 @@ def model_dirs() -> list[Path]:
 
 
 def bundled_models() -> list[Path]:
+    """The bundled denoisers (guide prefilters beside them are not listed: their model runs them)."""
     seen: dict[str, Path] = {}
     for d in model_dirs():
         for p in sorted(d.glob("*.onnx")):
             seen.setdefault(p.name, p)
-    return list(seen.values())
+    return [p for p in seen.values() if _role(p) != "prefilter"]
+
+
+_roles: dict[tuple[str, float], str] = {}
+
+
+def _role(path: Path) -> str:
+    """A file's ``denoiser.role`` (read once per file version; "" when it cannot be read: listed, and
+    refused with its reason when chosen)."""
+    key = (str(path), path.stat().st_mtime)
+    if key not in _roles:
+        try:
+            _roles[key] = load_model(path, threads=1).info.role
+        except ModelContractError:
+            _roles[key] = ""
+    return _roles[key]
 
 
 def pick_model(passes: Iterable[str], threads: int | None = None, candidates: Iterable[Path] | None = None) -> Model:
