@@ -43,27 +43,31 @@ def folder(tmp_path):
     fixed_conv(tmp_path / "box-albedo.onnx", _box(), ModelInfo(("albedo",), "linear", 1, 3, "box", role="prefilter"))
     fixed_conv(tmp_path / "identity-normal.onnx", _pick(3, 0),
                ModelInfo(("normal",), "linear", 1, 1, "same", role="prefilter"))  # fmt: skip
-    info = ModelInfo(("color", "albedo"), "linear", 1, 1, "shows-albedo", prefilter=(("albedo", "box-albedo.onnx"),))
+    info = ModelInfo(("color", "albedo"), "linear", 1, 1, "shows-albedo", prefilter=("box-albedo.onnx",))
     fixed_conv(tmp_path / "shows-albedo.onnx", _pick(6, 3), info)
     return tmp_path
 
 
 def test_contract_reads_role_prefilter_and_priority():
     meta = {"denoiser.inputs": "color,albedo,normal", "denoiser.transfer": "log", "denoiser.alignment": "16",
-            "denoiser.receptive_field": "9", "denoiser.prefilter": "albedo=a.onnx, normal=n.onnx",
+            "denoiser.receptive_field": "9", "denoiser.prefilter": "a.onnx, n.onnx",
             "denoiser.priority": "2"}  # fmt: skip
     info = parse_metadata(meta)
-    assert info.prefilter == (("albedo", "a.onnx"), ("normal", "n.onnx")) and info.priority == 2
+    assert info.prefilter == ("a.onnx", "n.onnx") and info.priority == 2
     assert parse_metadata(info.metadata()) == info
     pre = parse_metadata(meta | {"denoiser.inputs": "normal", "denoiser.role": "prefilter", "denoiser.prefilter": ""})
     assert pre.role == "prefilter" and pre.inputs == ("normal",)
+    both = parse_metadata(
+        meta | {"denoiser.inputs": "albedo,normal", "denoiser.role": "prefilter", "denoiser.prefilter": ""}
+    )
+    assert both.inputs == ("albedo", "normal") and both.channels == 6
     bad = [
         {"denoiser.role": "upscaler"},
         {"denoiser.inputs": "albedo"},  # a denoiser must take color
-        {"denoiser.prefilter": "depth=d.onnx"},
-        {"denoiser.prefilter": "albedo=../a.onnx"},
-        {"denoiser.prefilter": "albedo=a.onnx,albedo=b.onnx"},
-        {"denoiser.inputs": "color", "denoiser.prefilter": "albedo=a.onnx"},  # a guide it does not take
+        {"denoiser.prefilter": "d.txt"},
+        {"denoiser.prefilter": "../a.onnx"},
+        {"denoiser.prefilter": "a.onnx,a.onnx"},
+        {"denoiser.inputs": "color", "denoiser.prefilter": "a.onnx"},  # no guide to clean
         {"denoiser.priority": "high"},
         {"denoiser.role": "prefilter", "denoiser.inputs": "color"},
     ]
@@ -74,7 +78,7 @@ def test_contract_reads_role_prefilter_and_priority():
 
 def test_denoiser_sees_its_prefiltered_guide_on_any_tiling(folder):
     model = load_model(folder / "shows-albedo.onnx")
-    assert set(model.prefilters) == {"albedo"}
+    assert [p.info.inputs for p in model.prefilters] == [("albedo",)]
     rng = np.random.default_rng(0)
     albedo = rng.random((40, 70, 3), dtype=np.float32)
     color = rng.random((40, 70, 3), dtype=np.float32)
@@ -83,19 +87,48 @@ def test_denoiser_sees_its_prefiltered_guide_on_any_tiling(folder):
         res = denoise(model, color, albedo, tiling=tiling, tile=tile, coarse=0)
         assert res.stats.prefiltered == ("albedo",)
         np.testing.assert_allclose(res.image, expected, atol=1e-5, err_msg=tiling)
-    np.testing.assert_allclose(prefilter(model.prefilters["albedo"], "albedo", albedo), expected, atol=1e-6)
+    np.testing.assert_allclose(prefilter(model.prefilters[0], {"albedo": albedo})["albedo"], expected, atol=1e-6)
 
 
 def test_a_missing_or_wrong_prefilter_is_one_clear_error(folder):
     (folder / "box-albedo.onnx").rename(folder / "elsewhere.onnx")
-    with pytest.raises(ModelContractError, match="box-albedo.onnx is not beside it"):
+    with pytest.raises(ModelContractError, match="prefilter box-albedo.onnx is not beside it"):
         load_model(folder / "shows-albedo.onnx")
     # A denoiser where the prefilter should be.
     conv_chain(folder / "box-albedo.onnx", layers=1, inputs=("color", "albedo"))
-    with pytest.raises(ModelContractError, match="not a prefilter model for albedo"):
+    with pytest.raises(ModelContractError, match="is not a prefilter for guides it takes"):
         load_model(folder / "shows-albedo.onnx")
     with pytest.raises(DenoiseError, match="is a guide prefilter"):
         denoise(load_model(folder / "identity-normal.onnx"), np.ones((8, 8, 3), np.float32))
+
+
+def test_one_prefilter_for_both_guides(folder):
+    """A 6-channel prefilter: the albedo comes back boxed, the normal as it was, and the denoiser
+    that shows its normal input (output = normal) gets the normal the prefilter returned."""
+    w = np.zeros((6, 6, 3, 3), np.float32)
+    w[:3, :3] = _box()
+    for c in range(3):
+        w[3 + c, 3 + c, 1, 1] = 1.0
+    fixed_conv(folder / "both.onnx", w, ModelInfo(("albedo", "normal"), "linear", 1, 3, "both", role="prefilter"))
+    info = ModelInfo(("color", "albedo", "normal"), "linear", 1, 1, "shows-normal", prefilter=("both.onnx",))
+    fixed_conv(folder / "shows-normal.onnx", _pick(9, 6), info)
+    model = load_model(folder / "shows-normal.onnx")
+    rng = np.random.default_rng(5)
+    albedo, color = rng.random((30, 40, 3), dtype=np.float32), rng.random((30, 40, 3), dtype=np.float32)
+    normal = rng.uniform(-1, 1, (30, 40, 3)).astype(np.float32)
+    out = prefilter(model.prefilters[0], {"albedo": albedo, "normal": normal}, flips=4)
+    np.testing.assert_allclose(out["albedo"], _zero_padded_box(albedo), atol=1e-5)
+    np.testing.assert_allclose(out["normal"], normal, atol=1e-6)
+    res = denoise(model, color, albedo, normal, tile=16, coarse=0)  # (flips would mirror its "color")
+    assert res.stats.prefiltered == ("albedo", "normal")
+    np.testing.assert_allclose(res.image, normal, atol=1e-5)
+    # A second prefilter for a guide the first already cleans is refused.
+    info2 = ModelInfo(
+        ("color", "albedo", "normal"), "linear", 1, 1, "twice", prefilter=("both.onnx", "box-albedo.onnx")
+    )
+    fixed_conv(folder / "twice.onnx", _pick(9, 6), info2)
+    with pytest.raises(ModelContractError, match="no other prefilter cleans"):
+        load_model(folder / "twice.onnx")
 
 
 def test_flips_average_mirrored_runs_and_turn_normals(folder):
@@ -103,7 +136,7 @@ def test_flips_average_mirrored_runs_and_turn_normals(folder):
     normal = rng.uniform(-1, 1, (33, 47, 3)).astype(np.float32)
     same = load_model(folder / "identity-normal.onnx")
     for flips in (1, 2, 4):  # a normal through an identity prefilter comes back as it was, mirrored or not
-        np.testing.assert_allclose(prefilter(same, "normal", normal, flips=flips), normal, atol=1e-6)
+        np.testing.assert_allclose(prefilter(same, {"normal": normal}, flips=flips)["normal"], normal, atol=1e-6)
     # Output = the input shifted one pixel right; its mirror image shifts left: 2 flips average both.
     shift = np.zeros((3, 3, 3, 3), np.float32)
     for c in range(3):

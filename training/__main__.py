@@ -173,13 +173,14 @@ def _run_finetune(args: argparse.Namespace) -> int:
 def _prefilter_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prefilter",
-        help="train a guide prefilter (albedo or normal) and export it as a prefilter ONNX",
-        description="Train a small kernel-prediction network that cleans the noisy albedo or normal pass, "
+        help="train a guide prefilter (albedo and/or normal) and export it as a prefilter ONNX",
+        description="Train a small kernel-prediction network that cleans the noisy albedo and normal passes, "
         "with the clean render's guide as the target, for --minutes; OUT gets config.json, log.csv, best.pt "
         "and summary.json, and -o the exported model (role 'prefilter' in the model contract).",
     )
     p.add_argument("--data", action="append", required=True, help="dataset folder (EXRs); repeat for several")
-    p.add_argument("--guide", choices=("albedo", "normal"), required=True, help="the guide pass to clean")
+    p.add_argument("--guides", choices=("albedo", "normal", "albedo,normal"), default="albedo,normal",
+                   help="the guide passes to clean, with one network (default %(default)s)")  # fmt: skip
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--minutes", type=float, default=15.0, help="training time (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for weights and crops (default %(default)s)")
@@ -193,7 +194,7 @@ def _run_prefilter(args: argparse.Namespace) -> int:
 
     from .prefilter import PrefilterConfig, train_prefilter
 
-    config = PrefilterConfig(data=args.data, guide=args.guide, out=args.out, minutes=args.minutes,
+    config = PrefilterConfig(data=args.data, guides=args.guides, out=args.out, minutes=args.minutes,
                              seed=args.seed, threads=args.threads)  # fmt: skip
     print(json.dumps(train_prefilter(config, args.output), indent=1))
     return 0

@@ -281,15 +281,13 @@ SOURCES = ("auto", "exr", "png")
 GUIDES = ("noisy", "clean", "prefiltered")
 
 
-def parse_prefilter(raw: str) -> dict[str, str]:
-    """``albedo=PATH.onnx,normal=PATH.onnx`` -> {"albedo": PATH, ...}."""
-    out: dict[str, str] = {}
-    for item in filter(None, (x.strip() for x in raw.split(","))):
-        guide, _, path = (x.strip() for x in item.partition("="))
-        if guide not in ("albedo", "normal") or not path.endswith(".onnx"):
-            raise DenoiseError(f"--prefilter entry {item!r} must be albedo=PATH.onnx or normal=PATH.onnx")
-        out[guide] = path
-    return out
+def parse_prefilter(raw: str) -> list[str]:
+    """``PATH.onnx[,PATH.onnx]`` -> the prefilter model files."""
+    files = [x.strip() for x in raw.split(",") if x.strip()]
+    for f in files:
+        if not f.endswith(".onnx"):
+            raise DenoiseError(f"--prefilter entry {f!r} must be a .onnx prefilter model")
+    return files
 
 
 @dataclass
@@ -306,8 +304,8 @@ class TrainConfig:
     prefilter: str = field(
         default="",
         metadata=_data(
-            "GUIDE=PATH.onnx,...: the guide prefilters of --guides prefiltered, and the ones the exported model "
-            "names (it must ship beside them); needed unless --guides noisy"
+            "PATH.onnx[,PATH.onnx]: the guide prefilters of --guides prefiltered, and the ones the exported "
+            "model names (it must ship beside them); needed unless --guides noisy"
         ),
     )
     val_fraction: float = field(default=0.1, metadata=_data("share of scenes held out for validation"))

@@ -156,26 +156,31 @@ class Loaded:
 
 
 def load_pair(
-    pair: Pair, inputs: str, transfer: str, guides: str = "noisy", prefilters: dict[str, Any] | None = None
+    pair: Pair, inputs: str, transfer: str, guides: str = "noisy", prefilters: tuple[Any, ...] = ()
 ) -> Loaded:
     """Read and prepare one pair the way the core prepares a frame for inference. ``guides``
     (config.GUIDES) says whose albedo and normal: the noisy render's, the clean render's, or the
-    noisy ones cleaned by ``prefilters`` (guide -> loaded prefilter Model)."""
+    noisy ones cleaned by ``prefilters`` (loaded prefilter Models)."""
     passes = INPUT_SETS[inputs]
     noisy = read_image(pair.noisy)
     clean = read_image(pair.clean)
     if noisy.color.shape != clean.color.shape:
         raise DenoiseError(f"{pair.noisy} and {pair.clean} differ in size")
     aux: dict[str, np.ndarray | None] = {}
-    for name, prep in (("albedo", prepare_albedo), ("normal", prepare_normal)):
-        arr = getattr(clean if guides == "clean" else noisy, name)
-        if name in passes and arr is None:
+    source = clean if guides == "clean" else noisy
+    raw = {name: getattr(source, name) for name in ("albedo", "normal") if name in passes}
+    for name, arr in raw.items():
+        if arr is None:
             raise DenoiseError(f"{pair.noisy}: no {name} pass, but the model takes {inputs}")
-        if name in passes and arr is not None and guides == "prefiltered":
-            if not prefilters or name not in prefilters:
-                raise DenoiseError(f"--guides prefiltered needs a {name} prefilter (--prefilter {name}=PATH.onnx)")
-            arr = prefilter(prefilters[name], name, arr)
-        aux[name] = prep(arr[..., :3]).transpose(2, 0, 1).copy() if name in passes and arr is not None else None
+    if guides == "prefiltered":
+        for pre in prefilters or ():
+            if set(pre.info.inputs) <= set(raw):
+                raw |= prefilter(pre, {g: raw[g] for g in pre.info.inputs})
+        if not prefilters:
+            raise DenoiseError("--guides prefiltered needs --prefilter: the prefilter models to run")
+    for name, prep in (("albedo", prepare_albedo), ("normal", prepare_normal)):
+        arr = raw.get(name)
+        aux[name] = prep(arr[..., :3]).transpose(2, 0, 1).copy() if arr is not None else None
     color = sanitize_color(noisy.color[..., :3])
 
     def chw(a: np.ndarray) -> np.ndarray:

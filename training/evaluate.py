@@ -47,15 +47,13 @@ class TorchModel:
         self.info = info
         self.label = label
         self.config = config or {}
-        self.prefilters: dict[str, Any] = {}  # a run on clean or prefiltered guides: the prefilters it names
+        self.prefilters: tuple[Any, ...] = ()  # a run on clean or prefiltered guides: the prefilters it names
         if self.config.get("guides", "noisy") != "noisy":
             from blender_denoise_addon.core.model import load_model
 
             from .config import parse_prefilter
 
-            self.prefilters = {
-                g: load_model(p, threads=1) for g, p in parse_prefilter(self.config["prefilter"]).items()
-            }
+            self.prefilters = tuple(load_model(p, threads=1) for p in parse_prefilter(self.config["prefilter"]))
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, threads: int = 0) -> TorchModel:

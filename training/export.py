@@ -128,10 +128,10 @@ def export(
     run = state.get("config", {})
     if run.get("guides", "noisy") != "noisy":
         named = parse_prefilter(run.get("prefilter", ""))
-        for src in map(Path, named.values()):
+        for src in map(Path, named):
             if not (out.parent / src.name).is_file():
                 shutil.copyfile(src, out.parent / src.name)
-        info = replace(info, prefilter=tuple((g, Path(p).name) for g, p in named.items()))
+        info = replace(info, prefilter=tuple(Path(p).name for p in named))
     info = replace(info, priority=priority)
     tmp = out.with_name(f".{out.name}.partial")
     try:

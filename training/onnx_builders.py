@@ -71,13 +71,14 @@ class _Graph:
         meta: dict[str, str | None] | None = None,
         input_name: str = "input",
         hw: tuple[int | str, int | str] = ("H", "W"),
+        out_channels: int = 3,
     ) -> Path:
         """``meta`` overrides the metadata (a None value drops the key): for contract tests."""
         self.nodes.append(helper.make_node("Identity", [last], ["output"]))
         if input_name != "input":
             self.nodes.insert(0, helper.make_node("Identity", [input_name], ["input"]))
         inp = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", cin, *hw])
-        out = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, *hw])
+        out = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", out_channels, *hw])
         graph = helper.make_graph(self.nodes, "denoiser", [inp], [out], self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
         model.ir_version = 8
@@ -186,4 +187,4 @@ def fixed_conv(path: Path, weights: np.ndarray, info: ModelInfo, **finish_kwargs
     g.inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(np.zeros(cout, np.float32), bn)]
     p = k // 2
     g.nodes.append(helper.make_node("Conv", ["input", wn, bn], [y], kernel_shape=[k, k], pads=[p, p, p, p]))
-    return g.finish(y, cin, info, path, **finish_kwargs)  # type: ignore[arg-type]
+    return g.finish(y, cin, info, path, out_channels=cout, **finish_kwargs)  # type: ignore[arg-type]

@@ -11,8 +11,8 @@ With ``render`` the datasets are rendered first (``generate-dataset`` resumes, s
 is only checked), and the last stage is exported to OUT/<the recipe's model file>: the whole
 model from one command.
 
-A recipe may also name guide ``prefilters`` (guide -> dataset, minutes, seed, file): they are
-trained first into OUT/prefilter-<guide> and exported to OUT/<file>, and a stage whose
+A recipe may also name guide ``prefilters`` (a list of: guides, dataset, minutes, seed, file):
+each is trained first into OUT/prefilter-<guides> and exported to OUT/<file>, and a stage whose
 ``prefilter`` setting is ``"recipe"`` trains with those files (the exported model names them).
 """
 
@@ -81,7 +81,7 @@ def run_recipe(
         if first.get("init") == "previous" and not start_init:
             raise DenoiseError(f"--start-at {start_at} needs --init: the model the stages before it made")
         recipe = recipe | {"stages": recipe["stages"][names.index(start_at) :]}
-    needed = {s["data"] for s in recipe["stages"]} | {p["data"] for p in recipe.get("prefilters", {}).values()}
+    needed = {s["data"] for s in recipe["stages"]} | {p["data"] for p in recipe.get("prefilters", [])}
     if render:
         render_datasets(data_root, {n: d for n, d in recipe["datasets"].items() if n in needed})
     missing = [n for n in recipe["datasets"] if n in needed and not (data_root / n).is_dir()]
@@ -127,13 +127,14 @@ def train_prefilters(recipe: dict[str, Any], out: Path, data_root: Path, threads
     from .prefilter import PrefilterConfig, export_prefilter, train_prefilter
 
     named = []
-    for guide, spec in recipe.get("prefilters", {}).items():
-        run_dir, onnx = out / f"prefilter-{guide}", out / spec["file"]
+    for spec in recipe.get("prefilters", []):
+        guides = spec["guides"]
+        run_dir, onnx = out / f"prefilter-{guides.replace(',', '-')}", out / spec["file"]
         if not (run_dir / "summary.json").is_file():
-            print(f"recipe: prefilter {guide}", file=sys.stderr, flush=True)
+            print(f"recipe: prefilter {guides}", file=sys.stderr, flush=True)
             data, minutes, seed = [str(data_root / spec["data"])], float(spec["minutes"]), int(spec.get("seed", 0))
-            train_prefilter(PrefilterConfig(data, guide, str(run_dir), minutes, seed=seed, threads=threads))
+            train_prefilter(PrefilterConfig(data, guides, str(run_dir), minutes, seed=seed, threads=threads))
         if not onnx.is_file():
             export_prefilter(run_dir / "best.pt", onnx)
-        named.append(f"{guide}={onnx}")
+        named.append(str(onnx))
     return ",".join(named)

@@ -142,7 +142,7 @@ class Data:
     val_loader: DataLoader
 
 
-def load_prefilters(cfg: TrainConfig) -> dict[str, Any] | None:
+def load_prefilters(cfg: TrainConfig) -> tuple[Any, ...]:
     """The prefilter models --guides prefiltered runs on the noisy guides (None for the others)."""
     from blender_denoise_addon.core.model import load_model
 
@@ -153,7 +153,7 @@ def load_prefilters(cfg: TrainConfig) -> dict[str, Any] | None:
     named = parse_prefilter(cfg.prefilter)
     if cfg.guides != "noisy" and not named:
         raise DenoiseError(f"--guides {cfg.guides} needs --prefilter: the models that clean the guides at inference")
-    return {g: load_model(p, threads=1) for g, p in named.items()} if cfg.guides == "prefiltered" else None
+    return tuple(load_model(p, threads=1) for p in named) if cfg.guides == "prefiltered" else ()
 
 
 def load_data(cfg: TrainConfig, out: Path) -> Data:

@@ -11,12 +11,13 @@ and one output ``output`` (N x 3 x H x W), N/H/W dynamic, and these
 
 Optional: ``denoiser.name``, ``denoiser.version``, ``denoiser.description``, and
 
-- ``denoiser.role``: ``denoiser`` (the default) or ``prefilter``: a guide prefilter takes one
-  guide (``denoiser.inputs`` = ``albedo`` or ``normal``) and returns it cleaned, in the same units
-  (albedo in [0, 1], normal in [-1, 1]); Automatic never picks one as the denoiser;
-- ``denoiser.prefilter``: ``albedo=FILE.onnx,normal=FILE.onnx``: this denoiser was trained on
-  clean guides, so the core first runs those prefilter models (beside it in its folder) on the
-  guides, with the same tiling;
+- ``denoiser.role``: ``denoiser`` (the default) or ``prefilter``: a guide prefilter takes guides
+  (``denoiser.inputs`` = ``albedo``, ``normal`` or ``albedo,normal``; 3 channels each) and returns
+  them cleaned, in the same units and order (albedo in [0, 1], normal in [-1, 1]); Automatic never
+  picks one as the denoiser;
+- ``denoiser.prefilter``: ``FILE.onnx[,FILE.onnx]``: this denoiser was trained on clean guides, so
+  the core first runs those prefilter models (beside it in its folder) on the guides they take,
+  with the same tiling;
 - ``denoiser.priority``: an integer (default 0); among models that take the same passes,
   Automatic picks the highest.
 """
@@ -51,7 +52,11 @@ INPUT_SETS: dict[str, tuple[str, ...]] = {
     "color,albedo,normal": ("color", "albedo", "normal"),
 }
 # What a guide prefilter (role ``prefilter``) takes and returns.
-PREFILTER_INPUTS: dict[str, tuple[str, ...]] = {"albedo": ("albedo",), "normal": ("normal",)}
+PREFILTER_INPUTS: dict[str, tuple[str, ...]] = {
+    "albedo": ("albedo",),
+    "normal": ("normal",),
+    "albedo,normal": ("albedo", "normal"),
+}
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,8 @@ class ModelInfo:
     receptive_field: int
     name: str = ""
     role: str = "denoiser"
-    # (guide, file name) pairs: the prefilter models the core runs on those guides first.
-    prefilter: tuple[tuple[str, str], ...] = ()
+    # File names of the prefilter models the core runs on the guides first (beside the model).
+    prefilter: tuple[str, ...] = ()
     priority: int = 0
 
     @property
@@ -93,7 +98,7 @@ class ModelInfo:
         if self.role != "denoiser":
             meta[KEY_ROLE] = self.role
         if self.prefilter:
-            meta[KEY_PREFILTER] = ",".join(f"{g}={f}" for g, f in self.prefilter)
+            meta[KEY_PREFILTER] = ",".join(self.prefilter)
         if self.priority:
             meta[KEY_PRIORITY] = str(self.priority)
         return meta
@@ -128,7 +133,7 @@ def parse_metadata(meta: Mapping[str, str], where: str = "model") -> ModelInfo:
     transfer = str(meta[KEY_TRANSFER]).strip()
     if transfer not in TRANSFERS:
         raise ModelContractError(f"{where}: {KEY_TRANSFER}={transfer!r} is not one of {', '.join(TRANSFERS)}")
-    prefilter = _prefilter_entries(str(meta.get(KEY_PREFILTER, "")), sets[inputs_raw], role, where)
+    prefilter = _prefilter_files(str(meta.get(KEY_PREFILTER, "")), sets[inputs_raw], role, where)
     priority = 0
     if KEY_PRIORITY in meta:
         try:
@@ -149,21 +154,19 @@ def parse_metadata(meta: Mapping[str, str], where: str = "model") -> ModelInfo:
     )
 
 
-def _prefilter_entries(raw: str, inputs: tuple[str, ...], role: str, where: str) -> tuple[tuple[str, str], ...]:
-    """``albedo=a.onnx,normal=n.onnx`` -> (("albedo", "a.onnx"), ("normal", "n.onnx")), checked."""
-    entries: list[tuple[str, str]] = []
-    for item in filter(None, (p.strip() for p in raw.split(","))):
-        guide, _, file = (x.strip() for x in item.partition("="))
-        if role != "denoiser":
-            raise ModelContractError(f"{where}: a {role} model cannot have {KEY_PREFILTER}")
-        if guide not in PREFILTER_INPUTS or guide not in inputs or not file.endswith(".onnx") or "/" in file:
-            raise ModelContractError(
-                f"{where}: {KEY_PREFILTER} entry {item!r} must be GUIDE=FILE.onnx for a guide the model takes"
-            )
-        if guide in dict(entries):
-            raise ModelContractError(f"{where}: {KEY_PREFILTER} names the {guide} prefilter twice")
-        entries.append((guide, file))
-    return tuple(entries)
+def _prefilter_files(raw: str, inputs: tuple[str, ...], role: str, where: str) -> tuple[str, ...]:
+    """``a.onnx,b.onnx`` -> ("a.onnx", "b.onnx"), checked (which guides each cleans, its own metadata says)."""
+    files = tuple(filter(None, (p.strip() for p in raw.split(","))))
+    if files and role != "denoiser":
+        raise ModelContractError(f"{where}: a {role} model cannot have {KEY_PREFILTER}")
+    if files and not set(inputs) & set(PREFILTER_INPUTS):
+        raise ModelContractError(f"{where}: {KEY_PREFILTER} is set, but the model takes no albedo or normal")
+    for f in files:
+        if not f.endswith(".onnx") or "/" in f or "\\" in f:
+            raise ModelContractError(f"{where}: {KEY_PREFILTER} entry {f!r} must be a FILE.onnx beside the model")
+    if len(set(files)) != len(files):
+        raise ModelContractError(f"{where}: {KEY_PREFILTER} names a file twice")
+    return files
 
 
 def _dims(shape: Sequence[Any]) -> list[int | None]:
@@ -178,7 +181,8 @@ def check_io(info: ModelInfo, inputs: Sequence[Any], outputs: Sequence[Any], whe
     if len(outputs) < 1 or outputs[0].name != OUTPUT_NAME:
         names = ", ".join(o.name for o in outputs)
         raise ModelContractError(f"{where}: first output must be named {OUTPUT_NAME!r}, has: {names}")
-    for arg, channels in ((inputs[0], info.channels), (outputs[0], 3)):
+    out_channels = info.channels if info.role == "prefilter" else 3  # a prefilter returns its guides
+    for arg, channels in ((inputs[0], info.channels), (outputs[0], out_channels)):
         if arg.type != "tensor(float)":
             raise ModelContractError(f"{where}: {arg.name!r} is {arg.type}, must be tensor(float) (float32)")
         dims = _dims(arg.shape)
@@ -189,7 +193,7 @@ def check_io(info: ModelInfo, inputs: Sequence[Any], outputs: Sequence[Any], whe
                 f"{where}: {arg.name!r} has {dims[1]} channels but {KEY_INPUTS}="
                 f"{','.join(info.inputs)} needs {channels}"
                 if arg.name == INPUT_NAME
-                else f"{where}: {arg.name!r} has {dims[1]} channels, must be 3 (RGB)"
+                else f"{where}: {arg.name!r} has {dims[1]} channels, must be {out_channels}"
             )
         if dims[2] is not None or dims[3] is not None:
             raise ModelContractError(f"{where}: {arg.name!r} has fixed H/W {arg.shape[2:]}; they must be dynamic")

@@ -232,7 +232,7 @@ def _run_tiles(
         x = parts[0][None] if len(parts) == 1 else np.stack(parts)  # one tile: a view, no copy of the frame
         y = model.run(x)
         for fy, fx in variants[1:]:  # undo each flip on the output
-            y += _flipped(model.run(_flipped(x, fy, fx, normal_at)), fy, fx, 0 if normal_out else None)
+            y += _flipped(model.run(_flipped(x, fy, fx, normal_at)), fy, fx, normal_at if normal_out else None)
         if len(variants) > 1:
             y /= len(variants)
         batches += 1
@@ -268,31 +268,40 @@ def _guide_limits(guide: str) -> tuple[float, float]:
     return (0.0, 1.0) if guide == "albedo" else (-1.0, 1.0)
 
 
-def _prefilter_guide(
-    pre: Model, guide: str, arr: np.ndarray, tiles: list[Tile], flips: int, batch: int, count: list[int],
+def _prefilter_guides(
+    pre: Model, guides: dict[str, np.ndarray], tiles: list[Tile], flips: int, batch: int, count: list[int],
     progress: ProgressFn | None, cancel: CancelFn | None,
-) -> np.ndarray:  # fmt: skip
-    """The guide (H x W x >= 3) cleaned by its prefilter model, prepared as the core prepares guides."""
-    lo, hi = _guide_limits(guide)
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The guides ``pre`` takes (name -> H x W x >= 3) cleaned by it, prepared as the core prepares guides."""
+    names = pre.info.inputs
+    limits = [_guide_limits(g) for g in names]
 
     def make_input(t: Tile) -> np.ndarray:
-        x = np.empty((3, t.y.size, t.x.size), np.float32)
-        _copy_tile(x, arr, t)
-        return _clip_inplace(x, lo, hi)
+        x = np.empty((3 * len(names), t.y.size, t.x.size), np.float32)
+        for i, (g, (lo, hi)) in enumerate(zip(names, limits, strict=True)):
+            _copy_tile(x[3 * i : 3 * i + 3], guides[g], t)
+            _clip_inplace(x[3 * i : 3 * i + 3], lo, hi)
+        return x
 
     def finish(y: np.ndarray) -> np.ndarray:
-        return _clip_inplace(tf.inverse(y, pre.info.transfer, 1.0), lo, hi)
+        return tf.inverse(y, pre.info.transfer, 1.0)
 
-    out = np.zeros((*arr.shape[:2], 3), np.float32)
-    at = 0 if guide == "normal" else None
-    _run_tiles(pre, tiles, make_input, finish, out, flips, at, batch, count, progress, cancel, normal_out=at == 0)
-    return _clip_inplace(out, lo, hi)
+    height, width = guides[names[0]].shape[:2]
+    out = np.zeros((height, width, 3 * len(names)), np.float32)
+    at = 3 * names.index("normal") if "normal" in names else None
+    _run_tiles(
+        pre, tiles, make_input, finish, out, flips, at, batch, count, progress, cancel, normal_out=at is not None
+    )
+    return {
+        g: _clip_inplace(out[..., 3 * i : 3 * i + 3], lo, hi)
+        for i, (g, (lo, hi)) in enumerate(zip(names, limits, strict=True))
+    }
 
 
-def prefilter(pre: Model, guide: str, arr: np.ndarray, flips: int = 1) -> np.ndarray:
-    """One whole guide (H x W x >= 3) through its prefilter model, in one tile."""
-    tiles = _Plan("full", None, None).tiles(pre, *arr.shape[:2])
-    return _prefilter_guide(pre, guide, arr, tiles, flips, 1, [0, len(tiles)], None, None)
+def prefilter(pre: Model, guides: dict[str, np.ndarray], flips: int = 1) -> dict[str, np.ndarray]:
+    """Whole guides (name -> H x W x >= 3) through a prefilter model, in one tile."""
+    tiles = _Plan("full", None, None).tiles(pre, *next(iter(guides.values())).shape[:2])
+    return _prefilter_guides(pre, guides, tiles, flips, 1, [0, len(tiles)], None, None)
 
 
 def denoise(
@@ -353,9 +362,10 @@ def denoise(
             break
         shapes.append(smaller)
     level_tiles = [plan.tiles(model, h, w) for h, w in shapes]
-    guides = [(g, model.prefilters[g]) for g, arr in (("albedo", albedo), ("normal", normal))
-              if arr is not None and g in model.prefilters]  # fmt: skip
-    pre_tiles = [plan.tiles(pre, height, width) for _, pre in guides]
+    present = {g: arr for g, arr in (("albedo", albedo), ("normal", normal)) if arr is not None}
+    # Each prefilter whose guides are all fed (a pass the user turned off is not fed, so not cleaned).
+    pres = [pre for pre in model.prefilters if set(pre.info.inputs) <= set(present)]
+    pre_tiles = [plan.tiles(pre, height, width) for pre in pres]
     count = [0, sum(map(len, level_tiles)) + sum(map(len, pre_tiles))]
     if progress:
         progress(0, count[1])
@@ -363,10 +373,9 @@ def denoise(
     report = count_bad(color)
     exposure = frame_exposure(color, info.transfer)
     batches = 0
-    for (g, pre), tiles in zip(guides, pre_tiles, strict=True):
-        cleaned = _prefilter_guide(pre, g, albedo if g == "albedo" else normal, tiles, flips, batch, count,  # type: ignore[arg-type]
-                                   progress, cancel)  # fmt: skip
-        albedo, normal = (cleaned, normal) if g == "albedo" else (albedo, cleaned)
+    for pre, tiles in zip(pres, pre_tiles, strict=True):
+        present |= _prefilter_guides(pre, present, tiles, flips, batch, count, progress, cancel)
+    albedo, normal = present.get("albedo"), present.get("normal")
 
     normal_at = 3 * info.inputs.index("normal") if normal is not None else None
 
@@ -428,7 +437,7 @@ def denoise(
         input_report=report,
         coarse=len(shapes) - 1,
         flips=flips,
-        prefiltered=tuple(g for g, _ in guides),
+        prefiltered=tuple(g for pre in pres for g in pre.info.inputs),
     )
     return DenoiseResult(image=image, stats=stats)
 

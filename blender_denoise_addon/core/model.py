@@ -32,8 +32,8 @@ class Model:
     info: ModelInfo
     session: Any
     providers: list[str]
-    # Guide -> its prefilter model (``denoiser.prefilter``), run on that guide before this model.
-    prefilters: dict[str, Model] = field(default_factory=dict)
+    # The prefilter models (``denoiser.prefilter``) run on the guides before this model, in order.
+    prefilters: tuple[Model, ...] = field(default_factory=tuple)
 
     @property
     def label(self) -> str:
@@ -41,7 +41,8 @@ class Model:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         out = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-        expected = (batch.shape[0], 3, batch.shape[2], batch.shape[3])
+        channels = self.info.channels if self.info.role == "prefilter" else 3  # a prefilter returns its guides
+        expected = (batch.shape[0], channels, batch.shape[2], batch.shape[3])
         if tuple(out.shape) != expected:
             raise ModelContractError(
                 f"{self.path.name}: output shape {tuple(out.shape)} for input {tuple(batch.shape)}, expected {expected}"
@@ -75,15 +76,19 @@ def load_model(
     meta = session.get_modelmeta().custom_metadata_map
     info = parse_metadata(meta, where=path.name)
     check_io(info, session.get_inputs(), session.get_outputs(), where=path.name)
-    prefilters = {}
-    for guide, file in info.prefilter:
-        where = f"{path.name}: its {guide} prefilter {file}"
+    prefilters = []
+    cleaned: set[str] = set()
+    for file in info.prefilter:
+        where = f"{path.name}: its prefilter {file}"
         if not (path.parent / file).is_file():
             raise ModelContractError(f"{where} is not beside it in {path.parent}")
         pre = load_model(path.parent / file, threads, providers)
-        if pre.info.role != "prefilter" or pre.info.inputs != (guide,):
+        guides = set(pre.info.inputs)
+        if pre.info.role != "prefilter" or not guides <= set(info.inputs) or guides & cleaned:
             raise ModelContractError(
-                f"{where} is not a prefilter model for {guide} ({pre.info.role}, {pre.info.inputs})"
+                f"{where} is not a prefilter for guides it takes and no other prefilter cleans "
+                f"({pre.info.role}, {','.join(pre.info.inputs)})"
             )
-        prefilters[guide] = pre
-    return Model(path=path, info=info, session=session, providers=session.get_providers(), prefilters=prefilters)
+        cleaned |= guides
+        prefilters.append(pre)
+    return Model(path=path, info=info, session=session, providers=session.get_providers(), prefilters=tuple(prefilters))
