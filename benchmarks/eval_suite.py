@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             suffix = ("-no-coarse" if args.no_coarse else "") + (
                 "" if args.quality == DEFAULT_QUALITY else f"-{args.quality}"
             )
+            suffix += "" if args.coarse_levels is None else f"-c{args.coarse_levels}"
+            suffix += "" if args.flips is None else f"-f{args.flips}"
             out = work / "eval" / (m.stem + suffix)
             run(
                 [py, "-m", "training", "evaluate", "--data", str(data), "--model", str(m), "--split", "all"]
