@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/eval_suite.py [--work data/suite] [--stage all|scenes|render|score|figure]
         [--shard I/N] [--passes 1|2] [--models models/denoiser-v13-color-albedo-normal.onnx ...]
-        [--quality fast|balanced|high] [--no-coarse] [--no-oidn]
+        [--quality fast|balanced|high] [--no-coarse] [--flips N] [--no-oidn]
 
 - scenes: ``benchmarks/scenes/suite.py`` writes WORK/scenes/NAME.blend (interiors through windows,
   a Cornell box, night, fog, glass and caustics, depth of field, motion blur, fine geometry,
@@ -179,7 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-coarse", action="store_true", help="ours without the coarse pass, into eval/*-no-coarse")
     p.add_argument("--quality", choices=tuple(QUALITY), default=DEFAULT_QUALITY,
                    help="ours at this Quality setting, into eval/*-QUALITY unless %(default)s")  # fmt: skip
-    p.add_argument("--coarse-levels", type=int, help="ablation: coarse levels instead of the quality's (eval/*-cN)")
     p.add_argument(
         "--flips", type=int, choices=(1, 2, 4), help="ablation: test-time flips instead of the quality's (eval/*-fN)"
     )
@@ -204,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
             suffix = ("-no-coarse" if args.no_coarse else "") + (
                 "" if args.quality == DEFAULT_QUALITY else f"-{args.quality}"
             )
-            suffix += "" if args.coarse_levels is None else f"-c{args.coarse_levels}"
             suffix += "" if args.flips is None else f"-f{args.flips}"
             out = work / "eval" / (m.stem + suffix)
             run(
@@ -213,7 +211,6 @@ def main(argv: list[str] | None = None) -> int:
                 + ["--threads", str(args.threads)]
                 + (["--no-coarse"] if args.no_coarse else [])
                 + ["--quality", args.quality]
-                + ([] if args.coarse_levels is None else ["--coarse-levels", str(args.coarse_levels)])
                 + ([] if args.flips is None else ["--flips", str(args.flips)])
                 + (["--no-oidn"] if args.no_oidn else [])
             )

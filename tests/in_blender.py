@@ -98,7 +98,7 @@ def features() -> None:
 
     @check("quality_setting")
     def _() -> dict[str, Any]:
-        # 96x72: large enough for the coarse pass, which Fast leaves out; High runs it and 4 flips.
+        # 96x72: large enough for the coarse pass, which Fast leaves out; High adds 4 flips.
         scene_with_camera(96, 72)
         settings = bpy.context.scene.ai_denoise
         seen = {}

@@ -91,9 +91,6 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
         help="ours at this Quality setting (default %(default)s)",
     )
     p.add_argument(
-        "--coarse-levels", type=int, default=-1, help="ablation: coarse-pass levels instead of the quality's"
-    )
-    p.add_argument(
         "--flips",
         type=int,
         default=-1,

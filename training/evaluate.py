@@ -90,8 +90,7 @@ class EvalConfig:
     oidn: bool = True
     coarse: bool = COARSE.enabled  # ours with the core's coarse pass (False: none, whatever the quality)
     quality: str = DEFAULT_QUALITY  # ours at this Quality setting (core.defaults.QUALITY)
-    coarse_levels: int = -1  # ablations: these coarse levels / flips instead of the quality's (-1: the quality's)
-    flips: int = -1
+    flips: int = -1  # ablation: these test-time flips instead of the quality's (-1: the quality's)
     grids: int = 8
     figure_spp: int = 4  # comparison.png: one row per scene at this spp (0: none)
     figure_rows: int = 6
@@ -354,7 +353,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.quality not in QUALITY:
         raise DenoiseError(f"quality must be one of {', '.join(QUALITY)}, got {cfg.quality!r}")
     preset = QUALITY[cfg.quality]
-    levels = (preset.coarse if cfg.coarse_levels < 0 else cfg.coarse_levels) if cfg.coarse else 0
+    use_coarse = preset.coarse and cfg.coarse
     flips = preset.flips if cfg.flips < 0 else cfg.flips
     rows: list[dict[str, Any]] = []
     grids: list[str] = []
@@ -365,7 +364,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         albedo = frame.albedo if "albedo" in passes else None
         normal = frame.normal if "normal" in passes else None
         color = sanitize_color(frame.color[..., :3])
-        ours = denoise(model, color, albedo, normal, tiling="full", coarse=levels, flips=flips).image[..., :3]
+        ours = denoise(model, color, albedo, normal, tiling="full", coarse=use_coarse, flips=flips).image[..., :3]
         results = {"noisy": color, "ours": ours}
         if cfg.oidn:
             for quality in ("high", "balanced"):
@@ -406,7 +405,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "transfer": model.info.transfer,
         "coarse": cfg.coarse,
         "quality": cfg.quality,
-        "coarse_levels": levels,
         "flips": flips,
         "split": cfg.split,
         "frames": len(rows),

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         "tiling": result.stats.tiling,
         "tiles": result.stats.tiles,
         "quality": args.quality,
-        "coarse_levels": result.stats.coarse,
+        "coarse_pass": result.stats.coarse,
         "flips": result.stats.flips,
         "prefiltered": list(result.stats.prefiltered),
         "seconds": {"render_noisy": t_noisy, "render_reference": t_ref, "denoise": result.stats.seconds},

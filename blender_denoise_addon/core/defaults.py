@@ -84,17 +84,15 @@ class TemporalDefaults:
 class QualityPreset:
     """What one Quality setting (panel, hook, ``--quality``) runs."""
 
-    coarse: int  # coarse-pass levels (core/coarse.py): 0 none, 1 half size, 2 also quarter size
+    coarse: bool  # the coarse pass (core/coarse.py)
     flips: int  # test-time flips averaged (1, 2 or 4)
     description: str
 
 
 QUALITY: dict[str, QualityPreset] = {
-    "fast": QualityPreset(0, 1, "the network alone, about a fifth faster than Balanced"),
-    "balanced": QualityPreset(1, 1, "adds the coarse pass (the default)"),
-    "high": QualityPreset(
-        2, 4, "adds a quarter-size coarse level and 4 mirrored runs averaged, about 4x Balanced's time"
-    ),
+    "fast": QualityPreset(False, 1, "the network alone, about a fifth less time than Balanced"),
+    "balanced": QualityPreset(True, 1, "adds the coarse pass (the default)"),
+    "high": QualityPreset(True, 4, "also averages 4 mirrored runs of the network, about 4x Balanced's time"),
 }
 DEFAULT_QUALITY = "balanced"
 

@@ -51,14 +51,13 @@ class DenoiseStats:
     exposure: float
     seconds: float
     input_report: InputReport = field(default_factory=InputReport)
-    coarse: int = 0  # levels of the coarse pass that ran (their tiles are in ``tiles``)
+    coarse: bool = False  # the coarse pass ran (its tiles are in ``tiles``)
     flips: int = 1  # test-time flips averaged
     prefiltered: tuple[str, ...] = ()  # guides cleaned by the model's prefilters first
 
     @property
     def tiles_text(self) -> str:
-        levels = f" at {self.coarse} levels" if self.coarse > 1 else ""
-        extra = [f"with the coarse pass{levels}"] if self.coarse else []
+        extra = ["with the coarse pass"] if self.coarse else []
         extra += [f"{self.flips} flips"] if self.flips > 1 else []
         extra += [f"prefiltered {' and '.join(self.prefiltered)}"] if self.prefiltered else []
         return f"{self.tiling} {self.tiles} tiles" + (f" ({', '.join(extra)})" if extra else "")
@@ -314,7 +313,7 @@ def denoise(
     tile: int | None = None,
     overlap: int | None = None,
     batch: int = TILING.batch,
-    coarse: int = QUALITY[DEFAULT_QUALITY].coarse,
+    coarse: bool = QUALITY[DEFAULT_QUALITY].coarse,
     flips: int = QUALITY[DEFAULT_QUALITY].flips,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
@@ -322,13 +321,13 @@ def denoise(
     """Denoise one frame. ``color`` is H x W x 3 or 4 linear; alpha passes through.
 
     ``tile=None`` picks :func:`~.tiling.auto_tile`: one tile for frames up to 1920x1088.
-    ``coarse`` levels of the coarse pass (:mod:`.coarse`; True is 1, 2 adds a quarter-size
-    level) on frames whose level is at least ``COARSE.min_side`` pixels a side. ``flips``
-    (1, 2 or 4) runs the network on mirrored copies too and averages. A model with guide
-    prefilters (``denoiser.prefilter``) first cleans those guides with them, on the same tiling.
-    Extra passes the model does not take are ignored; missing ones raise MissingPassError.
-    Memory beyond the input and output frames is bounded by ``batch`` tiles, the prefiltered
-    guides and, with the coarse pass, the smaller levels.
+    ``coarse`` adds the coarse pass (:mod:`.coarse`) on frames of at least
+    ``COARSE.min_side`` pixels a side. ``flips`` (1, 2 or 4) runs the network on mirrored
+    copies too and averages. A model with guide prefilters (``denoiser.prefilter``) first cleans
+    those guides with them, on the same tiling. Extra passes the model does not take are
+    ignored; missing ones raise MissingPassError. Memory beyond the input and output frames is
+    bounded by ``batch`` tiles, the prefiltered guides and, with the coarse pass, a quarter-size
+    frame.
     """
     start = time.perf_counter()
     info = model.info
@@ -350,17 +349,10 @@ def denoise(
         raise DenoiseError(f"tile size must be at least 1, got {tile}")
     if flips not in FLIP_SETS:
         raise DenoiseError(f"flips must be one of {', '.join(map(str, FLIP_SETS))}, got {flips}")
-    if int(coarse) < 0:
-        raise DenoiseError(f"coarse levels must be 0 or more, got {coarse}")
 
     plan = _Plan(tiling, tile, overlap)
-    # Level k is the frame 2**k times smaller; each exists only where the coarse pass applies.
-    shapes = [(height, width)]
-    while len(shapes) <= int(coarse) and cp.applies(*shapes[-1]):
-        smaller = cp.half_shape(*shapes[-1])
-        if len(shapes) > 1 and not cp.applies(*smaller):  # a second level only where it is big enough itself
-            break
-        shapes.append(smaller)
+    use_coarse = bool(coarse) and cp.applies(height, width)
+    shapes = [(height, width)] + ([cp.half_shape(height, width)] if use_coarse else [])
     level_tiles = [plan.tiles(model, h, w) for h, w in shapes]
     present = {g: arr for g, arr in (("albedo", albedo), ("normal", normal)) if arr is not None}
     # Each prefilter whose guides are all fed (a pass the user turned off is not fed, so not cleaned).
@@ -394,26 +386,16 @@ def denoise(
         batches += _run_tiles(model, tiles, make_input, finish, out, flips, normal_at, batch, count, progress, cancel)
         return out
 
-    # The smaller levels first (so their inputs are freed before the full-size output exists),
-    # each correcting the next larger one's low frequencies.
-    levels: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
-    c, a, n = color, albedo, normal
-    for _ in shapes[1:]:
-        c = cp.halve(c, _sanitize_inplace)
-        a = None if a is None else cp.halve(a, lambda x: _clip_inplace(x, 0.0, 1.0))
-        n = None if n is None else cp.halve(n, lambda x: _clip_inplace(x, -1.0, 1.0))
-        levels.append((c, a, n))
-    lo: np.ndarray | None = None
-    lo_eps = 0.0
-    for k in range(len(levels), 0, -1):
-        c, a, n = levels.pop()
-        level = tf.autoexposure(c)  # from the level itself: no full-size temporaries later
+    lo, lo_eps = None, 0.0
+    if use_coarse:  # first, so its half-size inputs are freed before the full-size output exists
+        lo_color = cp.halve(color, _sanitize_inplace)
+        lo_albedo = None if albedo is None else cp.halve(albedo, lambda x: _clip_inplace(x, 0.0, 1.0))
+        lo_normal = None if normal is None else cp.halve(normal, lambda x: _clip_inplace(x, -1.0, 1.0))
+        level = tf.autoexposure(lo_color)  # from the half frame: no full-size temporaries later
         e = level if info.transfer in tf.EXPOSED_TRANSFERS else 1.0
-        result = run_level(level_tiles[k], c, a, n, e)
-        del c, a, n
-        if lo is not None:
-            cp.correct(result, lo, lo_eps)
-        lo, lo_eps = result, COARSE.eps * EXPOSURE.key / level
+        lo = run_level(level_tiles[1], lo_color, lo_albedo, lo_normal, e)
+        lo_eps = COARSE.eps * EXPOSURE.key / level
+        del lo_color, lo_albedo, lo_normal
     out = run_level(level_tiles[0], color, albedo, normal, exposure)
     if lo is not None:
         cp.correct(out, lo, lo_eps)
@@ -435,7 +417,7 @@ def denoise(
         exposure=exposure,
         seconds=time.perf_counter() - start,
         input_report=report,
-        coarse=len(shapes) - 1,
+        coarse=use_coarse,
         flips=flips,
         prefiltered=tuple(g for pre in pres for g in pre.info.inputs),
     )

@@ -19,7 +19,7 @@ class Options:
     threads: int | None = None
     use_albedo: bool = True
     use_normal: bool = True
-    coarse: bool = COARSE.enabled  # False: no coarse level, whatever the quality
+    coarse: bool = COARSE.enabled  # False: no coarse pass, whatever the quality
     quality: str = DEFAULT_QUALITY  # a key of defaults.QUALITY
     model_path: str | None = None  # None: the bundled model that fits the passes
     temporal: bool = False  # each frame of a sequence with its neighbours (core/temporal.py)
@@ -30,4 +30,4 @@ class Options:
         """The keyword arguments of core.denoise.denoise these options set."""
         preset = QUALITY[self.quality]
         return {"tiling": self.tiling, "tile": self.tile, "overlap": self.overlap, "batch": self.batch,
-                "coarse": preset.coarse if self.coarse else 0, "flips": preset.flips}  # fmt: skip
+                "coarse": preset.coarse and self.coarse, "flips": preset.flips}  # fmt: skip
