@@ -10,10 +10,6 @@ weights then come from ``start_init`` (a model those stages made, such as a ship
 With ``render`` the datasets are rendered first (``generate-dataset`` resumes, so a finished one
 is only checked), and the last stage is exported to OUT/<the recipe's model file>: the whole
 model from one command.
-
-A recipe may also name guide ``prefilters`` (a list of: guides, dataset, minutes, seed, file):
-each is trained first into OUT/prefilter-<guides> and exported to OUT/<file>, and a stage whose
-``prefilter`` setting is ``"recipe"`` trains with those files (the exported model names them).
 """
 
 from __future__ import annotations
@@ -81,7 +77,7 @@ def run_recipe(
         if first.get("init") == "previous" and not start_init:
             raise DenoiseError(f"--start-at {start_at} needs --init: the model the stages before it made")
         recipe = recipe | {"stages": recipe["stages"][names.index(start_at) :]}
-    needed = {s["data"] for s in recipe["stages"]} | {p["data"] for p in recipe.get("prefilters", [])}
+    needed = {s["data"] for s in recipe["stages"]}
     if render:
         render_datasets(data_root, {n: d for n, d in recipe["datasets"].items() if n in needed})
     missing = [n for n in recipe["datasets"] if n in needed and not (data_root / n).is_dir()]
@@ -91,15 +87,12 @@ def run_recipe(
             f"recipe {name} needs datasets that are not in {data_root}; add --render, or render them first:\n"
             + commands
         )
-    prefilters = train_prefilters(recipe, out, data_root, (run or {}).get("threads", 0))
     previous: Path | None = None
     for stage in recipe["stages"]:
         init = str(previous / "best.pt") if previous else start_init
         stage_out = out / stage["name"]
         settings = recipe.get("defaults", {}) | stage["settings"] | (run or {})
         settings |= {"data": str(data_root / stage["data"]), "out": str(stage_out)}
-        if settings.get("prefilter") == "recipe":
-            settings["prefilter"] = prefilters
         if stage.get("init") == "previous":
             if init is None:
                 raise DenoiseError(f"recipe {name}: stage {stage['name']} starts from a previous stage, but is first")
@@ -117,24 +110,6 @@ def run_recipe(
         from .export import export
 
         onnx = out / recipe["model"]
-        export(previous / "best.pt", onnx, name=recipe["name"], priority=int(recipe.get("priority", 0)))
+        export(previous / "best.pt", onnx, name=recipe["name"])
         print(f"recipe {name}: exported {onnx}", file=sys.stderr)
     return previous
-
-
-def train_prefilters(recipe: dict[str, Any], out: Path, data_root: Path, threads: int = 0) -> str:
-    """Train (once) and export the recipe's guide prefilters; returns the ``prefilter`` setting naming them."""
-    from .prefilter import PrefilterConfig, export_prefilter, train_prefilter
-
-    named = []
-    for spec in recipe.get("prefilters", []):
-        guides = spec["guides"]
-        run_dir, onnx = out / f"prefilter-{guides.replace(',', '-')}", out / spec["file"]
-        if not (run_dir / "summary.json").is_file():
-            print(f"recipe: prefilter {guides}", file=sys.stderr, flush=True)
-            data, minutes, seed = [str(data_root / spec["data"])], float(spec["minutes"]), int(spec.get("seed", 0))
-            train_prefilter(PrefilterConfig(data, guides, str(run_dir), minutes, seed=seed, threads=threads))
-        if not onnx.is_file():
-            export_prefilter(run_dir / "best.pt", onnx)
-        named.append(str(onnx))
-    return ",".join(named)
