@@ -92,7 +92,7 @@ class QualityPreset:
 QUALITY: dict[str, QualityPreset] = {
     "fast": QualityPreset(False, 1, "the network alone, about a fifth less time than Balanced"),
     "balanced": QualityPreset(True, 1, "adds the coarse pass (the default)"),
-    "high": QualityPreset(True, 4, "also averages 4 mirrored runs of the network, about 4x Balanced's time"),
+    "high": QualityPreset(True, 4, "also averages 4 mirrored runs of the network, about 3.7x Balanced's time"),
 }
 DEFAULT_QUALITY = "balanced"
 

@@ -64,7 +64,7 @@ class AIDenoiseSettings(bpy.types.PropertyGroup):
     quality: EnumProperty(  # type: ignore[valid-type]
         name="Quality",
         description="Speed against quality of the denoise (the same choices as --quality on the command line)",
-        items=[(k.upper(), k.title(), q.description.capitalize()) for k, q in QUALITY.items()],
+        items=[(k.upper(), k.title(), q.description[:1].upper() + q.description[1:]) for k, q in QUALITY.items()],
         default=DEFAULT_QUALITY.upper(),
     )
     threads: IntProperty(  # type: ignore[valid-type]
