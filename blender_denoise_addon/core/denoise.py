@@ -217,8 +217,8 @@ def _run_tiles(
     cancel: CancelFn | None,
     normal_out: bool = False,
 ) -> int:
-    """Run ``model`` on ``tiles`` into ``out`` (H x W x 3): ``make_input`` builds a tile's network input,
-    ``finish`` maps a kept (h x w x 3) network output back. ``count``: [tiles done, tiles in all],
+    """Run ``model`` on ``tiles`` into ``out`` (H x W x C): ``make_input`` builds a tile's network input,
+    ``finish`` maps a kept (h x w x C) network output back. ``count``: [tiles done, tiles in all],
     updated. With ``flips`` > 1 each tile is also run mirrored and the outputs averaged (``normal_at``: the
     input's normal channels, turned with the image; ``normal_out``: the output is a normal too). Returns batches."""
     batches = 0
