@@ -157,6 +157,8 @@ def test_quality_presets_set_the_denoise(chain7):
         assert (args["coarse"], args["flips"]) == (preset.coarse, preset.flips)
         assert Options(quality=name, coarse=False).denoise_args["coarse"] is False
     assert not QUALITY["fast"].coarse and QUALITY["balanced"].coarse and QUALITY["high"].flips > 1
+    with pytest.raises(DenoiseError, match="quality must be one of fast, balanced, high"):
+        denoise(chain7, np.ones((8, 8, 3), np.float32), **Options(quality="ultra").denoise_args)
     color = np.random.default_rng(3).random((128, 128, 3), dtype=np.float32)
     stats = {q: denoise(chain7, color, **Options(quality=q).denoise_args).stats for q in QUALITY}
     assert stats["fast"].tiles < stats["balanced"].tiles

@@ -15,9 +15,9 @@ Optional: ``denoiser.name``, ``denoiser.version``, ``denoiser.description``, and
   (``denoiser.inputs`` = ``albedo``, ``normal`` or ``albedo,normal``; 3 channels each) and returns
   them cleaned, in the same units and order (albedo in [0, 1], normal in [-1, 1]); Automatic never
   picks one as the denoiser;
-- ``denoiser.prefilter``: ``FILE.onnx[,FILE.onnx]``: this denoiser was trained on clean guides, so
-  the core first runs those prefilter models (beside it in its folder) on the guides they take,
-  with the same tiling;
+- ``denoiser.prefilter``: ``FILE.onnx[,FILE.onnx]``: this denoiser was trained on clean or
+  prefiltered guides, so the core first runs those prefilter models (beside it in its folder) on
+  the guides they take, with the same tiling;
 - ``denoiser.priority``: an integer (default 0); among models that take the same passes,
   Automatic picks the highest.
 """

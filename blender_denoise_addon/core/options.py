@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .defaults import COARSE, DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING
+from .errors import DenoiseError
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Options:
     @property
     def denoise_args(self) -> dict[str, Any]:
         """The keyword arguments of core.denoise.denoise these options set."""
+        if self.quality not in QUALITY:
+            raise DenoiseError(f"quality must be one of {', '.join(QUALITY)}, got {self.quality!r}")
         preset = QUALITY[self.quality]
         return {"tiling": self.tiling, "tile": self.tile, "overlap": self.overlap, "batch": self.batch,
                 "coarse": preset.coarse and self.coarse, "flips": preset.flips}  # fmt: skip
