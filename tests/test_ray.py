@@ -8,18 +8,22 @@ code) that makes the first dataset task to reach a noisy render kill its own wor
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("bpy")
 
 from blender_denoise_addon.cli import main  # noqa: E402
 from blender_denoise_addon.core.errors import DenoiseError  # noqa: E402
+from blender_denoise_addon.core.imageio import read_image  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +117,30 @@ def _data_files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.suffix in (".exr", ".png")}
 
 
+def _same_render(a: Path, b: Path) -> bool:
+    """Byte for byte, or the same image up to Cycles' last bits: it is not bit-repeatable across
+    processes on every scene (a sample retried in a fresh worker after the kill renders first in
+    its process; seen once in CI: 7e-5 mean absolute difference, one PNG level on a few pixels)."""
+    if a.read_bytes() == b.read_bytes():
+        return True
+    if a.suffix == ".exr":
+        x, y = read_image(a).color, read_image(b).color
+        return x.shape == y.shape and float(np.abs(x - y).mean()) <= 1e-3 * max(float(np.abs(x).mean()), 1e-6)
+    x, y = (np.asarray(Image.open(p), np.float32) for p in (a, b))
+    return x.shape == y.shape and float(np.abs(x - y).mean()) <= 0.05
+
+
+def _close(x: object, y: object) -> bool:
+    """Records equal, numbers derived from the render (the PNG exposure) to 6 digits."""
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_close(x[k], y[k]) for k in x)
+    if isinstance(x, list) and isinstance(y, list):
+        return len(x) == len(y) and all(_close(u, v) for u, v in zip(x, y, strict=True))
+    if isinstance(x, float) and isinstance(y, float):
+        return math.isclose(x, y, rel_tol=1e-6)
+    return x == y
+
+
 def _record(path: Path) -> dict:
     def drop(x):  # timings differ from run to run, the rest must not
         if isinstance(x, dict):
@@ -150,8 +178,8 @@ def test_ray_dataset_matches_a_local_run_survives_a_killed_worker_and_resumes(lo
     ]
     assert len(repeatable) >= 2, "too few repeatable scenes for the comparison to mean anything"
     for s in repeatable:
-        assert [k for k in fa if sample_of(k) == s and fr[k] != fa[k]] == [], s
-        assert _record(r / "samples" / f"{s}.json") == _record(a / "samples" / f"{s}.json"), s
+        assert [k for k in fa if sample_of(k) == s and not _same_render(a / k, r / k)] == [], s
+        assert _close(_record(r / "samples" / f"{s}.json"), _record(a / "samples" / f"{s}.json")), s
     assert (r / "manifest.jsonl").is_file() and not list(r.rglob("*.partial*"))
     # A rerun finds every sample complete and renders nothing.
     stamp = {p: p.stat().st_mtime_ns for p in r.rglob("*.exr")}
