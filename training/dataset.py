@@ -173,11 +173,11 @@ def load_pair(
         if arr is None:
             raise DenoiseError(f"{pair.noisy}: no {name} pass, but the model takes {inputs}")
     if guides == "prefiltered":
-        for pre in prefilters or ():
-            if set(pre.info.inputs) <= set(raw):
-                raw |= prefilter(pre, {g: raw[g] for g in pre.info.inputs})
         if not prefilters:
             raise DenoiseError("--guides prefiltered needs --prefilter: the prefilter models to run")
+        for pre in prefilters:
+            if set(pre.info.inputs) <= set(raw):
+                raw |= prefilter(pre, {g: raw[g] for g in pre.info.inputs})
     for name, prep in (("albedo", prepare_albedo), ("normal", prepare_normal)):
         arr = raw.get(name)
         aux[name] = prep(arr[..., :3]).transpose(2, 0, 1).copy() if arr is not None else None
@@ -344,7 +344,7 @@ class PairCache:
         inputs: str,
         transfer: str,
         guides: str = "noisy",
-        prefilters: dict[str, Any] | None = None,
+        prefilters: tuple[Any, ...] = (),
     ) -> None:
         self.pairs = pairs
         self.inputs = inputs

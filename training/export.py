@@ -107,15 +107,33 @@ def trace_to_onnx(net: ModifiedUNet, info: ModelInfo, path: Path) -> None:
         )
 
 
+def write_checked(net: torch.nn.Module, info: ModelInfo, out: Path, extra: dict[str, str], tolerance: float) -> float:
+    """Trace ``net`` to ``out`` with ``info``'s metadata (and ``extra``), kept only once onnxruntime
+    matches PyTorch within ``tolerance`` and the core loads it; returns the largest difference."""
+    import onnx
+    from onnx import helper
+
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        trace_to_onnx(net, info, tmp)  # type: ignore[arg-type]
+        proto = onnx.load(str(tmp))
+        helper.set_model_props(proto, info.metadata() | extra)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+        diff = check_parity(net, tmp, info, tolerance)  # type: ignore[arg-type]
+        load_model(tmp)  # the core must accept it as it is
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return diff
+
+
 def export(
     checkpoint: str | Path, out: str | Path, name: str = "", tolerance: float = 1e-4, priority: int = 0
 ) -> ExportReport:
     """A model trained on clean or prefiltered guides names its prefilters (``denoiser.prefilter``),
     copied beside ``out`` when they are not there yet: the core runs them first."""
     import shutil
-
-    import onnx
-    from onnx import helper
 
     from .config import parse_prefilter
 
@@ -133,18 +151,7 @@ def export(
                 shutil.copyfile(src, out.parent / src.name)
         info = replace(info, prefilter=tuple(Path(p).name for p in named))
     info = replace(info, priority=priority)
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        trace_to_onnx(net, info, tmp)
-        proto = onnx.load(str(tmp))
-        helper.set_model_props(proto, info.metadata() | {MODEL_CONFIG_KEY: json.dumps(cfg.to_dict())})
-        onnx.checker.check_model(proto)
-        onnx.save(proto, str(tmp))
-        diff = check_parity(net, tmp, info, tolerance)
-        load_model(tmp)  # the core must accept it as it is
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    diff = write_checked(net, info, out, {MODEL_CONFIG_KEY: json.dumps(cfg.to_dict())}, tolerance)
     size = out.stat().st_size
     if size > MAX_BYTES:
         print(f"warning: {out} is {size / 2**20:.1f} MiB, more than the add-on should ship", file=sys.stderr)

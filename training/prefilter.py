@@ -2,9 +2,9 @@
 
 Trained on the generator's EXR pairs: each noisy frame's guides in, the clean render's guides as
 the target (the clean render holds converged albedo and normal). The network is a small U-Net
-(the Modified U-Net's blocks) that predicts a correction of its input, starting from none. One
-network can clean both guides at once (``albedo,normal``): each guide's edges inform the other's,
-and it costs one network instead of two. Normals are mapped to
+on 2x2 pixel blocks that predicts per-pixel kernels (``_GuideUNet``), so each output is a weighted
+average of noisy neighbours. One network can clean both guides at once (``albedo,normal``): each
+guide's edges inform the other's, and it costs one network instead of two. Normals are mapped to
 [0, 1] inside the exported graph, so the core feeds guides as it prepares them and gets them back
 in the same units. The run folder gets config.json (settings and seed), log.csv, best.pt,
 summary.json, and the ONNX export (role ``prefilter`` in the model contract).
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -224,10 +224,8 @@ def train_prefilter(config: PrefilterConfig, export_to: str | None = None) -> di
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    pairs = [p for d in config.data for p in find_pairs(d, "exr")]
     # Scene names repeat across folders: split each folder's scenes by folder and name.
-    for p in pairs:
-        object.__setattr__(p, "scene", f"{Path(p.clean).parents[2].name}/{p.scene}")
+    pairs = [replace(p, scene=f"{Path(d).name}/{p.scene}") for d in config.data for p in find_pairs(d, "exr")]
     split = split_pairs(pairs, config.val_fraction, 0.0, config.split_seed)
     train, val = load_guides(split["train"], config.names), load_guides(split["val"], config.names)
     net = PrefilterNet(config)
@@ -239,6 +237,10 @@ def train_prefilter(config: PrefilterConfig, export_to: str | None = None) -> di
     log = out / "log.csv"
     log.write_text("step,minutes,train_l1,val_l1,val_l1_noisy\n")
     running = 0.0
+
+    def save() -> None:
+        torch.save({"config": asdict(config), "state": net.state_dict(), "step": step}, out / "best.pt")
+
     while True:
         elapsed = time.monotonic() - start
         if elapsed >= budget:
@@ -262,12 +264,12 @@ def train_prefilter(config: PrefilterConfig, export_to: str | None = None) -> di
             running = 0.0
             if err < best:
                 best = err
-                torch.save({"config": asdict(config), "state": net.state_dict(), "step": step}, out / "best.pt")
+                save()
     net.eval()
     err, base = _val_error(net, val, align)
     if err < best:
-        torch.save({"config": asdict(config), "state": net.state_dict(), "step": step}, out / "best.pt")
         best = err
+        save()
     summary = {"steps": step, "val_l1": best, "val_l1_noisy": base, "train_pairs": len(train), "val_pairs": len(val)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if export_to:
@@ -277,14 +279,7 @@ def train_prefilter(config: PrefilterConfig, export_to: str | None = None) -> di
 
 def export_prefilter(checkpoint: str | Path, path: str | Path, tolerance: float = 1e-4) -> Path:
     """Write the checkpoint as a contract ONNX prefilter (checked against PyTorch and the core's loader)."""
-    import os
-
-    import onnx
-    from onnx import helper
-
-    from blender_denoise_addon.core.model import load_model
-
-    from .export import check_parity, trace_to_onnx
+    from .export import write_checked
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     config = PrefilterConfig(**state["config"])
@@ -292,17 +287,5 @@ def export_prefilter(checkpoint: str | Path, path: str | Path, tolerance: float 
     net.load_state_dict(state["state"])
     net.eval()
     path = Path(path)
-    info = model_info(config, name=path.stem)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        trace_to_onnx(net, info, tmp)  # type: ignore[arg-type]
-        proto = onnx.load(str(tmp))
-        helper.set_model_props(proto, info.metadata())
-        onnx.checker.check_model(proto)
-        onnx.save(proto, str(tmp))
-        check_parity(net, tmp, info, tolerance)  # type: ignore[arg-type]
-        load_model(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_checked(net, model_info(config, name=path.stem), path, {}, tolerance)
     return path
