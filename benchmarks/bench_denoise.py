@@ -152,8 +152,11 @@ def run_one(cfg: dict) -> dict:
 
         tile, overlap, tiles = "-", "-", "-"
     else:
-        from blender_denoise_addon.core.defaults import DEFAULT_QUALITY, QUALITY
+        from blender_denoise_addon.core.defaults import DEFAULT_QUALITY
         from blender_denoise_addon.core.denoise import denoise
+        from blender_denoise_addon.core.options import Options
+
+        quality = Options(quality=cfg.get("preset", DEFAULT_QUALITY)).denoise_args
         from blender_denoise_addon.core.model import load_model
 
         model = load_model(cfg["model"], threads=threads)
@@ -169,8 +172,7 @@ def run_one(cfg: dict) -> dict:
                 tiling=cfg["mode"],
                 tile=cfg.get("tile"),
                 batch=cfg["batch"],
-                coarse=QUALITY[cfg.get("preset", DEFAULT_QUALITY)].coarse,
-                flips=QUALITY[cfg.get("preset", DEFAULT_QUALITY)].flips,
+                **{k: quality[k] for k in ("coarse", "flips")},
             )
             s = r.stats
             return {"tile": s.tile, "overlap": s.overlap, "tiles": s.tiles}
