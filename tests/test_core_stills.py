@@ -181,3 +181,16 @@ def test_bundled_models_leave_prefilters_out(folder, monkeypatch):
     names = {p.name for p in catalog.bundled_models()}
     assert "shows-albedo.onnx" in names
     assert not names & {"box-albedo.onnx", "identity-normal.onnx"}
+
+
+def test_metadata_read_without_onnxruntime_matches_onnx(folder, tmp_path):
+    import onnx
+
+    from blender_denoise_addon.core.contract import read_metadata
+
+    for path in [*sorted(folder.glob("*.onnx")), *catalog.bundled_models()]:
+        expected = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        assert read_metadata(path) == expected, path.name
+    (tmp_path / "cut.onnx").write_bytes((folder / "shows-albedo.onnx").read_bytes()[:100])
+    with pytest.raises(ValueError):
+        read_metadata(tmp_path / "cut.onnx")

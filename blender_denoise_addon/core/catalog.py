@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .contract import KEY_ROLE, read_metadata
 from .errors import ModelContractError
 from .model import Model, load_model
 
@@ -37,13 +38,13 @@ _roles: dict[tuple[str, float], str] = {}
 
 
 def _role(path: Path) -> str:
-    """A file's ``denoiser.role`` (read once per file version; "" when it cannot be read: listed, and
-    refused with its reason when chosen)."""
+    """A file's ``denoiser.role`` from its metadata (read once per file version, without
+    onnxruntime); "" when unreadable: listed, and refused with its reason when chosen."""
     key = (str(path), path.stat().st_mtime)
     if key not in _roles:
         try:
-            _roles[key] = load_model(path, threads=1).info.role
-        except ModelContractError:
+            _roles[key] = read_metadata(path).get(KEY_ROLE, "denoiser").strip()
+        except (OSError, ValueError, UnicodeDecodeError):
             _roles[key] = ""
     return _roles[key]
 

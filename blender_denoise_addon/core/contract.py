@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import ModelContractError
@@ -197,3 +198,55 @@ def check_io(info: ModelInfo, inputs: Sequence[Any], outputs: Sequence[Any], whe
             )
         if dims[2] is not None or dims[3] is not None:
             raise ModelContractError(f"{where}: {arg.name!r} has fixed H/W {arg.shape[2:]}; they must be dynamic")
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(buf: bytes) -> list[tuple[int, bytes | int]]:
+    """(field number, value) of one protobuf message's top level; length-delimited values as bytes."""
+    out: list[tuple[int, bytes | int]] = []
+    i = 0
+    while i < len(buf):
+        tag, i = _varint(buf, i)
+        wire = tag & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+            out.append((tag >> 3, value))
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            if i + n > len(buf):
+                raise ValueError("truncated protobuf")
+            out.append((tag >> 3, buf[i : i + n]))
+            i += n
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"protobuf wire type {wire} is not one an ONNX model uses at its top level")
+    return out
+
+
+METADATA_FIELD = 14  # ModelProto.metadata_props: StringStringEntryProto {key = 1, value = 2}
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """An ONNX file's ``metadata_props`` without onnxruntime (menus list models on a panel draw):
+    the model's top-level fields are walked, the graph skipped by its length. Raises ValueError
+    (or OSError) on what is not an ONNX file."""
+    meta: dict[str, str] = {}
+    try:
+        for number, value in _fields(Path(path).read_bytes()):
+            if number == METADATA_FIELD and isinstance(value, bytes):
+                entry = {n: v for n, v in _fields(value) if isinstance(v, bytes)}
+                meta[entry.get(1, b"").decode()] = entry.get(2, b"").decode()
+    except IndexError:
+        raise ValueError(f"{Path(path).name}: truncated protobuf") from None
+    return meta
