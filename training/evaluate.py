@@ -351,8 +351,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if not chosen:
         raise DenoiseError(f"the {cfg.split} split of {cfg.data} is empty (val {val}, test {test}, seed {seed})")
     passes = model.info.inputs
-    chosen = Options(quality=cfg.quality, coarse=cfg.coarse).denoise_args  # as the add-on and the CLIs map it
-    use_coarse, flips = chosen["coarse"], chosen["flips"] if cfg.flips < 0 else cfg.flips
+    quality = Options(quality=cfg.quality, coarse=cfg.coarse).denoise_args  # as the add-on and the CLIs map it
+    use_coarse, flips = quality["coarse"], quality["flips"] if cfg.flips < 0 else cfg.flips
     rows: list[dict[str, Any]] = []
     grids: list[str] = []
     figure_rows: list[tuple[str, dict[str, np.ndarray], np.ndarray]] = []
