@@ -33,7 +33,7 @@ from blender_denoise_addon.dataset import files as df
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SHIPPED = ROOT / "models" / "denoiser-v13-color-albedo-normal.onnx"
+SHIPPED = ROOT / "training" / "base" / "denoiser-v13-color-albedo-normal.onnx"
 TRAIN = ["--frames", "1-90", "--resolution", "128", "128", "--noisy-spp", "1", "4", "16", "--clean-spp", "256"]
 TRAIN += ["--adaptive-threshold", "0.01", "--adaptive-min-samples", "32", "--seed", "1"]
 EVAL = ["--frames", "96-120", "--resolution", "192", "192", "--noisy-spp", "1", "4", "16", "--clean-spp", "2048"]

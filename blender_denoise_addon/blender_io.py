@@ -20,7 +20,7 @@ import numpy as np
 
 from . import compat
 from .core import catalog
-from .core.denoise import CancelFn, DenoiseResult, ProgressFn, usable_passes
+from .core.denoise import CancelFn, DenoiseResult, ProgressFn
 from .core.denoise import denoise_frame as core_denoise_frame
 from .core.errors import DenoiseCancelled, DenoiseError, ModelContractError
 from .core.imageio import (
@@ -299,7 +299,7 @@ def get_model(opts: Options, passes: set[str]) -> Model:
             raise ModelContractError("no model file chosen (Preferences > Add-ons > AI Denoiser)")
         path = bpy.path.abspath(opts.model_path) if opts.model_path.startswith("//") else opts.model_path
         return catalog.get_model(path, (), opts.threads)
-    return catalog.get_model(None, usable_passes(passes, opts), opts.threads)
+    return catalog.model_for(opts, passes)
 
 
 def denoise_frame(

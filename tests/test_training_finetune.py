@@ -20,8 +20,8 @@ from training.__main__ import main  # noqa: E402
 from training.dataset import find_pairs, split_pairs  # noqa: E402
 from training.finetune import data_passes, holdout_psnr, pick_base, recipe_for  # noqa: E402
 
-V13 = ROOT / "models" / "denoiser-v13-color-albedo-normal.onnx"
-V16 = ROOT / "models" / "denoiser-v16-color.onnx"
+V13 = ROOT / "training" / "base" / "denoiser-v13-color-albedo-normal.onnx"
+V16 = ROOT / "training" / "base" / "denoiser-v16-color.onnx"
 
 
 def finetune_args(dataset: Path, exported: Path, out: Path) -> list[str]:

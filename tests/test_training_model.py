@@ -116,7 +116,7 @@ def test_default_model_is_the_shipped_v13_shape_and_macs_match_the_layers():
     from training.checkpoint import MODEL_CONFIG_KEY
 
     cfg = UNetConfig()
-    shipped = ROOT / "models" / "denoiser-v13-color-albedo-normal.onnx"
+    shipped = ROOT / "training" / "base" / "denoiser-v13-color-albedo-normal.onnx"
     meta = {p.key: p.value for p in onnx.load(str(shipped), load_external_data=False).metadata_props}
     assert UNetConfig.from_dict(json.loads(meta[MODEL_CONFIG_KEY])) == cfg
     assert count_parameters(ModifiedUNet(cfg)) == 455_215  # the v13 model card's count

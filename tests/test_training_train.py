@@ -174,7 +174,7 @@ def test_recipe_builds_the_shipped_model_shape_stage_by_stage(name):
     assert all(s["data"] in recipe["datasets"] for s in recipe["stages"])
     assert all(s.get("init") == "previous" for s in recipe["stages"][1:]) and "init" not in recipe["stages"][0]
     assert all(d["generate"].startswith("--count") for d in recipe["datasets"].values())
-    meta = {p.key: p.value for p in onnx.load(str(ROOT / "models" / recipe["model"])).metadata_props}
+    meta = {p.key: p.value for p in onnx.load(str(ROOT / "training" / "base" / recipe["model"])).metadata_props}
     assert configs[-1].model == UNetConfig.from_dict(json.loads(meta[MODEL_CONFIG_KEY]))
     assert meta["denoiser.name"] == recipe["name"]
 

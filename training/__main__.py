@@ -1,4 +1,4 @@
-"""``python -m training train|evaluate|export|finetune|prefilter|summarize``, each imported when it runs."""
+"""``python -m training train|evaluate|export|finetune|prefilter|summarize|import-oidn``, each imported when it runs."""
 
 from __future__ import annotations
 
@@ -281,6 +281,30 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_oidn_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import-oidn",
+        help="OIDN's published networks (from the installed pyoidn) as ONNX models of the contract",
+        description="Read OIDN's trained weights from the installed pyoidn's core library (by ELF symbol), check "
+        "every tensor against the network, and export each as an ONNX model with the contract's metadata; "
+        "onnxruntime must match PyTorch within --tolerance. Without --blob: every shipped network (models/).",
+    )
+    p.add_argument("-o", "--out", default="models", help="folder for the .onnx files (default %(default)s)")
+    p.add_argument("--blob", action="append", help="one network by its OIDN name (e.g. rt_hdr_calb_cnrm); repeat")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |onnxruntime - PyTorch|")
+    p.set_defaults(_run=_run_import_oidn)
+
+
+def _run_import_oidn(args: argparse.Namespace) -> int:
+    from .import_oidn import NETWORKS, import_networks
+
+    unknown = [b for b in args.blob or [] if b not in NETWORKS]
+    if unknown:
+        raise ValueError(f"unknown OIDN network {unknown[0]!r}; known: {', '.join(NETWORKS)}")
+    import_networks(args.out, args.blob, args.tolerance)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
@@ -293,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     _finetune_parser(sub)
     _prefilter_parser(sub)
     _summary_parser(sub)
+    _import_oidn_parser(sub)
     return parser
 
 

@@ -14,6 +14,7 @@ import sys
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,9 +108,39 @@ def trace_to_onnx(net: ModifiedUNet, info: ModelInfo, path: Path) -> None:
         )
 
 
-def write_checked(net: torch.nn.Module, info: ModelInfo, out: Path, extra: dict[str, str], tolerance: float) -> float:
+def store_fp16(proto: Any) -> None:
+    """Convolution weights and biases stored as float16 with a Cast to float32 in front (onnxruntime
+    folds it when the session loads): half the file. Only for weights float16 holds exactly."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    conv_inputs = {name for node in proto.graph.node if node.op_type == "Conv" for name in node.input[1:]}
+    casts = []
+    for init in proto.graph.initializer:
+        if init.name not in conv_inputs or init.data_type != TensorProto.FLOAT:
+            continue
+        value = numpy_helper.to_array(init)
+        half = value.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), value):
+            raise ExportError(f"{init.name} is not exact in float16; keep float32 weights")
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(half, f"{name}_fp16"))
+        casts.append(helper.make_node("Cast", [f"{name}_fp16"], [name], to=TensorProto.FLOAT))
+    nodes = casts + list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+
+
+def write_checked(
+    net: torch.nn.Module,
+    info: ModelInfo,
+    out: Path,
+    extra: dict[str, str],
+    tolerance: float,
+    fp16_weights: bool = False,
+) -> float:
     """Trace ``net`` to ``out`` with ``info``'s metadata (and ``extra``), kept only once onnxruntime
-    matches PyTorch within ``tolerance`` and the core loads it; returns the largest difference."""
+    matches PyTorch within ``tolerance`` and the core loads it; returns the largest difference.
+    ``fp16_weights``: convolutions stored as float16 (:func:`store_fp16`)."""
     import onnx
     from onnx import helper
 
@@ -117,6 +148,8 @@ def write_checked(net: torch.nn.Module, info: ModelInfo, out: Path, extra: dict[
     try:
         trace_to_onnx(net, info, tmp)  # type: ignore[arg-type]
         proto = onnx.load(str(tmp))
+        if fp16_weights:
+            store_fp16(proto)
         helper.set_model_props(proto, info.metadata() | extra)
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))

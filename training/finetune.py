@@ -31,6 +31,9 @@ from blender_denoise_addon.dataset.files import write_json_atomic
 from .config import UNetConfig, config_from, load_recipe, recipe_names
 from .dataset import Pair, find_pairs, split_pairs
 
+# Our own networks (v13, v16) that `finetune` starts from: no Quality preset runs them any more
+# (OIDN's imported networks do), so they live here, not in models/ and the add-on.
+BASE_MODELS = Path(__file__).resolve().parent / "base"
 RUN_SUFFIX = ".run"  # OUT.onnx -> OUT.run/ holds the training run (config, log, checkpoints)
 
 
@@ -53,7 +56,8 @@ def data_passes(pairs: list[Pair]) -> set[str]:
 
 
 def pick_base(base: str, passes: set[str]) -> Path:
-    """``--from``, checked against the data's passes; else the shipped model that uses most of them."""
+    """``--from``, checked against the data's passes; else the base model (``training/base/``) that uses
+    most of them."""
     if base:
         try:
             info = load_model(base, threads=1).info
@@ -65,7 +69,7 @@ def pick_base(base: str, passes: set[str]) -> Path:
                 f"{','.join(p for p in ('color', 'albedo', 'normal') if p in passes)} (PNG pairs carry color alone)"
             )
         return Path(base)
-    return catalog.pick_model(passes, threads=1).path
+    return catalog.pick_model(passes, threads=1, candidates=sorted(BASE_MODELS.glob("*.onnx"))).path
 
 
 def recipe_for(base: Path, inputs: tuple[str, ...]) -> str:

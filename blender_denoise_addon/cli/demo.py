@@ -134,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
     build_scene(w, h)
     print(f"rendering {w}x{h} at {args.spp} spp ...", file=sys.stderr)
     noisy, t_noisy = render(args.spp, seed=1)
-    model = catalog.get_model(args.model, noisy.passes, args.threads)
-    result = denoise_frame(model, replace(noisy, alpha=None), denoise_options(args))  # color only, as shown
+    opts = denoise_options(args)
+    model = catalog.get_model(args.model, noisy.passes, args.threads, opts.quality)
+    result = denoise_frame(model, replace(noisy, alpha=None), opts)  # color only, as shown
     write_image(out / "noisy.exr", noisy.color)
     write_image(out / "denoised.exr", result.image)
     print(f"denoised in {result.stats.seconds:.2f} s ({result.stats.model}): {out / 'denoised.exr'}", file=sys.stderr)

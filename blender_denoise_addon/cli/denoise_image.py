@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import catalog
-from ..core.denoise import DenoiseStats, check_pass_options, denoise_frame, usable_passes
+from ..core.denoise import DenoiseStats, check_pass_options, denoise_frame
 from ..core.errors import DenoiseError
 from ..core.imageio import IMAGE_SUFFIXES, read_image, write_image
 from ..core.model import load_model
@@ -74,7 +74,7 @@ def denoise_file(src: Path, dst: Path, opts: Options, quiet: bool = True) -> Den
     from tqdm import tqdm
 
     frame = read_image(src)
-    model = catalog.get_model(opts.model_path, frame.passes, opts.threads)
+    model = catalog.model_for(opts, frame.passes)
     with tqdm(total=0, unit="tile", desc=src.name, leave=False, disable=quiet, file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:
@@ -131,7 +131,7 @@ def denoise_sequence(
             frame = read_image(src)
             check_motion(frame)
             if stream is None:
-                model = catalog.get_model(opts.model_path, usable_passes(frame.passes, opts), opts.threads)
+                model = catalog.model_for(opts, frame.passes)
                 check_pass_options(model, opts)  # the passes still guide the reprojection
                 stream = TemporalStream(model, radius=opts.radius, threads=opts.threads, **opts.denoise_args)
             if name != shot:  # another shot: nothing crosses over

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .contract import KEY_ROLE, read_metadata
+from .contract import KEY_ROLE, parse_metadata, read_metadata
+from .defaults import DEFAULT_QUALITY
 from .errors import ModelContractError
 from .model import Model, load_model
+from .options import Options
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -49,8 +51,17 @@ def _role(path: Path) -> str:
     return _roles[key]
 
 
-def pick_model(passes: Iterable[str], threads: int | None = None, candidates: Iterable[Path] | None = None) -> Model:
-    """The bundled model that uses the most of ``passes`` (e.g. {"color", "albedo"})."""
+def pick_model(
+    passes: Iterable[str],
+    threads: int | None = None,
+    candidates: Iterable[Path] | None = None,
+    quality: str = DEFAULT_QUALITY,
+) -> Model:
+    """The bundled model for ``quality`` that uses the most of ``passes`` (e.g. {"color", "albedo"}).
+
+    Ranked from each file's metadata (no session is built for that): the most passes used, then
+    a model that names ``quality`` in ``denoiser.quality``, then ``denoiser.priority``; the best one
+    that loads is returned."""
     available = set(passes)
     paths = list(candidates) if candidates is not None else bundled_models()
     if not paths:
@@ -59,25 +70,28 @@ def pick_model(passes: Iterable[str], threads: int | None = None, candidates: It
             + ", ".join(str(d) for d in [_PACKAGE_DIR / "models", _PACKAGE_DIR.parent / "models"])
             + "); pass --model PATH"
         )
-    best: Model | None = None
     problems = []
+    ranked: list[tuple[tuple[int, bool, int], Path]] = []
     for p in paths:
         try:
-            m = load_model(p, threads=threads)
+            info = parse_metadata(read_metadata(p), where=p.name)
         except ModelContractError as e:
             problems.append(str(e))
             continue
-        if m.info.role != "denoiser" or not set(m.info.inputs) <= available:
+        except (OSError, ValueError, UnicodeDecodeError):
+            problems.append(f"{p.name}: not a readable ONNX model")
             continue
-        # The most passes used, then the model's own priority (the better of two for the same passes).
-        if best is None or (len(m.info.inputs), m.info.priority) > (len(best.info.inputs), best.info.priority):
-            best = m
-    if best is None:
-        detail = f"; skipped: {'; '.join(problems)}" if problems else ""
-        raise ModelContractError(
-            f"no bundled model works with the passes available ({', '.join(sorted(available))}){detail}"
-        )
-    return best
+        if info.role == "denoiser" and set(info.inputs) <= available:
+            ranked.append(((len(info.inputs), quality in info.quality, info.priority), p))
+    for _, p in sorted(ranked, key=lambda r: r[0], reverse=True):
+        try:
+            return load_model(p, threads=threads)
+        except ModelContractError as e:
+            problems.append(str(e))
+    detail = f"; skipped: {'; '.join(problems)}" if problems else ""
+    raise ModelContractError(
+        f"no bundled model works with the passes available ({', '.join(sorted(available))}){detail}"
+    )
 
 
 # Sessions are expensive to build (every bundled model is loaded to pick one): a process that
@@ -86,18 +100,35 @@ def pick_model(passes: Iterable[str], threads: int | None = None, candidates: It
 _cache: dict[tuple[object, ...], Model] = {}
 
 
-def get_model(model_path: str | os.PathLike[str] | None, passes: Iterable[str], threads: int | None = None) -> Model:
-    """The model at ``model_path``, or else the bundled model for ``passes``; cached."""
+def get_model(
+    model_path: str | os.PathLike[str] | None,
+    passes: Iterable[str],
+    threads: int | None = None,
+    quality: str = DEFAULT_QUALITY,
+) -> Model:
+    """The model at ``model_path``, or else the bundled model for ``passes`` and ``quality``; cached."""
     if model_path is not None:
         path = Path(model_path)
         key: tuple[object, ...] = (str(path), path.stat().st_mtime if path.is_file() else 0.0, threads)
     else:
-        key = (frozenset(passes), threads)
+        key = (frozenset(passes), threads, quality)
     if key not in _cache:
         if len(_cache) > 8:
             _cache.clear()
-        _cache[key] = load_model(model_path, threads) if model_path is not None else pick_model(passes, threads)
+        _cache[key] = (
+            load_model(model_path, threads) if model_path is not None else pick_model(passes, threads, quality=quality)
+        )
     return _cache[key]
+
+
+def model_for(opts: Options, passes: Iterable[str]) -> Model:
+    """The model ``opts`` choose for a frame with ``passes``: its file, or the bundled model for
+    the passes the user kept and the Quality preset."""
+    from .denoise import usable_passes
+
+    if opts.model_path is not None:
+        return get_model(opts.model_path, (), opts.threads)
+    return get_model(None, usable_passes(set(passes), opts), opts.threads, opts.quality)
 
 
 def clear_cache() -> None:

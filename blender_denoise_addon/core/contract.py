@@ -19,7 +19,14 @@ Optional: ``denoiser.name``, ``denoiser.version``, ``denoiser.description``, and
   prefiltered guides, so the core first runs those prefilter models (beside it in its folder) on
   the guides they take, with the same tiling;
 - ``denoiser.priority``: an integer (default 0); among models that take the same passes,
-  Automatic picks the highest.
+  Automatic picks the highest;
+- ``denoiser.quality``: the Quality presets (``fast``, ``balanced``, ``high``, comma-separated)
+  Automatic picks this model for among the bundled ones; a model without it serves every preset
+  when no bundled model names that preset;
+- ``denoiser.padding``: ``mirror`` (the default) or ``zero``: how the core fills the pixels past the
+  image's right and bottom edges up to the alignment. ``zero`` fills each pass with its lowest
+  value (color 0, albedo 0, normal -1), which OIDN's networks see as zeros, as OIDN pads;
+- ``denoiser.source`` and ``denoiser.license``: where the weights come from and their license.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .defaults import QUALITY
 from .errors import ModelContractError
 from .transfer import TRANSFERS
 
@@ -43,6 +51,11 @@ KEY_NAME = "denoiser.name"
 KEY_ROLE = "denoiser.role"
 KEY_PREFILTER = "denoiser.prefilter"
 KEY_PRIORITY = "denoiser.priority"
+KEY_QUALITY = "denoiser.quality"
+KEY_PADDING = "denoiser.padding"
+PADDINGS = ("mirror", "zero")
+KEY_SOURCE = "denoiser.source"
+KEY_LICENSE = "denoiser.license"
 ROLES = ("denoiser", "prefilter")
 REQUIRED_KEYS = (KEY_INPUTS, KEY_TRANSFER, KEY_ALIGNMENT, KEY_RECEPTIVE_FIELD)
 
@@ -71,6 +84,8 @@ class ModelInfo:
     # File names of the prefilter models the core runs on the guides first (beside the model).
     prefilter: tuple[str, ...] = ()
     priority: int = 0
+    quality: tuple[str, ...] = ()  # the presets Automatic picks it for; () names none
+    padding: str = "mirror"  # how pixels past the right/bottom edge are filled (a key of PADDINGS)
 
     @property
     def channels(self) -> int:
@@ -102,6 +117,10 @@ class ModelInfo:
             meta[KEY_PREFILTER] = ",".join(self.prefilter)
         if self.priority:
             meta[KEY_PRIORITY] = str(self.priority)
+        if self.quality:
+            meta[KEY_QUALITY] = ",".join(self.quality)
+        if self.padding != "mirror":
+            meta[KEY_PADDING] = self.padding
         return meta
 
 
@@ -143,6 +162,13 @@ def parse_metadata(meta: Mapping[str, str], where: str = "model") -> ModelInfo:
             raise ModelContractError(
                 f"{where}: metadata {KEY_PRIORITY}={meta[KEY_PRIORITY]!r} is not an integer"
             ) from None
+    quality = tuple(filter(None, (q.strip() for q in str(meta.get(KEY_QUALITY, "")).split(","))))
+    unknown = [q for q in quality if q not in QUALITY]
+    if unknown:
+        raise ModelContractError(f"{where}: {KEY_QUALITY} names {unknown[0]!r}, not one of {', '.join(QUALITY)}")
+    padding = str(meta.get(KEY_PADDING, "mirror")).strip()
+    if padding not in PADDINGS:
+        raise ModelContractError(f"{where}: {KEY_PADDING}={padding!r} is not one of {', '.join(PADDINGS)}")
     return ModelInfo(
         inputs=sets[inputs_raw],
         transfer=transfer,
@@ -152,6 +178,8 @@ def parse_metadata(meta: Mapping[str, str], where: str = "model") -> ModelInfo:
         role=role,
         prefilter=prefilter,
         priority=priority,
+        quality=quality,
+        padding=padding,
     )
 
 

@@ -82,7 +82,8 @@ class TemporalDefaults:
 
 @dataclass(frozen=True)
 class QualityPreset:
-    """What one Quality setting (panel, hook, ``--quality``) runs."""
+    """What one Quality setting (panel, hook, ``--quality``) runs. Which network runs is the bundled
+    models' own fact (their ``denoiser.quality``, set by ``python -m training import-oidn``)."""
 
     coarse: bool  # the coarse pass (core/coarse.py)
     flips: int  # test-time flips averaged (1, 2 or 4)
@@ -90,9 +91,16 @@ class QualityPreset:
 
 
 QUALITY: dict[str, QualityPreset] = {
-    "fast": QualityPreset(False, 1, "the network alone, about a fifth less time than Balanced"),
-    "balanced": QualityPreset(True, 1, "adds the coarse pass (the default)"),
-    "high": QualityPreset(True, 4, "also averages 4 mirrored runs of the network, about 3.7x Balanced's time"),
+    "fast": QualityPreset(False, 1, "OIDN's small networks, what OIDN runs at Fast"),
+    "balanced": QualityPreset(
+        False, 1, "OIDN's base networks on the raw passes, what OIDN runs at Balanced (the default)"
+    ),
+    "high": QualityPreset(
+        False,
+        1,
+        "what Blender's own denoiser runs at High with the Accurate prefilter: OIDN's large networks clean "
+        "the albedo and normal first",
+    ),
 }
 DEFAULT_QUALITY = "balanced"
 

@@ -134,17 +134,29 @@ def _segments(origin: int, size: int, n: int) -> list[tuple[int, int, slice | np
     return pieces
 
 
-def _copy_tile(dst: np.ndarray, src: np.ndarray, tile: Tile) -> None:
-    """dst (3 x h x w) = the tile's window of src (H x W x >= 3), mirrored outside the image.
+def _copy_tile(dst: np.ndarray, src: np.ndarray, tile: Tile, fill: float | None = None) -> None:
+    """dst (3 x h x w) = the tile's window of src (H x W x >= 3), mirrored outside the image (or
+    ``fill`` there, when given: the contract's zero padding).
 
     Copies the inside straight from views; only the few padding rows and columns are gathered.
     """
     d = dst.transpose(1, 2, 0)
     h, w = src.shape[:2]
     for r0, r1, rows in _segments(tile.y.origin, tile.y.size, h):
+        if fill is not None and not isinstance(rows, slice):
+            d[r0:r1] = fill
+            continue
         band = src[rows] if isinstance(rows, slice) else src.take(rows, axis=0)
         for c0, c1, cols in _segments(tile.x.origin, tile.x.size, w):
-            d[r0:r1, c0:c1] = band[:, cols, :3] if isinstance(cols, slice) else band[:, cols][..., :3]
+            if fill is not None and not isinstance(cols, slice):
+                d[r0:r1, c0:c1] = fill
+            else:
+                d[r0:r1, c0:c1] = band[:, cols, :3] if isinstance(cols, slice) else band[:, cols][..., :3]
+
+
+def _fill(padding: str, guide: str) -> float | None:
+    """What the padding holds for ``guide`` (None: mirrored): the pass's lowest value for ``zero``."""
+    return None if padding == "mirror" else _guide_limits(guide)[0]
 
 
 def _network_input(
@@ -154,20 +166,21 @@ def _network_input(
     normal: np.ndarray | None,
     transfer: str,
     exposure: float,
+    padding: str = "mirror",
 ) -> np.ndarray:
     """C x h x w float32 network input for one tile, prepared as the contract says (in place: no frame copies)."""
     extra = [p for p in (albedo, normal) if p is not None]
     out = np.empty((3 + 3 * len(extra), tile.y.size, tile.x.size), np.float32)
-    _copy_tile(out[0:3], color, tile)
+    _copy_tile(out[0:3], color, tile, _fill(padding, "color"))
     c = _sanitize_inplace(out[0:3])
     y = tf.forward(c, transfer, exposure, inplace=True)
     if y is not c:
         out[0:3] = y
     if albedo is not None:
-        _copy_tile(out[3:6], albedo, tile)
+        _copy_tile(out[3:6], albedo, tile, _fill(padding, "albedo"))
         _clip_inplace(out[3:6], 0.0, 1.0)
     if normal is not None:
-        _copy_tile(out[6:9], normal, tile)
+        _copy_tile(out[6:9], normal, tile, _fill(padding, "normal"))
         _clip_inplace(out[6:9], -1.0, 1.0)
     return out
 
@@ -264,7 +277,7 @@ class _Plan:
 
 
 def _guide_limits(guide: str) -> tuple[float, float]:
-    return (0.0, 1.0) if guide == "albedo" else (-1.0, 1.0)
+    return (-1.0, 1.0) if guide == "normal" else (0.0, 1.0)
 
 
 def _prefilter_guides(
@@ -278,7 +291,7 @@ def _prefilter_guides(
     def make_input(t: Tile) -> np.ndarray:
         x = np.empty((3 * len(names), t.y.size, t.x.size), np.float32)
         for i, (g, (lo, hi)) in enumerate(zip(names, limits, strict=True)):
-            _copy_tile(x[3 * i : 3 * i + 3], guides[g], t)
+            _copy_tile(x[3 * i : 3 * i + 3], guides[g], t, _fill(pre.info.padding, g))
             _clip_inplace(x[3 * i : 3 * i + 3], lo, hi)
         return x
 
@@ -375,7 +388,7 @@ def denoise(
         nonlocal batches
 
         def make_input(t: Tile) -> np.ndarray:
-            return _network_input(t, c, a, n, info.transfer, e)
+            return _network_input(t, c, a, n, info.transfer, e, info.padding)
 
         def finish(y: np.ndarray) -> np.ndarray:
             lin = tf.inverse(y, info.transfer, e)

@@ -9,6 +9,10 @@ package imports these same functions, so training and inference cannot drift.
   ``e`` (see :func:`autoexposure`). ``eps = 2**-8`` keeps it linear near black;
   ``MAX = 65504`` (half-float max) maps to 1, so every real highlight fits a
   sigmoid output.
+- ``pu``: OIDN's perceptually uniform curve (the PU fit in OIDN's ``training/color.py``) on
+  ``e*x`` (negatives to 0), divided by PU(65504) so the half-float maximum maps to 1. The
+  networks imported from OIDN (``python -m training import-oidn``) take it, with ``e`` from
+  :func:`autoexposure`, which follows OIDN's own.
 
 All functions are numpy-only and work on any array shape and on torch tensors
 when given the matching ``xp`` module (``numpy`` or ``torch``).
@@ -29,9 +33,15 @@ LOG_EPS = 2.0**-8
 LOG_MAX = 65504.0
 _LOG_NORM = math.log2(1.0 + LOG_MAX / LOG_EPS)
 
-TRANSFERS: tuple[str, ...] = ("linear", "srgb", "log")
+# OIDN's PU curve: y <= Y0: A*y; y <= Y1: B*y**C + D; else E*ln(y + F) + G; inverse at X0 and X1.
+PU_A, PU_B, PU_C, PU_D = 1.41283765e03, 1.64593172e00, 4.31384981e-01, -2.94139609e-03
+PU_E, PU_F, PU_G = 1.92653254e-01, 6.26026094e-03, 9.98620152e-01
+PU_Y0, PU_Y1, PU_X0, PU_X1 = 1.57945760e-06, 3.22087631e-02, 2.23151711e-03, 3.70974749e-01
+PU_MAX = 65504.0  # normalised to 1 (OIDN's HDR maximum; brighter values are not clipped)
+
+TRANSFERS: tuple[str, ...] = ("linear", "srgb", "log", "pu")
 # Transfers whose forward mapping uses the per-frame exposure.
-EXPOSED_TRANSFERS: frozenset[str] = frozenset({"log"})
+EXPOSED_TRANSFERS: frozenset[str] = frozenset({"log", "pu"})
 
 
 def _check(name: str) -> None:
@@ -49,6 +59,19 @@ def srgb_decode(y: Any, xp: Any = np) -> Any:
     return xp.where(y <= 0.04045, y / 12.92, ((xp.clip(y, 0.04045, None) + 0.055) / 1.055) ** 2.4)
 
 
+def _pu(y: Any, xp: Any) -> Any:
+    mid = PU_B * xp.clip(y, PU_Y0, None) ** PU_C + PU_D
+    return xp.where(y <= PU_Y0, PU_A * y, xp.where(y <= PU_Y1, mid, PU_E * xp.log(y + PU_F) + PU_G))
+
+
+def _pu_inverse(x: Any, xp: Any) -> Any:
+    mid = (xp.clip(x - PU_D, 1e-30, None) / PU_B) ** (1.0 / PU_C)
+    return xp.where(x <= PU_X0, x / PU_A, xp.where(x <= PU_X1, mid, xp.exp((x - PU_G) / PU_E) - PU_F))
+
+
+_PU_NORM = float(_pu(np.float64(PU_MAX), np))
+
+
 def forward(x: Any, name: str, exposure: float = 1.0, xp: Any = np, inplace: bool = False) -> Any:
     """Linear, non-negative color -> network space. ``inplace`` (numpy): may overwrite and return ``x``."""
     _check(name)
@@ -56,6 +79,8 @@ def forward(x: Any, name: str, exposure: float = 1.0, xp: Any = np, inplace: boo
         return x
     if name == "srgb":
         return srgb_encode(x, xp)
+    if name == "pu":
+        return _pu(xp.clip(x * exposure, 0.0, None), xp) / _PU_NORM
     if inplace and xp is np:  # the same operations in the same order, without full-frame temporaries
         np.multiply(x, exposure / LOG_EPS, out=x)
         x += 1.0
@@ -72,25 +97,30 @@ def inverse(y: Any, name: str, exposure: float = 1.0, xp: Any = np) -> Any:
         return y
     if name == "srgb":
         return srgb_decode(y, xp)
+    if name == "pu":
+        return _pu_inverse(y * _PU_NORM, xp) / exposure
     # exp, not exp2: ONNX has no Exp2, and the kernel-predicting model runs this in its graph.
     return (xp.exp(y * (_LOG_NORM * math.log(2.0))) - 1.0) * (LOG_EPS / exposure)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb[..., 0] * 0.2126 + rgb[..., 1] * 0.7152 + rgb[..., 2] * 0.0722
+    """Rec. 709 luminance with OIDN's coefficients (its autoexposure uses them)."""
+    return rgb[..., 0] * 0.212671 + rgb[..., 1] * 0.715160 + rgb[..., 2] * 0.072169
 
 
 def autoexposure(color: np.ndarray, prepare: Callable[[np.ndarray], np.ndarray] | None = None) -> float:
-    """One exposure for the whole frame: key / log-average of block luminances.
+    """One exposure for the whole frame: key / log-average of block luminances, as OIDN computes it
+    (``core/autoexposure.h``: ceil(H / 16) x ceil(W / 16) blocks of at most 16x16 pixels, blocks
+    darker than ``eps`` left out, 1 when none is brighter).
 
-    Computed on 16x16 block means so single-pixel fireflies barely move it, and
+    Computed on block means so single-pixel fireflies barely move it, and
     always on the full frame (never per tile) so tiles agree. ``color`` is H x W x 3
     (or more channels); ``prepare`` cleans each row chunk (NaN/Inf/negatives) so the
     frame is never copied whole.
     """
     h, w = color.shape[:2]
     b = EXPOSURE.block
-    hb, wb = max(1, h // b), max(1, w // b)
+    hb, wb = max(1, -(-h // b)), max(1, -(-w // b))
     col_starts = np.arange(wb) * w // wb
     row_starts = np.arange(hb) * h // hb
     # Reduce columns per row chunk first so temporaries stay small on 8K frames.
