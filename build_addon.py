@@ -188,7 +188,8 @@ def stage(platforms: list[str], wheels: list[Path], stage_dir: Path) -> Path:
     if not models:
         raise BuildError(f"no .onnx models in {MODELS}: the extension must ship a default model")
     (stage_dir / "models").mkdir(exist_ok=True)
-    for p in [*models, *MODELS.glob("*.md")]:
+    # The cards, and the license and notice of the OIDN weights the models carry.
+    for p in [*models, *MODELS.glob("*.md"), *MODELS.glob("LICENSE*"), MODELS / "NOTICE"]:
         shutil.copy2(p, stage_dir / "models" / p.name)
     (stage_dir / "wheels").mkdir()
     for w in wheels:

@@ -1,7 +1,7 @@
 """What a temporal frame costs against a per-frame denoise, measured side by side in one run.
 
     .venv/bin/python benchmarks/bench_temporal.py [--size 1920 1080] [--frames 5] [--repeats 2]
-        [--radius 2] [--model MODEL] [--threads 0] [--no-coarse]
+        [--radius 2] [--model MODEL] [--threads 0] [--coarse]
 
 A synthetic shot (a textured wall seen by a moving camera, gamma noise like a few spp, every
 pass a render with Vector and Depth has) at the given size. Per frame: the bundled model on each
@@ -53,14 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--radius", type=int, default=2)
     p.add_argument("--model", help="ONNX model (default: the bundled one for color, albedo and normal)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
-    p.add_argument("--no-coarse", action="store_true")
+    p.add_argument("--coarse", action="store_true", help="ablation: with the coarse pass")
     args = p.parse_args(argv)
     threads = args.threads or None
     model = (
         load_model(args.model, threads) if args.model else catalog.pick_model({"color", "albedo", "normal"}, threads)
     )
     frames = shot(args.size[0], args.size[1], args.frames)
-    coarse = not args.no_coarse
+    coarse = args.coarse
     denoise(model, frames[0].color, frames[0].albedo, frames[0].normal, coarse=coarse)  # warm-up
     per_frame, temporal = [], []
     for _ in range(args.repeats):

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/eval_suite.py [--work data/suite] [--stage all|scenes|render|score|figure]
         [--shard I/N] [--passes 1|2] [--models models/denoiser-v13-color-albedo-normal.onnx ...]
-        [--quality fast|balanced|high] [--no-coarse] [--flips N] [--no-oidn]
+        [--quality fast|balanced|high] [--coarse] [--flips N] [--no-oidn]
 
 - scenes: ``benchmarks/scenes/suite.py`` writes WORK/scenes/NAME.blend (interiors through windows,
   a Cornell box, night, fog, glass and caustics, depth of field, motion blur, fine geometry,
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", default="0/1", help="render only the scenes of shard I/N (default %(default)s)")
     p.add_argument("--models", type=Path, nargs="+", default=[ROOT / "models" / m for m in MODELS])
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for scoring (0: all)")
-    p.add_argument("--no-coarse", action="store_true", help="ours without the coarse pass, into eval/*-no-coarse")
+    p.add_argument("--coarse", action="store_true", help="ablation: ours with the coarse pass, into eval/*-coarse")
     p.add_argument("--quality", choices=tuple(QUALITY), default=DEFAULT_QUALITY,
                    help="ours at this Quality setting, into eval/*-QUALITY unless %(default)s")  # fmt: skip
     p.add_argument(
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         data = scored_set(work)
         print(f"references (spp): {json.loads((data / 'references.json').read_text())}")
         for m in args.models:
-            suffix = ("-no-coarse" if args.no_coarse else "") + (
+            suffix = ("-coarse" if args.coarse else "") + (
                 "" if args.quality == DEFAULT_QUALITY else f"-{args.quality}"
             )
             suffix += "" if args.flips is None else f"-f{args.flips}"
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 [py, "-m", "training", "evaluate", "--data", str(data), "--model", str(m), "--split", "all"]
                 + ["--out", str(out), "--grids", "0", "--figure-rows", "12"]
                 + ["--threads", str(args.threads)]
-                + (["--no-coarse"] if args.no_coarse else [])
+                + (["--coarse"] if args.coarse else [])
                 + ["--quality", args.quality]
                 + ([] if args.flips is None else ["--flips", str(args.flips)])
                 + (["--no-oidn"] if args.no_oidn else [])

@@ -21,6 +21,8 @@ def test_one_validated_zip_per_platform(dist):
         for v in [_version()]
         for p in ("linux_x64", "macos_arm64", "macos_x64", "windows_x64")
     ]
+    for z in dist.glob("*.zip"):
+        assert z.stat().st_size <= 150e6, f"{z.name}: {z.stat().st_size / 1e6:.0f} MB, over the 150 MB budget"
     with zipfile.ZipFile(dist / f"ai_denoiser-{_version()}-windows_x64.zip") as z:
         names = z.namelist()
         manifest = z.read("blender_manifest.toml").decode()
@@ -30,6 +32,7 @@ def test_one_validated_zip_per_platform(dist):
     assert not any(n.startswith("wheels/ray-") for n in wheels), "Ray is optional and never in the zip"
     assert not any("manylinux" in n or "macosx" in n for n in wheels)
     assert any(n.startswith("models/") and n.endswith(".onnx") for n in names)
+    assert {"models/NOTICE", "models/LICENSE-OIDN.txt"} <= set(names)  # credit for the OIDN weights
     assert 'blender_version_min = "4.2.0"' in manifest and 'files = "' in manifest
     assert not any("__pycache__" in n for n in names)
     # Both Pythons: cp311 for Blender 4.2 to 5.0, cp313 for 5.1 and later; the EXR reader too.

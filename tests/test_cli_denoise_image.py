@@ -63,19 +63,18 @@ def test_quality_runs_its_preset(tmp_path, models, quality):
     assert ("4 flips" in res.stderr) == (preset.flips == 4) and ("coarse pass" in res.stderr) == preset.coarse
 
 
-@pytest.mark.parametrize("coarse", [True, False])
-def test_single_exr_matches_the_core(tmp_path, models, coarse):
+def test_single_exr_matches_the_core(tmp_path, models):
+    from blender_denoise_addon.core.options import Options
+
     rng = np.random.default_rng(0)
-    color = rng.random((70, 90, 3), dtype=np.float32) * 3  # large enough for the coarse pass
+    color = rng.random((70, 90, 3), dtype=np.float32) * 3
     write_image(tmp_path / "in.exr", color)
-    flags = [] if coarse else ["--no-coarse"]
-    res = cli(str(tmp_path / "in.exr"), "-o", str(tmp_path / "out.exr"), "--model", str(models / "color.onnx"), *flags)
+    res = cli(str(tmp_path / "in.exr"), "-o", str(tmp_path / "out.exr"), "--model", str(models / "color.onnx"))
     assert res.returncode == 0, res.stderr
     out = read_image(tmp_path / "out.exr").color
-    expected = denoise(load_model(models / "color.onnx"), color, coarse=coarse).image
+    expected = denoise(load_model(models / "color.onnx"), color, **Options().denoise_args).image
     np.testing.assert_allclose(out, expected, atol=1e-5)
     assert "model chain2" in res.stderr
-    assert ("with the coarse pass" in res.stderr) == coarse
 
 
 def test_folder_sequence_picks_model_by_passes(tmp_path, models):
@@ -272,7 +271,7 @@ def test_temporal_honours_passes_turned_off(tmp_path, models, monkeypatch, capsy
     monkeypatch.setenv("BLENDER_DENOISE_MODELS", str(models))
     monkeypatch.setattr(catalog, "bundled_models", lambda: [models / "color.onnx", models / "aux.onnx"])
     catalog.clear_cache()
-    opts = Options(use_albedo=False, coarse=False)
+    opts = Options(use_albedo=False)
     assert denoise_sequence(todo, opts)[0] == 0
     assert "(color)" in capsys.readouterr().err  # the color-only model, not the one that takes albedo
     failures, lines = denoise_sequence(todo, replace(opts, model_path=str(models / "aux.onnx")))

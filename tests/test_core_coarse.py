@@ -84,16 +84,16 @@ def test_constant_frame_is_unchanged(chain7):
 
 def test_result_scales_with_exposure(chain7):
     color, _, _ = hdr_frame(96, 128, seed=2)
-    base = denoise(chain7, color, tiling="full").image
+    base = denoise(chain7, color, tiling="full", coarse=True).image
     for k in (1e-3, 40.0):
-        scaled = denoise(chain7, color * np.float32(k), tiling="full")
+        scaled = denoise(chain7, color * np.float32(k), tiling="full", coarse=True)
         assert scaled.stats.coarse
         np.testing.assert_allclose(scaled.image / k, base, rtol=2e-3, atol=1e-6)
 
 
 def test_the_pass_changes_the_result_when_on(chain7):
     color, _, _ = hdr_frame(96, 128, seed=3)
-    on = denoise(chain7, color, tiling="full").image
+    on = denoise(chain7, color, tiling="full", coarse=True).image
     off = denoise(chain7, color, tiling="full", coarse=False).image
     assert COARSE.enabled and np.abs(on - off).max() > 1e-3
 
@@ -101,7 +101,7 @@ def test_the_pass_changes_the_result_when_on(chain7):
 @pytest.mark.parametrize("h,w", [(1, 1), (COARSE.min_side - 1, 300), (300, COARSE.min_side - 1)])
 def test_small_frames_skip_the_pass(chain7, h, w):
     color, _, _ = hdr_frame(h, w, seed=4)
-    r = denoise(chain7, color, tiling="full")
+    r = denoise(chain7, color, tiling="full", coarse=True)
     assert not r.stats.coarse
     np.testing.assert_array_equal(r.image, denoise(chain7, color, tiling="full", coarse=False).image)
 
@@ -109,14 +109,14 @@ def test_small_frames_skip_the_pass(chain7, h, w):
 @pytest.mark.parametrize("h,w", [(COARSE.min_side, COARSE.min_side), (65, 99), (101, 64)])
 def test_odd_and_edge_sizes_run_the_pass(chain13_aux, h, w):
     color, albedo, normal = hdr_frame(h, w, seed=5)
-    r = denoise(chain13_aux, color, albedo, normal, tiling="sliding", tile=40)
+    r = denoise(chain13_aux, color, albedo, normal, tiling="sliding", coarse=True, tile=40)
     assert r.stats.coarse and r.image.shape == (h, w, 3) and np.isfinite(r.image).all()
 
 
 def test_sliding_tiles_match_the_full_frame_on_both_levels(chain13_aux):
     color, albedo, normal = hdr_frame(100, 131, seed=6)
-    full = denoise(chain13_aux, color, albedo, normal, tiling="full")
-    tiled = denoise(chain13_aux, color, albedo, normal, tiling="sliding", tile=32, batch=2)
+    full = denoise(chain13_aux, color, albedo, normal, tiling="full", coarse=True)
+    tiled = denoise(chain13_aux, color, albedo, normal, tiling="sliding", coarse=True, tile=32, batch=2)
     assert full.stats.tiles == 2 and tiled.stats.tiles > 6  # one tile per level; many
     np.testing.assert_allclose(tiled.image, full.image, rtol=1e-4, atol=1e-5)
 
@@ -128,17 +128,19 @@ def test_nan_inf_negative_input_stays_finite_and_matches_the_clean_frame(chain13
     albedo, normal = albedo.copy(), normal.copy()
     albedo[1, 1], normal[2, 2] = np.nan, np.inf
     clean = np.where(np.isfinite(bad) & (bad >= 0), bad, 0).astype(np.float32)
-    r = denoise(chain13_aux, bad, albedo, normal, tiling="full")
+    r = denoise(chain13_aux, bad, albedo, normal, tiling="full", coarse=True)
     assert r.stats.coarse and np.isfinite(r.image).all()
-    np.testing.assert_allclose(r.image, denoise(chain13_aux, clean, albedo, normal, tiling="full").image, rtol=1e-5)
+    np.testing.assert_allclose(
+        r.image, denoise(chain13_aux, clean, albedo, normal, tiling="full", coarse=True).image, rtol=1e-5
+    )
 
 
 def test_progress_counts_both_levels_and_cancel_stops_the_first(chain7):
     color, _, _ = hdr_frame(80, 80, seed=8)
     seen: list[tuple[int, int]] = []
-    r = denoise(chain7, color, tiling="grid", tile=20, progress=lambda d, t: seen.append((d, t)))
+    r = denoise(chain7, color, tiling="grid", coarse=True, tile=20, progress=lambda d, t: seen.append((d, t)))
     assert r.stats.tiles == 16 + 4  # 4x4 at full resolution, 2x2 at half
     assert seen[0] == (0, 20) and seen[-1] == (20, 20)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     with pytest.raises(DenoiseCancelled, match="after 0 of 20"):
-        denoise(chain7, color, tiling="grid", tile=20, cancel=lambda: True)
+        denoise(chain7, color, tiling="grid", coarse=True, tile=20, cancel=lambda: True)

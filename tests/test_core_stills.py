@@ -7,7 +7,6 @@ import pytest
 
 from blender_denoise_addon.core import catalog
 from blender_denoise_addon.core.contract import ModelInfo, parse_metadata
-from blender_denoise_addon.core.defaults import QUALITY
 from blender_denoise_addon.core.denoise import denoise, prefilter
 from blender_denoise_addon.core.errors import DenoiseError, ModelContractError
 from blender_denoise_addon.core.model import load_model
@@ -151,18 +150,25 @@ def test_flips_average_mirrored_runs_and_turn_normals(folder):
         denoise(load_model(path), color, flips=3)
 
 
-def test_quality_presets_set_the_denoise(chain7):
-    for name, preset in QUALITY.items():
-        args = Options(quality=name).denoise_args
-        assert (args["coarse"], args["flips"]) == (preset.coarse, preset.flips)
-        assert Options(quality=name, coarse=False).denoise_args["coarse"] is False
-    assert not QUALITY["fast"].coarse and QUALITY["balanced"].coarse and QUALITY["high"].flips > 1
+def test_automatic_follows_the_quality_presets(tmp_path, chain7):
+    """Each preset runs the bundled model that names it (``denoiser.quality``) for the passes at
+    hand; more passes come first; a model that names no preset serves where none names it."""
+    d = tmp_path / "bundled"
+    d.mkdir()
+    full = ("color", "albedo", "normal")
+    for name, inputs, quality in (("fast3", full, "fast"), ("bal3", full, "balanced"), ("high3", full, "high"),
+                                  ("bal1", ("color",), "balanced,high"), ("any1", ("color",), None)):  # fmt: skip
+        conv_chain(d / f"{name}.onnx", layers=1, inputs=inputs, meta={"denoiser.quality": quality} if quality else {})
+    candidates = sorted(d.glob("*.onnx"))
+    for quality, three, one in (("fast", "fast3", "any1"), ("balanced", "bal3", "bal1"), ("high", "high3", "bal1")):
+        picked = catalog.pick_model(set(full), candidates=candidates, quality=quality)
+        assert (picked.path.stem, picked.info.quality) == (three, (quality,))
+        assert catalog.pick_model({"color", "albedo"}, candidates=candidates, quality=quality).path.stem == one
     with pytest.raises(DenoiseError, match="quality must be one of fast, balanced, high"):
         denoise(chain7, np.ones((8, 8, 3), np.float32), **Options(quality="ultra").denoise_args)
-    color = np.random.default_rng(3).random((128, 128, 3), dtype=np.float32)
-    stats = {q: denoise(chain7, color, **Options(quality=q).denoise_args).stats for q in QUALITY}
-    assert stats["fast"].tiles < stats["balanced"].tiles
-    assert stats["high"].flips == QUALITY["high"].flips
+    conv_chain(d / "bad.onnx", layers=1, meta={"denoiser.quality": "ultra"})
+    with pytest.raises(DenoiseError, match="denoiser.quality names 'ultra'"):
+        load_model(d / "bad.onnx")
 
 
 def test_automatic_skips_prefilters_and_prefers_priority(folder):

@@ -1,5 +1,7 @@
-"""The models in models/: both input sets present, within the size budget, honest metadata,
-picked by the passes a frame has, and they actually denoise a noisy frame."""
+"""The models in models/: OIDN's networks for every set of passes and every Quality preset,
+rebuilt byte for byte by ``import-oidn``, credited, within the size budget, picked by the passes
+and the preset, and they actually denoise. The base models ``finetune`` starts from (training/base)
+keep their pinned results."""
 
 from __future__ import annotations
 
@@ -10,11 +12,16 @@ import numpy as np
 import pytest
 
 from blender_denoise_addon.core import catalog
+from blender_denoise_addon.core.contract import read_metadata
+from blender_denoise_addon.core.defaults import QUALITY
 from blender_denoise_addon.core.denoise import denoise
 from blender_denoise_addon.core.model import load_model
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+BASE = ROOT / "training" / "base"
 MAX_BYTES = 10 * 1024 * 1024
+FULL = ("color", "albedo", "normal")
 
 
 def _shipped() -> list[Path]:
@@ -24,25 +31,52 @@ def _shipped() -> list[Path]:
     return paths
 
 
-def test_both_input_sets_ship_small_and_documented():
+def test_every_preset_and_pass_set_ships_credited_and_documented():
     card = (MODELS / "README.md").read_text()
-    inputs = set()
+    notice = (MODELS / "NOTICE").read_text()
+    assert "Apache License" in (MODELS / "LICENSE-OIDN.txt").read_text() and "Intel" in notice
+    served = set()
     for path in _shipped():
         assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size / 1e6:.1f} MB"
-        model = load_model(path)
-        inputs.add(tuple(model.info.inputs))
         assert path.name in card, f"{path.name} has no model card in models/README.md"
-        assert model.info.receptive_field > 1 and model.info.alignment >= 1
-    assert ("color",) in inputs and ("color", "albedo", "normal") in inputs, inputs
+        meta = read_metadata(path)
+        assert meta["denoiser.license"] == "Apache-2.0" and "weights unchanged" in meta["denoiser.source"]
+        model = load_model(path)
+        assert model.info.receptive_field > 100 and model.info.alignment == 16 and model.info.padding == "zero"
+        served |= {(q, model.info.inputs) for q in model.info.quality}
+    for q in QUALITY:
+        for inputs in (("color",), ("color", "albedo"), FULL):
+            assert (q, inputs) in served, f"no model for {q} with {inputs}"
+
+
+@pytest.mark.slow
+def test_import_oidn_rebuilds_the_shipped_files(tmp_path):
+    """The recipe (``python -m training import-oidn``) gives the shipped files back, byte for byte."""
+    from training.import_oidn import import_networks
+
+    written = import_networks(tmp_path)
+    assert sorted(p.name for p in written) == [p.name for p in _shipped()]
+    for p in written:
+        assert p.read_bytes() == (MODELS / p.name).read_bytes(), p.name
 
 
 @pytest.mark.parametrize(
-    ("passes", "expected"),
-    [({"color"}, ("color",)), ({"color", "albedo", "normal"}, ("color", "albedo", "normal"))],
+    ("passes", "quality", "expected"),
+    [
+        ({"color"}, "balanced", "oidn-rt-hdr"),
+        ({"color", "albedo"}, "high", "oidn-rt-hdr-alb"),
+        ({"color", "albedo"}, "fast", "oidn-rt-hdr-alb-small"),
+        (set(FULL), "fast", "oidn-rt-hdr-alb-nrm-small"),
+        (set(FULL), "balanced", "oidn-rt-hdr-alb-nrm"),
+        (set(FULL), "high", "oidn-rt-hdr-calb-cnrm-large"),
+    ],
 )
-def test_pick_matches_available_passes(passes, expected):
+def test_pick_follows_passes_and_quality(passes, quality, expected):
     _shipped()
-    assert tuple(catalog.pick_model(passes).info.inputs) == expected
+    model = catalog.pick_model(passes, quality=quality)
+    assert model.path.stem == expected
+    if quality == "high" and "normal" in passes:  # Blender's accurate pipeline: the guides cleaned first
+        assert [p.info.inputs for p in model.prefilters] == [("albedo",), ("normal",)]
 
 
 def test_shipped_models_reduce_noise():
@@ -59,6 +93,8 @@ def test_shipped_models_reduce_noise():
     err_noisy = float(np.mean((noisy - clean) ** 2))
     for path in _shipped():
         model = load_model(path)
+        if model.info.role == "prefilter":  # its denoiser runs it
+            continue
         out = denoise(model, noisy, albedo, normal, tiling="full").image[..., :3]
         err_out = float(np.mean((out - clean) ** 2))
         assert np.isfinite(out).all()
@@ -81,15 +117,15 @@ def _pin_frame() -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("coarse", [False, True])
 @pytest.mark.parametrize("name", ["denoiser-v13-color-albedo-normal.onnx", "denoiser-v16-color.onnx"])
-def test_shipped_model_psnr_is_pinned(name: str, coarse: bool) -> None:
-    """A refactor cannot silently change what a shipped model computes: its PSNR on a stored
+def test_base_model_psnr_is_pinned(name: str, coarse: bool) -> None:
+    """A refactor cannot silently change what a base model computes: its PSNR on a stored
     96x96 frame (tests/data/make_pin_frame.py) stays within 0.05 dB of the value measured then."""
     from blender_denoise_addon.core.metrics import report
 
     pinned = json.loads((PIN / "pin_frame.json").read_text())
     frame = _pin_frame()
     assert report(frame["noisy"], frame["reference"])["psnr"] == pytest.approx(pinned["noisy"], abs=1e-3)
-    model = load_model(MODELS / name)
+    model = load_model(BASE / name)
     passes = {p: frame[p] for p in ("albedo", "normal") if p in model.info.inputs}
     out = denoise(model, frame["noisy"], passes.get("albedo"), passes.get("normal"), coarse=coarse).image
     got = report(out, frame["reference"])["psnr"]
@@ -99,17 +135,18 @@ def test_shipped_model_psnr_is_pinned(name: str, coarse: bool) -> None:
 
 
 def test_automatic_pick_builds_its_sessions_once(monkeypatch):
-    """The render hook asks for the model on every frame: the pick (which loads every bundled
-    model) must run once per passes and threads, not per frame."""
+    """The render hook asks for the model on every frame: the pick must run once per passes,
+    threads and quality, not per frame."""
     catalog.clear_cache()
     loads = []
     real = catalog.load_model
     monkeypatch.setattr(catalog, "load_model", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
     first = catalog.get_model(None, {"color", "albedo", "normal"}, 1)
     n = len(loads)
-    assert n >= 2  # the pick looked at every bundled model
+    assert n == 1  # the pick ranks by metadata and builds the chosen model's session only
     for _ in range(5):
         assert catalog.get_model(None, {"normal", "albedo", "color"}, 1) is first
     assert len(loads) == n
     assert catalog.get_model(None, {"color"}, 1) is not first  # other passes: another pick
+    assert catalog.get_model(None, {"color", "albedo", "normal"}, 1, "high") is not first  # another preset
     catalog.clear_cache()

@@ -151,7 +151,7 @@ def test_cli_help_explains_every_option():
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"train", "evaluate", "export", "finetune", "prefilter", "summarize"}
+    assert set(sub.choices) == {"train", "evaluate", "export", "finetune", "prefilter", "summarize", "import-oidn"}
     for name, p in sub.choices.items():
         for action in p._actions:
             assert action.help and len(action.help) > 8, f"{name} {action.option_strings} has no help"

@@ -83,7 +83,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
         "--split", choices=("train", "val", "test", "all"), default="test", help="frames to evaluate (default test)"
     )
     p.add_argument("--no-oidn", dest="oidn", action="store_false", help="skip OIDN 2.5")
-    p.add_argument("--no-coarse", dest="coarse", action="store_false", help="ours without the coarse pass")
+    p.add_argument("--coarse", action="store_true", help="ablation: ours with the coarse pass at any quality")
     p.add_argument(
         "--quality",
         choices=tuple(QUALITY),

@@ -26,7 +26,7 @@ import numpy as np
 
 from blender_denoise_addon.core import metrics
 from blender_denoise_addon.core.contract import ModelInfo
-from blender_denoise_addon.core.defaults import COARSE, DEFAULT_QUALITY
+from blender_denoise_addon.core.defaults import DEFAULT_QUALITY
 from blender_denoise_addon.core.denoise import denoise, prepare_albedo, prepare_normal, sanitize_color
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.imageio import read_image
@@ -89,7 +89,7 @@ class EvalConfig:
     test_fraction: float = 0.1
     split_seed: int = 0
     oidn: bool = True
-    coarse: bool = COARSE.enabled  # ours with the core's coarse pass (False: none, whatever the quality)
+    coarse: bool = False  # ablation: ours with the core's coarse pass whatever the quality
     quality: str = DEFAULT_QUALITY  # ours at this Quality setting (core.defaults.QUALITY)
     flips: int = -1  # ablation: these test-time flips instead of the quality's (-1: the quality's)
     grids: int = 8
@@ -351,8 +351,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if not chosen:
         raise DenoiseError(f"the {cfg.split} split of {cfg.data} is empty (val {val}, test {test}, seed {seed})")
     passes = model.info.inputs
-    quality = Options(quality=cfg.quality, coarse=cfg.coarse).denoise_args  # as the add-on and the CLIs map it
-    use_coarse, flips = quality["coarse"], quality["flips"] if cfg.flips < 0 else cfg.flips
+    quality = Options(quality=cfg.quality).denoise_args  # as the add-on and the CLIs map it
+    use_coarse, flips = quality["coarse"] or cfg.coarse, quality["flips"] if cfg.flips < 0 else cfg.flips
     rows: list[dict[str, Any]] = []
     grids: list[str] = []
     figure_rows: list[tuple[str, dict[str, np.ndarray], np.ndarray]] = []

@@ -26,7 +26,6 @@ def add_denoise_arguments(
     g.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
     g.add_argument("--quality", choices=tuple(QUALITY), default=DEFAULT_QUALITY, help="; ".join(
         f"{k}: {q.description}" for k, q in QUALITY.items()) + " (default %(default)s)")  # fmt: skip
-    g.add_argument("--no-coarse", action="store_true", help="no coarse pass at any quality (at balanced: fast)")
     if passes:
         g.add_argument("--no-albedo", action="store_true", help="don't feed the albedo pass")
         g.add_argument("--no-normal", action="store_true", help="don't feed the normal pass")
@@ -54,7 +53,6 @@ def denoise_options(args: argparse.Namespace) -> Options:
         threads=args.threads,
         use_albedo=not getattr(args, "no_albedo", False),
         use_normal=not getattr(args, "no_normal", False),
-        coarse=not args.no_coarse,
         quality=args.quality,
         model_path=args.model,
         temporal=getattr(args, "temporal", False),

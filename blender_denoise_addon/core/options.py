@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .defaults import COARSE, DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING
+from .defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING
 from .errors import DenoiseError
 
 
@@ -20,7 +20,6 @@ class Options:
     threads: int | None = None
     use_albedo: bool = True
     use_normal: bool = True
-    coarse: bool = COARSE.enabled  # False: no coarse pass, whatever the quality
     quality: str = DEFAULT_QUALITY  # a key of defaults.QUALITY
     model_path: str | None = None  # None: the bundled model that fits the passes
     temporal: bool = False  # each frame of a sequence with its neighbours (core/temporal.py)
@@ -33,4 +32,4 @@ class Options:
             raise DenoiseError(f"quality must be one of {', '.join(QUALITY)}, got {self.quality!r}")
         preset = QUALITY[self.quality]
         return {"tiling": self.tiling, "tile": self.tile, "overlap": self.overlap, "batch": self.batch,
-                "coarse": preset.coarse and self.coarse, "flips": preset.flips}  # fmt: skip
+                "coarse": preset.coarse, "flips": preset.flips}  # fmt: skip
