@@ -220,7 +220,8 @@ class ContractNet(nn.Module):
 
     def __init__(self, net: OidnUNet, inputs: tuple[str, ...], role: str) -> None:
         super().__init__()
-        self.net, self.role = net, role
+        self.net, self.role = net.padded(16), role
+        self.pad = self.net.in_channels - net.in_channels
         self.normal_at = 3 * inputs.index("normal") if "normal" in inputs else -1
         self.srgb = role == "prefilter" and inputs == ("albedo",)
 
@@ -230,6 +231,8 @@ class ContractNet(nn.Module):
             x = torch.cat((x[:, :n], x[:, n : n + 3] * 0.5 + 0.5, x[:, n + 3 :]), dim=1)
         if self.srgb:
             x = tf.srgb_encode(x, torch)
+        if self.pad:  # zero channels up to the network's padded input, as OIDN does
+            x = torch.cat((x, torch.zeros_like(x[:, :1]).expand(-1, self.pad, -1, -1)), dim=1)
         y = torch.relu(self.net(x))
         if self.srgb:
             return tf.srgb_decode(y, torch)

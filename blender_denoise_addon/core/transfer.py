@@ -72,6 +72,35 @@ def _pu_inverse(x: Any, xp: Any) -> Any:
 _PU_NORM = float(_pu(np.float64(PU_MAX), np))
 
 
+def _pu_inplace(y: np.ndarray) -> np.ndarray:
+    """:func:`_pu` / PU(65504) on a float32 array of values >= 0, overwriting it: the log branch on
+    the whole array, the others only on the dark pixels that need them (a fifth of the time)."""
+    dark = y <= PU_Y1
+    low = y[dark]
+    np.add(y, PU_F, out=y)
+    np.log(y, out=y)
+    y *= PU_E / _PU_NORM
+    y += PU_G / _PU_NORM
+    if low.size:
+        y[dark] = np.where(low <= PU_Y0, low * (PU_A / _PU_NORM), (PU_B * np.power(low, PU_C) + PU_D) / _PU_NORM)
+    return y
+
+
+def _pu_inverse_inplace(x: np.ndarray) -> np.ndarray:
+    """:func:`_pu_inverse` of ``x * PU(65504)``, overwriting ``x`` (float32)."""
+    x *= _PU_NORM
+    dark = x <= PU_X1
+    low = x[dark]
+    x -= PU_G
+    x *= 1.0 / PU_E
+    np.exp(x, out=x)
+    x -= PU_F
+    if low.size:
+        mid = np.power(np.clip(low - PU_D, 1e-30, None) / PU_B, 1.0 / PU_C)
+        x[dark] = np.where(low <= PU_X0, low / PU_A, mid)
+    return x
+
+
 def forward(x: Any, name: str, exposure: float = 1.0, xp: Any = np, inplace: bool = False) -> Any:
     """Linear, non-negative color -> network space. ``inplace`` (numpy): may overwrite and return ``x``."""
     _check(name)
@@ -80,6 +109,9 @@ def forward(x: Any, name: str, exposure: float = 1.0, xp: Any = np, inplace: boo
     if name == "srgb":
         return srgb_encode(x, xp)
     if name == "pu":
+        if xp is np and inplace and x.dtype == np.float32:
+            np.multiply(x, exposure, out=x)
+            return _pu_inplace(np.maximum(x, 0.0, out=x))
         return _pu(xp.clip(x * exposure, 0.0, None), xp) / _PU_NORM
     if inplace and xp is np:  # the same operations in the same order, without full-frame temporaries
         np.multiply(x, exposure / LOG_EPS, out=x)
@@ -98,6 +130,10 @@ def inverse(y: Any, name: str, exposure: float = 1.0, xp: Any = np) -> Any:
     if name == "srgb":
         return srgb_decode(y, xp)
     if name == "pu":
+        if xp is np and isinstance(y, np.ndarray) and y.dtype == np.float32:
+            out = _pu_inverse_inplace(y.copy())
+            out *= 1.0 / exposure
+            return out
         return _pu_inverse(y * _PU_NORM, xp) / exposure
     # exp, not exp2: ONNX has no Exp2, and the kernel-predicting model runs this in its graph.
     return (xp.exp(y * (_LOG_NORM * math.log(2.0))) - 1.0) * (LOG_EPS / exposure)
