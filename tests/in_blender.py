@@ -98,7 +98,7 @@ def features() -> None:
 
     @check("quality_setting")
     def _() -> dict[str, Any]:
-        # 96x72: large enough for the coarse pass, which Fast leaves out; High adds 4 flips.
+        # Each preset runs its own bundled network: OIDN's small, base, and large with its prefilters.
         scene_with_camera(96, 72)
         settings = bpy.context.scene.ai_denoise
         seen = {}
@@ -106,18 +106,19 @@ def features() -> None:
             settings.quality = quality
             ret = bpy.ops.render.ai_denoise()
             pixels = list(bpy.data.images["AI Denoised"].pixels)
-            seen[quality] = (ret, settings.last_tiles, pixels)
+            seen[quality] = (ret, settings.last_model, settings.last_tiles, pixels)
         settings.quality = "BALANCED"
-        rets = {q: v[0] for q, v in seen.items()}
-        tiles = {q: v[1] for q, v in seen.items()}
-        pixels = {q: v[2] for q, v in seen.items()}
+        models = {q: v[1] for q, v in seen.items()}
+        pixels = {q: v[3] for q, v in seen.items()}
         ok = (
-            all(r == {"FINISHED"} for r in rets.values())
-            and tiles["BALANCED"] == tiles["FAST"] + 1
-            and pixels["BALANCED"] != pixels["FAST"]
-            and pixels["HIGH"] != pixels["BALANCED"]
+            all(v[0] == {"FINISHED"} for v in seen.values())
+            and "rt_hdr_alb_nrm_small" in models["FAST"]
+            and "rt_hdr_alb_nrm (" in models["BALANCED"]
+            and "rt_hdr_calb_cnrm_large" in models["HIGH"]
+            and seen["HIGH"][2] == seen["BALANCED"][2] + 2  # the two prefilters' tiles
+            and len({tuple(p) for p in pixels.values()}) == 3
         )
-        return {"ok": ok, "tiles": tiles}
+        return {"ok": ok, "models": models, "tiles": {q: v[2] for q, v in seen.items()}}
 
     @check("imports_from_extension")
     def _() -> dict[str, Any]:
@@ -133,7 +134,7 @@ def features() -> None:
     @check("user_model")
     def _() -> dict[str, Any]:
         catalog = addon("core.catalog")
-        color_only = next(p for p in catalog.bundled_models() if p.stem.endswith("-color"))
+        color_only = catalog.pick_model({"color"}).path
         mine = WORK / "models" / "my_model.onnx"
         mine.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(color_only, mine)
@@ -154,7 +155,7 @@ def features() -> None:
         # A fine-tuned model dropped into the extension's user directory, and a broken one.
         catalog, preferences = addon("core.catalog"), addon("ui.preferences")
         folder = preferences.models_folder(create=True)
-        color_only = next(p for p in catalog.bundled_models() if p.stem.endswith("-color"))
+        color_only = catalog.pick_model({"color"}).path
         shutil.copy(color_only, folder / "walk_tuned.onnx")
         catalog.card_path(folder / "walk_tuned.onnx").write_text(json.dumps({"name": "Walkthrough tuned"}))
         (folder / "broken.onnx").write_bytes(b"not an onnx file")
@@ -174,7 +175,7 @@ def features() -> None:
         in_ext = str(folder).startswith(bpy.utils.user_resource("EXTENSIONS"))
         listed = items.get("user:walk_tuned.onnx", ("", ""))[0] == "Walkthrough tuned"
         broken = "broken.onnx" in items.get("user:broken.onnx", ("", ""))[1]
-        bundled = sum(k.startswith("bundled:") for k in items) == 2
+        bundled = sum(k.startswith("bundled:") for k in items) == len(catalog.bundled_models())
         return {"ok": in_ext and listed and broken and bundled and ret == {"FINISHED"} and label == "Walkthrough tuned"
                 and broken_error is not None and "broken.onnx" in broken_error, "folder": str(folder), "items": items,
                 "used": scene.ai_denoise.last_model, "broken_error": broken_error}  # fmt: skip
@@ -202,7 +203,7 @@ def features() -> None:
     @check("missing_pass_reported")
     def _() -> dict[str, Any]:
         catalog = addon("core.catalog")
-        full = next(p for p in catalog.bundled_models() if "albedo" in p.stem)
+        full = catalog.pick_model({"color", "albedo", "normal"}).path
         message = reported_error(full, use_albedo=False)
         return {"ok": message is not None and "albedo" in message, "message": message}
 

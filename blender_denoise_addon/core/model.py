@@ -40,7 +40,8 @@ class Model:
         return self.info.name or self.path.stem
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
+        out = self.session.run([OUTPUT_NAME], feed, _shrink_arena())[0]
         channels = self.info.channels if self.info.role == "prefilter" else 3  # a prefilter returns its guides
         expected = (batch.shape[0], channels, batch.shape[2], batch.shape[3])
         if tuple(out.shape) != expected:
@@ -48,6 +49,22 @@ class Model:
                 f"{self.path.name}: output shape {tuple(out.shape)} for input {tuple(batch.shape)}, expected {expected}"
             )
         return out
+
+
+def _shrink_arena() -> Any:
+    """Run options that hand the session's arena back after each run: a model with prefilters holds
+    three sessions, and each keeping its peak would add them up (15 GB for High at 1080p, against
+    5 GB); the cost is allocating again on the next run."""
+    import onnxruntime as ort
+
+    global _RUN_OPTIONS
+    if _RUN_OPTIONS is None:
+        _RUN_OPTIONS = ort.RunOptions()
+        _RUN_OPTIONS.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return _RUN_OPTIONS
+
+
+_RUN_OPTIONS: Any = None
 
 
 def load_model(
@@ -67,6 +84,9 @@ def load_model(
             raise ModelContractError(f"threads must be 0 (automatic) or more, got {threads}")
         opts.intra_op_num_threads = threads
     opts.log_severity_level = 3  # errors only; warnings about unused initializers are noise
+    # One plan of every activation at its peak (the memory pattern) held 4.0 GB for OIDN's base network
+    # at 1080p; allocating as the graph runs, from the arena, 2.4 GB at the same speed.
+    opts.enable_mem_pattern = False
     chosen = list(providers) if providers else default_providers(ort.get_available_providers())
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=chosen)
