@@ -1,7 +1,7 @@
 """The production-like evaluation suite: build the twelve hand-made scenes, render them, score models.
 
     .venv/bin/python benchmarks/eval_suite.py [--work data/suite] [--stage all|scenes|render|score|figure]
-        [--shard I/N] [--passes 1|2] [--models models/denoiser-v13-color-albedo-normal.onnx ...]
+        [--shard I/N] [--passes 1|2] [--models models/oidn-rt-hdr-alb-nrm.onnx ...]
         [--quality fast|balanced|high] [--coarse] [--flips N] [--no-oidn]
 
 - scenes: ``benchmarks/scenes/suite.py`` writes WORK/scenes/NAME.blend (interiors through windows,
@@ -59,7 +59,14 @@ REF_SPP = 256
 RENDER = ["--resolution", "512", "512", "--noisy-spp", "1", "4", "16", "--clean-spp", str(REF_SPP)]
 RENDER += ["--adaptive-threshold", "0", "--clean-chunks", "2"]
 PASSES = ((f"pairs{REF_SPP}", 26), (f"pairs{REF_SPP}-topup", 27))
-MODELS = ("denoiser-v13-color-albedo-normal.onnx", "denoiser-v16-color.onnx")
+# The presets' networks (High, Balanced, Fast with every pass), then color alone (Balanced/High, Fast).
+MODELS = (
+    "oidn-rt-hdr-calb-cnrm-large.onnx",
+    "oidn-rt-hdr-alb-nrm.onnx",
+    "oidn-rt-hdr-alb-nrm-small.onnx",
+    "oidn-rt-hdr.onnx",
+    "oidn-rt-hdr-small.onnx",
+)
 # The figure: the sunlit room's back wall and ceiling, lit only by bounce light (x, y, w, h).
 FIGURE_SCENE, FIGURE_BOX, FIGURE_SPP = "sunlit_room", (128, 40, 256, 256), 4
 
