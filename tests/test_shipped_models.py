@@ -1,5 +1,5 @@
 """The models in models/: OIDN's networks for every set of passes and every Quality preset,
-rebuilt byte for byte by ``import-oidn``, credited, within the size budget, picked by the passes
+credited, within the size budget, picked by the passes
 and the preset, and they actually denoise. The base models ``finetune`` starts from (training/base)
 keep their pinned results."""
 
@@ -47,17 +47,6 @@ def test_every_preset_and_pass_set_ships_credited_and_documented():
     for q in QUALITY:
         for inputs in (("color",), ("color", "albedo"), FULL):
             assert (q, inputs) in served, f"no model for {q} with {inputs}"
-
-
-@pytest.mark.slow
-def test_import_oidn_rebuilds_the_shipped_files(tmp_path):
-    """The recipe (``python -m training import-oidn``) gives the shipped files back, byte for byte."""
-    from training.import_oidn import import_networks
-
-    written = import_networks(tmp_path)
-    assert sorted(p.name for p in written) == [p.name for p in _shipped()]
-    for p in written:
-        assert p.read_bytes() == (MODELS / p.name).read_bytes(), p.name
 
 
 @pytest.mark.parametrize(

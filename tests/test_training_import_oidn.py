@@ -1,6 +1,6 @@
 """``python -m training import-oidn``: reading OIDN's weights out of pyoidn's library, and every
 bad input as one ``error:`` line with nothing written. (The files it makes against OIDN itself:
-test_oidn_parity.py; rebuilding the shipped files: test_shipped_models.py.)"""
+test_oidn_parity.py.)"""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from training.import_oidn import (
     ImportOidnError,
     Network,
     build_network,
+    import_networks,
     parse_tza,
     pyoidn_library,
     read_blobs,
@@ -111,3 +112,13 @@ def test_one_blob_on_request(tmp_path):
         "oidn-rt-hdr-calb-cnrm-small.onnx",
         "oidn-rt-nrm.onnx",
     ]
+
+
+@pytest.mark.slow
+def test_import_oidn_rebuilds_the_shipped_files(tmp_path):
+    """The recipe (``python -m training import-oidn``) gives the shipped files back, byte for byte."""
+    written = import_networks(tmp_path)
+    shipped = sorted((ROOT / "models").glob("*.onnx"))
+    assert sorted(p.name for p in written) == [p.name for p in shipped]
+    for p in written:
+        assert p.read_bytes() == (ROOT / "models" / p.name).read_bytes(), p.name
