@@ -1,4 +1,4 @@
-"""AI Denoiser: denoise Cycles renders with a retrainable U-Net (ONNX, onnxruntime).
+"""AI Denoiser: denoise Cycles renders with OIDN's published networks (ONNX, onnxruntime), retrainable.
 
 Blender-facing modules are imported inside register(), so ``python -m
 blender_denoise_addon`` and the pure ``core`` package work without bpy.

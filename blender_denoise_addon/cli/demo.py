@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"rendering {w}x{h} at {args.spp} spp ...", file=sys.stderr)
     noisy, t_noisy = render(args.spp, seed=1)
     opts = denoise_options(args)
-    model = catalog.get_model(args.model, noisy.passes, args.threads, opts.quality)
+    model = catalog.model_for(opts, noisy.passes)
     result = denoise_frame(model, replace(noisy, alpha=None), opts)  # color only, as shown
     write_image(out / "noisy.exr", noisy.color)
     write_image(out / "denoised.exr", result.image)

@@ -94,9 +94,9 @@ def pick_model(
     )
 
 
-# Sessions are expensive to build (every bundled model is loaded to pick one): a process that
+# Sessions are expensive to build (0.1 to 1 s, more with prefilters): a process that
 # denoises many frames (an animation, a Ray worker) builds each once. Keyed by what decides the
-# pick: the file (and its mtime) or the passes at hand, and the threads.
+# pick: the file (and its mtime) or the passes at hand and the Quality preset, and the threads.
 _cache: dict[tuple[object, ...], Model] = {}
 
 

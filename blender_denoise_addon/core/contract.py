@@ -21,8 +21,8 @@ Optional: ``denoiser.name``, ``denoiser.version``, ``denoiser.description``, and
 - ``denoiser.priority``: an integer (default 0); among models that take the same passes,
   Automatic picks the highest;
 - ``denoiser.quality``: the Quality presets (``fast``, ``balanced``, ``high``, comma-separated)
-  Automatic picks this model for among the bundled ones; a model without it serves every preset
-  when no bundled model names that preset;
+  Automatic picks this model for: among bundled models that use as many passes, one that names
+  the preset comes first;
 - ``denoiser.padding``: ``mirror`` (the default) or ``zero``: how the core fills the pixels past the
   image's right and bottom edges up to the alignment. ``zero`` fills each pass with its lowest
   value (color 0, albedo 0, normal -1), which OIDN's networks see as zeros, as OIDN pads;
