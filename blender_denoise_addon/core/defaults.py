@@ -44,9 +44,9 @@ class ExposureDefaults:
 @dataclass(frozen=True)
 class CoarseDefaults:
     # The coarse pass (core/coarse.py): denoising a 2x2-averaged copy of the frame as well
-    # (4x the samples per pixel) and correcting the frame's low frequencies by it took the
-    # shipped model +0.5 dB at 4 spp on the evaluation suite, for about a quarter more time.
-    enabled: bool = True
+    # (4x the samples per pixel) and correcting the frame's low frequencies by it took v13
+    # +0.5 dB at 4 spp on the evaluation suite. No preset runs it with OIDN's networks; it stays
+    # an ablation (``denoise(coarse=True)``, ``evaluate --coarse``) and the temporal guide's halving.
     # Frames with a shorter side skip it: the half frame would be too small to help.
     min_side: int = 64
     # A log ratio beyond this is a light or a hard edge, where the half frame is no better: kept as is.
