@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .contract import KEY_ROLE, parse_metadata, read_metadata
+from .contract import ModelInfo, parse_metadata, read_metadata
 from .defaults import DEFAULT_QUALITY
 from .errors import ModelContractError
 from .model import Model, load_model
@@ -36,19 +36,26 @@ def bundled_models() -> list[Path]:
     return [p for p in seen.values() if _role(p) != "prefilter"]
 
 
-_roles: dict[tuple[str, float], str] = {}
+_infos: dict[tuple[str, float], ModelInfo | str] = {}
+
+
+def _info(path: Path) -> ModelInfo | str:
+    """A file's contract from its metadata (read once per file version, without onnxruntime), or
+    why it cannot be read: such a file is listed, and refused with its reason when chosen."""
+    key = (str(path), path.stat().st_mtime)
+    if key not in _infos:
+        try:
+            _infos[key] = parse_metadata(read_metadata(path), where=path.name)
+        except ModelContractError as e:
+            _infos[key] = str(e)
+        except (OSError, ValueError, UnicodeDecodeError):
+            _infos[key] = f"{path.name}: not a readable ONNX model"
+    return _infos[key]
 
 
 def _role(path: Path) -> str:
-    """A file's ``denoiser.role`` from its metadata (read once per file version, without
-    onnxruntime); "" when unreadable: listed, and refused with its reason when chosen."""
-    key = (str(path), path.stat().st_mtime)
-    if key not in _roles:
-        try:
-            _roles[key] = read_metadata(path).get(KEY_ROLE, "denoiser").strip()
-        except (OSError, ValueError, UnicodeDecodeError):
-            _roles[key] = ""
-    return _roles[key]
+    info = _info(path)
+    return info.role if isinstance(info, ModelInfo) else ""
 
 
 def pick_model(
@@ -73,13 +80,9 @@ def pick_model(
     problems = []
     ranked: list[tuple[tuple[int, bool, int], Path]] = []
     for p in paths:
-        try:
-            info = parse_metadata(read_metadata(p), where=p.name)
-        except ModelContractError as e:
-            problems.append(str(e))
-            continue
-        except (OSError, ValueError, UnicodeDecodeError):
-            problems.append(f"{p.name}: not a readable ONNX model")
+        info = _info(p)
+        if isinstance(info, str):
+            problems.append(info)
             continue
         if info.role == "denoiser" and set(info.inputs) <= available:
             ranked.append(((len(info.inputs), quality in info.quality, info.priority), p))

@@ -40,8 +40,7 @@ class Model:
         return self.info.name or self.path.stem
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
-        out = self.session.run([OUTPUT_NAME], feed)[0]
+        out = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
         channels = self.info.channels if self.info.role == "prefilter" else 3  # a prefilter returns its guides
         expected = (batch.shape[0], channels, batch.shape[2], batch.shape[3])
         if tuple(out.shape) != expected:
