@@ -1,21 +1,22 @@
-"""The animated suite: build four shots, render them, score per-frame and temporal denoising against
+"""The animated suite: build seven shots, render them, score per-frame and temporal denoising against
 Blender's built-in denoiser (flicker and stability included).
 
-    .venv/bin/python benchmarks/eval_temporal.py [--work data/temporal] [--stage all|scenes|render|score]
-        [--spp 4] [--ref-spp 1024] [--radius 2] [--model MODEL]
+    .venv/bin/python benchmarks/eval_temporal.py [--work data/temporal] [--stage all|scenes|render|score|figure]
+        [--spp 4] [--ref-spp 1024] [--radius 2] [--quality high balanced] [--model MODEL]
 
 - scenes: ``benchmarks/scenes/animated.py`` writes WORK/scenes/NAME.blend (walkthrough, fast_object,
-  turntable, fog_lamp; 11 frames each, 256x256);
+  turntable, fog_lamp, dim_walkthrough, glass_orbit, fast_pan; 11 frames each, 256x256);
 - render (resumable: finished frames are kept), per shot into WORK/NAME/:
   ``noisy/`` every frame at SPP with Cycles' animated seed, Denoising Data, Vector and Depth passes
   (what ``render-denoise --temporal`` renders); ``builtin-animated/`` and ``builtin-fixed/`` the same
   samples with Blender's denoiser on (OIDN high, Accurate prefilter), with the animated seed and with
-  Blender's default fixed seed; ``ref/`` the middle 7 frames at REF_SPP (another seed);
+  Blender's default fixed seed; ``ref/`` the middle 5 frames at REF_SPP (another seed);
 - score: on the reference frames, mean and worst display PSNR, temporal PSNR (the frame-to-frame
   change against the reference's change) and warp PSNR (each frame against the previous one moved
-  by the Vector pass, where depth agrees within 2 %), for: noisy, ours per frame, ours temporal
-  (``denoise-image --temporal``, which sees every noisy frame), OIDN 2.5 balanced per frame, and
-  the built-in denoiser with either seed. Writes WORK/scores.json and WORK/table.md and prints the table;
+  by the Vector pass, where depth agrees within 2 %), for: noisy, each preset (High and Balanced)
+  per frame and temporal (``TemporalStream.from_options``, as ``denoise-image --temporal``, which
+  sees every noisy frame), OIDN balanced per frame, and the built-in denoiser with either seed.
+  Writes WORK/scores.json and WORK/table.md and prints the table;
 - figure: docs/images/temporal-strip.png (4 consecutive frames of each method and the reference)
   and docs/images/temporal.gif (ours per frame | ours temporal | built-in, the whole shot).
 """
@@ -25,11 +26,17 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from temporal_scoring import QUALITIES, figure, score_all
+
+from blender_denoise_addon.core.defaults import QUALITY, TEMPORAL
+from blender_denoise_addon.core.options import Options
+
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ("walkthrough", "fast_object", "turntable", "fog_lamp")
-REF_MARGIN = 2  # references skip this many frames at each end: every scored frame has 2 neighbours a side
+SHOTS = ("walkthrough", "fast_object", "turntable", "fog_lamp", "dim_walkthrough", "glass_orbit", "fast_pan")
+REF_MARGIN = 3  # references skip this many frames at each end: every scored frame has 3 neighbours a side
 
 
 def run(cmd: list[str]) -> None:
@@ -75,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shots", nargs="+", default=list(SHOTS), choices=SHOTS)
     p.add_argument("--spp", type=int, default=4)
     p.add_argument("--ref-spp", type=int, default=1024)
-    p.add_argument("--radius", type=int, default=2, help="temporal window: frames on each side")
-    p.add_argument("--model", type=Path, help="our model (default: the bundled pick for the passes)")
+    p.add_argument("--radius", type=int, default=TEMPORAL.radius, help="temporal window: frames on each side")
+    p.add_argument("--quality", nargs="+", default=list(QUALITIES), choices=list(QUALITY), help="presets to score")
+    p.add_argument("--model", type=Path, help="our model instead of the presets' networks")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
     work: Path = args.work
@@ -92,16 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.shots:  # one process a shot: a crash costs one frame, a rerun resumes
             run([py, __file__, "--stage", "render-one", "--work", str(work), "--shots", name]
                 + ["--spp", str(args.spp), "--ref-spp", str(args.ref_spp)])  # fmt: skip
+    opts = Options(radius=args.radius, threads=args.threads or None, model_path=str(args.model) if args.model else None)
     if args.stage in ("all", "score"):
-        from temporal_scoring import score_all
-
-        table = score_all(work, args.shots, args.radius, args.model, args.threads)
+        table = score_all(work, args.shots, tuple(args.quality), opts)
         (work / "table.md").write_text(table)
         print(table)
     if args.stage in ("all", "figure"):
-        from temporal_scoring import figure
-
-        for path in figure(work, args.figure_shot, args.radius, args.model, args.threads, args.figure_out):
+        for path in figure(work, args.figure_shot, replace(opts, quality=args.quality[0]), args.figure_out):
             print(f"wrote {path}")
     return 0
 

@@ -11,25 +11,27 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from blender_denoise_addon.core import catalog
-from blender_denoise_addon.core.denoise import denoise, prepare_albedo, prepare_normal, sanitize_color
+from blender_denoise_addon.core.defaults import TEMPORAL, TemporalDefaults
+from blender_denoise_addon.core.denoise import denoise_frame, prepare_albedo, prepare_normal, sanitize_color
 from blender_denoise_addon.core.imageio import Frame, read_image
 from blender_denoise_addon.core.metrics import psnr, to_display
-from blender_denoise_addon.core.model import Model, load_model
+from blender_denoise_addon.core.options import Options
 from blender_denoise_addon.core.temporal import TemporalStream, sequence_number
 
-METHODS = (
-    "noisy",
-    "ours per frame",
-    "ours temporal",
-    "OIDN balanced",
-    "built-in, animated seed",
-    "built-in, fixed seed",
-)
+QUALITIES = ("high", "balanced")  # the presets scored by default
+BUILTIN = ("built-in, animated seed", "built-in, fixed seed")
+
+
+def methods(qualities: tuple[str, ...]) -> list[str]:
+    """The rows of the table, in order."""
+    ours = [f"{q} {kind}" for q in qualities for kind in ("per frame", "temporal")]
+    return ["noisy", *ours, "OIDN balanced", *BUILTIN]
 
 
 def _psnr_masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
@@ -69,40 +71,59 @@ def _oidn(frame: Frame) -> np.ndarray:
     )
 
 
-def denoise_shot(shot: Path, model: Model, radius: int) -> tuple[dict[str, dict[int, np.ndarray]], dict, dict]:
-    """Every method's frames of one shot: ({method: {frame: linear image}}, the noisy frames, seconds)."""
+def load_shot(shot: Path) -> tuple[list[int], list[Frame], dict[str, dict[int, np.ndarray]]]:
+    """A rendered shot: frame numbers, noisy frames, and the outputs that do not depend on us
+    (noisy, OIDN balanced per frame, the built-in denoiser with either seed)."""
     noisy_files = sorted((shot / "noisy").glob("*.exr"))
     frames = [read_image(f) for f in noisy_files]
     numbers = [sequence_number(f.stem)[1] for f in noisy_files]  # type: ignore[index]
-    outs: dict[str, dict[int, np.ndarray]] = {m: {} for m in METHODS}
-    seconds = {"ours per frame": 0.0, "ours temporal": 0.0}
-    for n, fr in zip(numbers, frames, strict=True):
+    outs: dict[str, dict[int, np.ndarray]] = {"noisy": {}, "OIDN balanced": {}} | {m: {} for m in BUILTIN}
+    for n, fr, f in zip(numbers, frames, noisy_files, strict=True):
         outs["noisy"][n] = fr.color
-        t0 = time.perf_counter()
-        outs["ours per frame"][n] = denoise(model, fr.color, fr.albedo, fr.normal).image
-        seconds["ours per frame"] += time.perf_counter() - t0
         outs["OIDN balanced"][n] = _oidn(fr)
-        for kind, name in (("builtin-animated", "built-in, animated seed"), ("builtin-fixed", "built-in, fixed seed")):
-            outs[name][n] = read_image(shot / kind / noisy_files[numbers.index(n)].name).color
+        for kind, name in zip(("builtin-animated", "builtin-fixed"), BUILTIN, strict=True):
+            outs[name][n] = read_image(shot / kind / f.name).color
+    return numbers, frames, outs
+
+
+def denoise_ours(
+    numbers: list[int],
+    frames: list[Frame],
+    opts: Options,
+    settings: TemporalDefaults = TEMPORAL,
+    per_frame: bool = True,
+) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, float]]:
+    """Our outputs for ``opts`` (its Quality): per frame and temporal; seconds per frame of each."""
+    model = catalog.model_for(opts, frames[0].passes)
+    outs: dict[str, dict[int, np.ndarray]] = {"per frame": {}, "temporal": {}}
+    seconds = {"per frame": 0.0, "temporal": 0.0}
+    if per_frame:
+        t0 = time.perf_counter()
+        for n, fr in zip(numbers, frames, strict=True):
+            outs["per frame"][n] = denoise_frame(model, fr, opts).image
+        seconds["per frame"] = (time.perf_counter() - t0) / len(frames)
     t0 = time.perf_counter()
-    stream = TemporalStream(model, radius=radius)
+    stream = TemporalStream.from_options(model, opts, settings=settings)
     results = []
     for n, fr in zip(numbers, frames, strict=True):
         results += stream.push(n, fr)
     results += stream.finish()
-    seconds["ours temporal"] = time.perf_counter() - t0
+    seconds["temporal"] = (time.perf_counter() - t0) / len(frames)
     for r in results:
-        outs["ours temporal"][r.number] = r.result.image
-    return outs, dict(zip(numbers, frames, strict=True)), seconds | {"frames": len(frames)}
+        outs["temporal"][r.number] = r.result.image
+    return outs, seconds
 
 
-def score_shot(shot: Path, model: Model, radius: int) -> dict[str, dict[str, float]]:
-    outs, by_number, seconds = denoise_shot(shot, model, radius)
+def score_outputs(
+    shot: Path, numbers: list[int], frames: list[Frame], outs: dict[str, dict[int, np.ndarray]]
+) -> dict[str, dict[str, float]]:
+    """Every method's mean and worst PSNR, temporal and warp PSNR on the shot's reference frames."""
     refs = {sequence_number(f.stem)[1]: to_display(read_image(f).color) for f in sorted((shot / "ref").glob("*.exr"))}  # type: ignore[index]
+    by_number = dict(zip(numbers, frames, strict=True))
     scored = sorted(refs)
     scores: dict[str, dict[str, float]] = {}
-    for m in METHODS:
-        disp = {n: to_display(outs[m][n]) for n in scored}
+    for m, out in outs.items():
+        disp = {n: to_display(out[n]) for n in scored}
         per = [psnr(disp[n], refs[n]) for n in scored]
         warps = [
             warp_psnr(disp[a], disp[b], by_number[b], by_number[a]) for a, b in zip(scored, scored[1:], strict=False)
@@ -113,46 +134,57 @@ def score_shot(shot: Path, model: Model, radius: int) -> dict[str, dict[str, flo
             "temporal": temporal_psnr([disp[n] for n in scored], [refs[n] for n in scored]),
             "warp": float(np.mean(warps)),
         }
-    n = seconds.pop("frames")
-    scores["_seconds"] = {k: v / n for k, v in seconds.items()}
     return scores
 
 
-def score_all(work: Path, shots: list[str], radius: int, model_path: Path | None, threads: int) -> str:
-    t = threads or None
-    model = load_model(model_path, threads=t) if model_path else catalog.pick_model({"color", "albedo", "normal"}, t)
-    allscores = {s: score_shot(work / s, model, radius) for s in shots}
-    (work / "scores.json").write_text(
-        json.dumps({"model": model.label, "radius": radius, "shots": allscores}, indent=1)
-    )
-    lines = [
-        f"model {model.label}, radius {radius}; display PSNR mean / worst frame, temporal PSNR, warp PSNR (dB)",
-        "",
-    ]
+def score_shot(shot: Path, qualities: tuple[str, ...], opts: Options) -> dict[str, dict[str, float]]:
+    numbers, frames, outs = load_shot(shot)
+    seconds: dict[str, float] = {}
+    for q in qualities:
+        ours, secs = denoise_ours(numbers, frames, replace(opts, quality=q))
+        for kind in ours:
+            outs[f"{q} {kind}"] = ours[kind]
+            seconds[f"{q} {kind}"] = secs[kind]
+    scores = score_outputs(shot, numbers, frames, outs)
+    scores["_seconds"] = seconds
+    return scores
+
+
+def table(allscores: dict[str, dict[str, dict[str, float]]], qualities: tuple[str, ...]) -> str:
+    shots = list(allscores)
+    lines = ["display PSNR mean / worst frame, temporal PSNR, warp PSNR (dB)", ""]
     lines += ["| shot | method | mean | worst | temporal | warp |", "|---|---|---:|---:|---:|---:|"]
     for s, sc in allscores.items():
-        for m in METHODS:
+        for m in methods(qualities):
             v = sc[m]
             lines.append(f"| {s} | {m} | {v['psnr']:.2f} | {v['worst']:.2f} | {v['temporal']:.2f} | {v['warp']:.2f} |")
     lines += ["", "| mean over shots | mean | worst | temporal | warp |", "|---|---:|---:|---:|---:|"]
-    for m in METHODS:
+    for m in methods(qualities):
         vals = [np.mean([allscores[s][m][k] for s in shots]) for k in ("psnr", "worst", "temporal", "warp")]
         lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + " |")
     return "\n".join(lines) + "\n"
 
 
+def score_all(work: Path, shots: list[str], qualities: tuple[str, ...], opts: Options) -> str:
+    allscores = {s: score_shot(work / s, qualities, opts) for s in shots}
+    (work / "scores.json").write_text(
+        json.dumps({"radius": opts.radius, "qualities": qualities, "shots": allscores}, indent=1)
+    )
+    return f"radius {opts.radius}; " + table(allscores, qualities)
+
+
 FIGURE_METHODS = ("noisy", "ours per frame", "ours temporal", "built-in, animated seed", "built-in, fixed seed")
 
 
-def figure(work: Path, shot: str, radius: int, model_path: Path | None, threads: int, out: Path) -> list[Path]:
+def figure(work: Path, shot: str, opts: Options, out: Path) -> list[Path]:
     """``out``/temporal-strip.png: 4 consecutive frames (columns) of each method (rows) and the
     reference; ``out``/temporal.gif: ours per frame | ours temporal | built-in (animated seed)
     over the whole shot, to watch the flicker."""
     from PIL import Image, ImageDraw
 
-    t = threads or None
-    model = load_model(model_path, threads=t) if model_path else catalog.pick_model({"color", "albedo", "normal"}, t)
-    outs, _, _ = denoise_shot(work / shot, model, radius)
+    numbers, frames, outs = load_shot(work / shot)
+    ours, _ = denoise_ours(numbers, frames, opts)
+    outs |= {f"ours {kind}": v for kind, v in ours.items()}
     refs = {sequence_number(f.stem)[1]: read_image(f).color for f in sorted((work / shot / "ref").glob("*.exr"))}  # type: ignore[index]
     outs["reference"] = refs
     cols = sorted(refs)[1:5]

@@ -285,6 +285,27 @@ def test_hook_temporal_animation_writes_each_frame_after_its_neighbours(addon, t
     assert not scene.cycles.use_animated_seed and not scene.view_layers[0].use_pass_vector
 
 
+def test_hook_temporal_refuses_a_model_that_needs_a_pass_turned_off(addon, tmp_path: Path) -> None:
+    """Temporal with the chosen model (it takes albedo) and Use Albedo off: refused in one line, as
+    for stills, with nothing written; the stream is built by the core's one constructor."""
+    scene = build_scene(16, 16)
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.cycles.use_denoising = False
+    scene.frame_start, scene.frame_end = 1, 3
+    scene.render.filepath = str(tmp_path / "frame_")
+    scene.render.image_settings.file_format = "PNG"
+    scene.ai_denoise.denoise_renders = True
+    scene.ai_denoise.temporal = True
+    scene.ai_denoise.use_albedo = False
+
+    bpy.ops.render.render(animation=True)
+
+    assert "needs the albedo pass, but 'Use Albedo' is off" in scene.ai_denoise.last_error
+    assert not list(tmp_path.glob("*_denoised*")) and not list(tmp_path.glob(".*"))
+    scene.ai_denoise.denoise_renders = False
+
+
 def test_operator_render_is_not_hooked(addon, tmp_path: Path) -> None:
     scene = build_scene(16, 16)
     user = _user_tree(scene)

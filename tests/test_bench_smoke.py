@@ -78,10 +78,12 @@ def test_eval_suite_scenes_match_the_scenes_it_renders(tmp_path, monkeypatch):
 def test_bench_temporal_prints_both_times_and_their_ratio():
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_temporal.py"), "--size", "96", "64", "--frames", "3"]
     p = subprocess.run(
-        [*cmd, "--repeats", "1", "--threads", "1"], capture_output=True, text=True, timeout=120, cwd=ROOT
-    )
+        [*cmd, "--repeats", "1", "--threads", "1", "--quality", "balanced"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
     assert p.returncode == 0, p.stderr[-2000:]
-    lines = {ln.split(":")[0]: ln for ln in p.stdout.splitlines() if ":" in ln}
+    assert "balanced: model OIDN rt_hdr_alb_nrm, guides OIDN rt_hdr_alb_nrm_small" in p.stdout, p.stdout
+    lines = {ln.split(":")[0].strip(): ln for ln in p.stdout.splitlines() if ":" in ln}
     per = float(lines["per frame"].split()[2])
     tmp = float(lines["temporal"].split()[1])
     ratio = float(lines["temporal / per frame"].split()[-1].rstrip("x"))

@@ -1,4 +1,4 @@
-"""The animated evaluation suite: four hand-built shots for temporal denoising, saved as .blend files.
+"""The animated evaluation suite: seven hand-built shots for temporal denoising, saved as .blend files.
 
     .venv/bin/python benchmarks/scenes/animated.py OUT_DIR [--only NAME ...] [--force]
 
@@ -9,7 +9,12 @@ Each file keeps its own frame range (``scene.frame_start .. frame_end``, 11 fram
   wall (large disocclusions every frame);
 - turntable: a gold bottle, a glass and a glossy sphere on a turning stand in an HDRI studio
   (reflections and refractions that do not follow the motion vectors);
-- fog_lamp: a foggy hall with a slow camera pan and a lamp that switches on mid-shot.
+- fog_lamp: a foggy hall with a slow camera pan and a lamp that switches on mid-shot;
+- dim_walkthrough: the same interior with the sun gone, lit only by the overcast sky through the
+  window and bounced light (the kind of noisy dim shot where a fixed light test rejects good samples);
+- glass_orbit: the camera orbiting a glass, a gold bottle and a lacquered ball (reflections and
+  refractions that move across still objects);
+- fast_pan: a camera panning fast (about 20 px a frame) across a textured courtyard.
 Deterministic: no randomness.
 """
 
@@ -18,7 +23,6 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import bpy
 from common import box, build_files, camera, color_world, cylinder, hdri_world, light, mat, new_file, sphere, textured
@@ -53,8 +57,7 @@ def frame_range(start: int) -> None:
 @scene
 def walkthrough() -> None:
     """The archviz interior at 24 fps: frames 41-51 of a 120-frame walk, a ball rolling past."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from interior_walkthrough import build
+    from interior_walkthrough import build  # beside this script, on sys.path as the script's folder
 
     build(120, SIZE)
     bpy.context.scene.name = "walkthrough"
@@ -90,19 +93,9 @@ def fast_object() -> None:
 def turntable() -> None:
     """Gold, glass and a glossy ball turning 4 degrees a frame on a stand, studio HDRI, still camera."""
     new_file("turntable", SIZE)
-    backdrop = mat("backdrop", (0.55, 0.55, 0.57), 0.6)
-    box("floor", (0, 0, -0.01), (4.0, 4.0, 0.02), backdrop)
-    box("back", (0, 1.5, 1.0), (4.0, 0.02, 2.0), backdrop)
     stand = bpy.data.objects.new("stand", None)
     bpy.context.scene.collection.objects.link(stand)
-    gold = mat("gold", (1.0, 0.76, 0.33), 0.2, metallic=1.0)
-    glass = mat("glass", (0.95, 0.97, 0.95), 0.0, transmission=1.0, ior=1.5)
-    parts = [
-        cylinder("disc", (0, 0, 0), 0.45, 0.45, 0.04, mat("marble", (0.8, 0.8, 0.78), 0.2)),
-        cylinder("gold bottle", (0.2, 0.0, 0.04), 0.09, 0.06, 0.35, gold),
-        cylinder("glass", (-0.15, 0.15, 0.04), 0.08, 0.1, 0.22, glass),
-        sphere("glossy ball", (-0.1, -0.2, 0.14), 0.1, mat("red lacquer", (0.6, 0.05, 0.05), 0.05, coat=1.0)),
-    ]
+    parts = studio_objects()
     for ob in parts:
         ob.parent = stand
     keys(stand, "rotation_euler", {1: (0.0, 0.0, 0.0), 11: (0.0, 0.0, math.radians(40))})
@@ -152,6 +145,80 @@ def fog_lamp() -> None:
         cam,
         "rotation_euler",
         {1: tuple(math.radians(a) for a in (86, 0, -8)), 11: tuple(math.radians(a) for a in (86, 0, 8))},
+    )
+    frame_range(1)
+
+
+@scene
+def dim_walkthrough() -> None:
+    """The walkthrough with no sun: the sky through the window and the bounces light the room."""
+    walkthrough()
+    bpy.context.scene.name = "dim_walkthrough"
+    bpy.data.objects["sun"].data.energy = 0.0
+    bpy.data.objects["ceiling lamp"].data.energy = 0.0
+    bpy.data.materials["bulb"].node_tree.nodes["Principled BSDF"].inputs["Emission Strength"].default_value = 0.0
+
+
+def studio_objects() -> list[bpy.types.Object]:
+    """Gold, glass and a lacquered ball on a marble disc in front of a backdrop (the turntable's set)."""
+    backdrop = mat("backdrop", (0.55, 0.55, 0.57), 0.6)
+    box("floor", (0, 0, -0.01), (4.0, 4.0, 0.02), backdrop)
+    box("back", (0, 1.5, 1.0), (4.0, 0.02, 2.0), backdrop)
+    gold = mat("gold", (1.0, 0.76, 0.33), 0.2, metallic=1.0)
+    glass = mat("glass", (0.95, 0.97, 0.95), 0.0, transmission=1.0, ior=1.5)
+    return [
+        cylinder("disc", (0, 0, 0), 0.45, 0.45, 0.04, mat("marble", (0.8, 0.8, 0.78), 0.2)),
+        cylinder("gold bottle", (0.2, 0.0, 0.04), 0.09, 0.06, 0.35, gold),
+        cylinder("glass", (-0.15, 0.15, 0.04), 0.08, 0.1, 0.22, glass),
+        sphere("glossy ball", (-0.1, -0.2, 0.14), 0.1, mat("red lacquer", (0.6, 0.05, 0.05), 0.05, coat=1.0)),
+    ]
+
+
+@scene
+def glass_orbit() -> None:
+    """Still gold, glass and lacquer; the camera orbits them 3 degrees a frame, studio HDRI."""
+    new_file("glass_orbit", SIZE)
+    studio_objects()
+    light("AREA", "softbox", 25.0, (-1.0, -1.0, 1.2), (55, 0, -45), size=0.8)
+    hdri_world("studio.exr", 0.35, rotation=0.6)
+    pivot = bpy.data.objects.new("orbit", None)
+    bpy.context.scene.collection.objects.link(pivot)
+    cam = camera((0.0, -1.6, 0.55), (78, 0, 0), 50.0)
+    cam.parent = pivot
+    keys(pivot, "rotation_euler", {1: (0.0, 0.0, math.radians(-15)), 11: (0.0, 0.0, math.radians(15))})
+    frame_range(1)
+
+
+@scene
+def fast_pan() -> None:
+    """A courtyard of brick walls, columns and crates; the camera pans 4 degrees a frame (about 20 px)."""
+    new_file("fast_pan", SIZE)
+    brick = mat("brick", (0.55, 0.25, 0.18), 0.8)
+    textured(brick, "brick", 3.0, (0.75, 0.72, 0.68), 0.2)
+    paving = mat("paving", (0.45, 0.44, 0.42), 0.6)
+    textured(paving, "brick", 1.5, (0.2, 0.2, 0.2), 0.05)
+    box("ground", (0, 0, -0.05), (16.0, 16.0, 0.1), paving)
+    for name, center, size in (
+        ("north wall", (0, 5.0, 1.5), (10.0, 0.3, 3.0)),
+        ("west wall", (-5.0, 1.5, 1.5), (0.3, 7.0, 3.0)),
+        ("east wall", (5.0, 1.5, 1.5), (0.3, 7.0, 3.0)),
+    ):
+        box(name, center, size, brick)
+    stone = mat("stone", (0.7, 0.68, 0.62), 0.5)
+    for i, x in enumerate((-3.0, -1.0, 1.0, 3.0)):
+        cylinder(f"column {i}", (x, 3.5, 0.0), 0.25, 0.25, 3.0, stone)
+    wood = mat("crate", (0.45, 0.3, 0.15), 0.7)
+    textured(wood, "noise", 8.0, (0.3, 0.2, 0.1), 0.1)
+    for i, (x, y) in enumerate(((-3.5, 1.0), (-1.8, 2.2), (2.0, 1.5), (3.6, 0.2))):
+        box(f"crate {i}", (x, y, 0.35), (0.7, 0.7, 0.7), wood)
+    sphere("planter", (0.3, 0.8, 0.4), 0.4, mat("terracotta", (0.6, 0.3, 0.2), 0.5))
+    light("SUN", "sun", 3.0, (0, 0, 10), (50, 0, 30))
+    hdri_world("courtyard.exr", 0.8)
+    cam = camera((0.0, -3.0, 1.5), (85, 0, 40), 35.0)
+    keys(
+        cam,
+        "rotation_euler",
+        {1: tuple(math.radians(a) for a in (85, 0, 20)), 11: tuple(math.radians(a) for a in (85, 0, -20))},
     )
     frame_range(1)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import catalog
-from ..core.denoise import DenoiseStats, check_pass_options, denoise_frame
+from ..core.denoise import DenoiseStats, denoise_frame
 from ..core.errors import DenoiseError
 from ..core.imageio import IMAGE_SUFFIXES, read_image, write_image
 from ..core.model import load_model
@@ -100,12 +100,15 @@ def temporal_summary(src: Path, dst: Path, r: TemporalResult) -> str:
 
 
 def denoise_sequence(
-    frames: list[tuple[tuple[str, int], Path, Path]], opts: Options, write: set[Path] | None = None
+    frames: list[tuple[tuple[str, int], Path, Path]],
+    opts: Options,
+    write: set[Path] | None = None,
+    motion_blur: bool = False,
 ) -> tuple[int, list[str]]:
     """Denoise ``frames`` ((name, number), input, output) temporally; write the outputs (all, or those
     in ``write``) as they complete. Returns (failures, lines to print), printing as it goes. Errors
     and warnings count only for the frames written: on Ray a chunk's neighbours belong to the
-    chunks that write them, which report them."""
+    chunks that write them, which report them. ``motion_blur``: the frames were rendered with it on."""
     failures = 0
     lines: list[str] = []
 
@@ -131,9 +134,11 @@ def denoise_sequence(
             frame = read_image(src)
             check_motion(frame)
             if stream is None:
-                model = catalog.model_for(opts, frame.passes)
-                check_pass_options(model, opts)  # the passes still guide the reprojection
-                stream = TemporalStream(model, radius=opts.radius, threads=opts.threads, **opts.denoise_args)
+                stream = TemporalStream.from_options(
+                    catalog.model_for(opts, frame.passes), opts, motion_blur=motion_blur
+                )
+                for note in stream.notes:
+                    say(f"warning: {note}")
             if name != shot:  # another shot: nothing crosses over
                 emit(stream.finish())
                 shot = name

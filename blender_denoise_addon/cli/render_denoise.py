@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +83,6 @@ def _run_temporal(
     from .. import blender_io
     from .denoise_image import denoise_sequence, report_failures
 
-    if scene.render.use_motion_blur:
-        print(
-            "warning: Motion Blur is on, so Cycles writes the Vector pass as zeros: frames are denoised one by one "
-            "(turn Motion Blur off for temporal denoising)",
-            file=sys.stderr,
-        )
     passes = outputs[0].parent / ".passes"
     passes.mkdir(exist_ok=True)
     todo = []
@@ -102,9 +95,7 @@ def _run_temporal(
         if args.save_noisy:
             write_image(dst.with_name(f"{dst.stem}_noisy{dst.suffix}"), read_image(src).rgba)
         todo.append(((Path(args.blend).stem, frame_no), src, dst))
-    if scene.render.use_motion_blur:
-        opts = replace(opts, radius=0)
-    failures, _ = denoise_sequence(todo, opts)
+    failures, _ = denoise_sequence(todo, opts, motion_blur=scene.render.use_motion_blur)
     if not failures:
         for _, src, _ in todo:
             src.unlink(missing_ok=True)

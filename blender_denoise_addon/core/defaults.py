@@ -68,12 +68,16 @@ class TemporalDefaults:
     depth_per_frame: float = 0.02
     normal: float = 0.2  # mean absolute difference of camera-space normals
     albedo: float = 0.1  # largest channel difference
-    # Log ratio of the two frames' half-resolution denoises: a reflection, a refraction or a light
-    # that does not follow the motion vectors, which albedo, normal and depth cannot see.
-    color: float = 0.2
-    # A neighbour's sample is clamped to this many times the frame's own half-resolution denoise,
-    # so a firefly is not smeared over 2 * radius + 1 frames.
-    firefly: float = 8.0
+    # Light test: the log ratio of the two frames' guides (full-resolution denoises of each frame
+    # alone, by the fast network for the same passes, box-blurred over 2 * guide_blur + 1 pixels
+    # so their leftover noise does not read as change): a reflection, a refraction or a light that
+    # does not follow the motion vectors, which albedo, normal and depth cannot see.
+    color: float = 0.35
+    guide_blur: int = 1
+    guide_quality: str = "fast"
+    # History: the previous denoised frame, reprojected, clamped to this frame's 3x3 range and
+    # blended in with this weight where it passes the same tests (0: off). Steadier frames, no ghosts.
+    history: float = 0.5
     # Vectors all zero (motion blur on) while this fraction of the depth changes: the image moves
     # and the vectors say nothing, so the frames are not blended.
     still_changed: float = 0.01

@@ -5,49 +5,62 @@ Where a surface stays in view, the frames around frame t hold more samples of it
 1. every neighbour t+d (|d| <= radius) is reprojected onto t with Cycles' Vector pass, chained
    frame by frame (X, Y: motion to the previous frame, Z, W: to the next, in pixels; in top-down
    rows, pixel (x, y) of frame t was at (x + X, y - Y) in t-1 and will be at (x - Z, y + W) in
-   t+1), sampling bilinearly, so positions never snap to pixels and drift;
+   t+1). Positions are tracked in fractions of a pixel, so they do not drift, but whole samples
+   are taken (the nearest pixel): each pixel's noise stays its own. Interpolated samples would
+   make the averaged noise spatially correlated, and OIDN-type networks keep that as blotches;
 2. a neighbour's pixel is rejected where it shows another surface (depth, normal, albedo), where it
-   left the frame (disocclusion), and where the two frames' half-resolution denoises disagree:
-   reflections, refractions and lights that switch on do not follow the motion vectors. Its
-   samples are clamped to a multiple of the frame's own level, so a firefly is not smeared
-   over the window;
+   left the frame (disocclusion), and where the two frames' guides disagree: reflections,
+   refractions and lights that switch on do not follow the motion vectors. A guide is the frame
+   denoised alone at full resolution by the fast network for the same passes, blurred a little,
+   so the tolerance sits above what is left of its noise. No sample is clamped (a clamp on the
+   neighbours alone biases the average);
 3. the accepted samples are averaged with the frame's own (weights fade near each tolerance),
-   and the model denoises that average, with the averaged albedo and normal, like any frame.
+   and the model denoises that average, with the averaged albedo and normal, like any frame;
+4. history: the previous denoised frame, reprojected (bilinearly: it is clean), clamped to the
+   range of this frame's result around each pixel and accepted by the same tests as frame t-1,
+   is blended in, as temporal anti-aliasing does. Frames change less from one to the next; the
+   area an object has just left fails the depth test, and a light that switches on lies outside
+   the clamp.
 
 Any model of the contract works, color-only included (the guides come from the same model).
 A :class:`TemporalStream` holds only a window of ``2 * radius + 1`` frames: it takes frames in
 order and gives back frame t once frame t + radius has arrived (all of them at the end). A gap in
-the numbering is a cut: nothing is reused across it.
+the numbering is a cut: nothing is reused across it. Build one with
+:meth:`TemporalStream.from_options`.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import coarse as cp
 from . import transfer as tf
 from .defaults import COARSE, EXPOSURE, TEMPORAL, TemporalDefaults
-from .denoise import DenoiseResult, denoise, prepare_albedo, prepare_normal, sanitize_color
+from .denoise import DenoiseResult, check_pass_options, denoise, prepare_albedo, prepare_normal, sanitize_color
 from .errors import DenoiseError, MissingPassError
 from .imageio import Frame
 from .model import Model
+from .options import Options
 
 VECTOR_HINT = (
     "in Blender: View Layer > Passes > Data > Vector (and Z), with Motion Blur off in the Render "
     "properties, since Cycles writes zero vectors when it is on"
 )
+MOTION_BLUR_NOTE = (
+    "Motion Blur is on, so Cycles writes the Vector pass as zeros: frames are denoised one by one "
+    "(turn Motion Blur off for temporal denoising)"
+)
 
 
 @dataclass
 class _Prepared:
-    """One frame as the window keeps it: its passes stacked for one gather, and its half-resolution denoise.
+    """One frame as the window keeps it: its passes stacked for one gather, and its guide.
 
     ``stack`` is (H * W) x C float32: color (3), then albedo (3) and normal (3) when present, depth
     (1) when present, the Vector pass (4, bad vectors set to 0) and a bad-vector flag (1).
@@ -65,9 +78,9 @@ class _Prepared:
     alpha: np.ndarray | None
     vector_bad: int  # pixels whose vectors were NaN or Inf
     vector_zero: bool  # the whole pass is zero: motion blur was on, or nothing moves
-    guide: np.ndarray  # half-resolution denoise, (H/2 * W/2) x 3
+    guide: np.ndarray  # the blurred per-frame denoise, (H * W) x 3
     eps: float  # offset of the log ratio of guides, from the frame's log-average luminance
-    seconds: float  # spent preparing it (mostly its half-resolution denoise)
+    seconds: float  # spent preparing it (mostly its guide)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -89,45 +102,56 @@ class TemporalResult:
     reuse: float  # mean weight of all neighbours' samples, per pixel (0: none reused)
     seconds: float  # this frame's own work: its guide, the reprojection and the denoise
     warnings: list[str] = field(default_factory=list)
+    history: float = 0.0  # mean weight of the previous result blended in
 
 
-_Taps = tuple[np.ndarray, np.ndarray, np.ndarray, int, int]
+def _nearest(h: int, w: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Flat indices of the pixels nearest to positions x, y (pixel units, edge-clamped) of an h x w image."""
+    # floor(v + 0.5), not rint: rint rounds halves to even, which maps two pixels onto one under
+    # a motion of 1.5 px and repeats their samples.
+    xi = np.clip(np.floor(x + 0.5), 0, w - 1).astype(np.intp)
+    yi = np.clip(np.floor(y + 0.5), 0, h - 1).astype(np.intp)
+    yi *= w
+    yi += xi
+    return yi
 
 
-def _taps(h: int, w: int, x: np.ndarray, y: np.ndarray) -> _Taps:
-    """Bilinear taps at positions x, y (pixel units, edge-clamped) of an h x w image."""
+def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``img`` (h x w x c) at positions x, y (pixel units, edge-clamped), bilinearly."""
+    h, w = img.shape[:2]
+    flat = img.reshape(h * w, -1)
     x = np.clip(x, 0, w - 1)
     y = np.clip(y, 0, h - 1)
     x0 = np.minimum(x.astype(np.intp), max(w - 2, 0))
     y0 = np.minimum(y.astype(np.intp), max(h - 2, 0))
     fx = (x - x0).astype(np.float32)[..., None]
     fy = (y - y0).astype(np.float32)[..., None]
-    return y0 * w + x0, fx, fy, 1 if w > 1 else 0, w if h > 1 else 0
+    i, dx, dy = y0 * w + x0, 1 if w > 1 else 0, w if h > 1 else 0
+    top = flat[i] * (1 - fx) + flat[i + dx] * fx
+    bottom = flat[i + dy] * (1 - fx) + flat[i + dy + dx] * fx
+    return top * (1 - fy) + bottom * fy
 
 
-def _gather(flat: np.ndarray, taps: _Taps) -> np.ndarray:
-    """``flat`` ((h * w) x C) sampled at ``taps``: positions' shape x C."""
-    i, fx, fy, dx, dy = taps
-    a = np.take(flat, i, axis=0)
-    b = np.take(flat, i + dx, axis=0)
-    b -= a
-    b *= fx
-    a += b
-    c = np.take(flat, i + dy, axis=0)
-    d = np.take(flat, i + dy + dx, axis=0)
-    d -= c
-    d *= fx
-    c += d
-    c -= a
-    c *= fy
-    a += c
-    return a
-
-
-def sample_bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``img`` (h x w x c) at positions x, y (pixel units, edge-clamped), bilinearly."""
+def _box(img: np.ndarray, r: int) -> np.ndarray:
+    """Mean over (2r + 1)^2 pixels (edges repeat), per channel."""
+    if r <= 0:
+        return img
     h, w = img.shape[:2]
-    return _gather(img.reshape(h * w, -1), _taps(h, w, x, y))
+    p = np.pad(img, ((r, r), (r, r), (0, 0)), mode="edge")
+    rows = sum(p[i : i + h] for i in range(1, 2 * r + 1)) + p[:h]
+    out = sum(rows[:, j : j + w] for j in range(1, 2 * r + 1)) + rows[:, :w]
+    return (out * np.float32(1 / (2 * r + 1) ** 2)).astype(np.float32, copy=False)
+
+
+def _range3(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel minimum and maximum over each pixel's 3x3 neighbourhood (edges repeat)."""
+    h, w = img.shape[:2]
+    p = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    lo_r = np.minimum(np.minimum(p[:-2], p[1:-1]), p[2:])
+    hi_r = np.maximum(np.maximum(p[:-2], p[1:-1]), p[2:])
+    lo = np.minimum(np.minimum(lo_r[:, :-2], lo_r[:, 1:-1]), lo_r[:, 2:])
+    hi = np.maximum(np.maximum(hi_r[:, :-2], hi_r[:, 1:-1]), hi_r[:, 2:])
+    return lo[:h, :w], hi[:h, :w]
 
 
 def _max3(a: np.ndarray) -> np.ndarray:
@@ -152,11 +176,24 @@ def check_motion(frame: Frame) -> None:
         raise MissingPassError(f"{frame.source or 'frame'}: no Vector pass, which --temporal needs ({VECTOR_HINT})")
 
 
+def _guide_model(model: Model, threads: int | None, quality: str) -> Model:
+    """The network that makes the guides: the bundled one of ``quality`` for the passes ``model``
+    takes; ``model`` itself when it is not bundled (the user's own, or a tuned one)."""
+    from . import catalog
+
+    bundled = {p.resolve() for p in catalog.bundled_models()}
+    if model.path.resolve() not in bundled:
+        return model
+    return catalog.get_model(None, model.info.inputs, threads, quality)
+
+
 class TemporalStream:
     """Frames in, denoised frames out, with ``radius`` frames of look-ahead and look-back.
 
     ``push(number, frame)`` returns the frames now complete; ``finish()`` the rest. ``denoise_args``
-    go to :func:`~.denoise.denoise` for both the guides and the final pass (tiling, coarse, ...).
+    go to :func:`~.denoise.denoise` for the final pass (tiling, flips, ...); the guides use the
+    same tiling. ``guide_model`` makes the guides (default: ``model``). ``notes`` are lines for the
+    user about how the stream was set up.
     """
 
     def __init__(
@@ -166,19 +203,48 @@ class TemporalStream:
         settings: TemporalDefaults = TEMPORAL,
         cancel: Callable[[], bool] | None = None,
         threads: int | None = None,
+        guide_model: Model | None = None,
         **denoise_args: Any,
     ) -> None:
         if radius < 0:
             raise DenoiseError(f"the temporal radius must be 0 or more, got {radius}")
         self.model = model
+        self.guide_model = guide_model or model
         self.radius = radius
         self.settings = settings
         self.cancel = cancel
         self.threads = threads  # for the reprojection (None: all cores); the model has its own
         self.denoise_args = denoise_args
+        self.notes: list[str] = []
         self._window: dict[int, _Prepared] = {}
         self._next: int | None = None  # the next frame number to give back
         self._moving: dict[tuple[int, int], bool] = {}
+        self._last: tuple[int, np.ndarray] | None = None  # the previous frame's number and result (RGB)
+
+    @classmethod
+    def from_options(
+        cls,
+        model: Model,
+        opts: Options,
+        *,
+        motion_blur: bool = False,
+        cancel: Callable[[], bool] | None = None,
+        settings: TemporalDefaults = TEMPORAL,
+    ) -> TemporalStream:
+        """The stream ``opts`` ask for, for every caller (panel, hook, commands): their radius,
+        Quality and tiling; a model that needs a pass the user turned off is refused, as for stills;
+        the guides come from the fast network for the same passes. With ``motion_blur`` on, Cycles
+        writes zero vectors: the radius is 0 (frames one by one) and ``notes`` says so."""
+        check_pass_options(model, opts)
+        radius = opts.radius
+        notes = []
+        if motion_blur and radius:
+            notes.append(MOTION_BLUR_NOTE)
+            radius = 0
+        guide = _guide_model(model, opts.threads, settings.guide_quality) if radius else None
+        stream = cls(model, radius, settings, cancel, opts.threads, guide, **opts.denoise_args)
+        stream.notes = notes
+        return stream
 
     # -- the window ------------------------------------------------------------------------------
 
@@ -215,6 +281,7 @@ class TemporalStream:
         self._window.clear()
         self._moving.clear()
         self._next = None
+        self._last = None
         return done
 
     def _drop_old(self) -> None:
@@ -227,7 +294,6 @@ class TemporalStream:
 
     def _prepare(self, number: int, frame: Frame) -> _Prepared:
         start = time.perf_counter()
-        info = self.model.info
         h, w = frame.color.shape[:2]
         parts = [sanitize_color(frame.color[..., :3])]
         offsets: dict[str, int] = {}
@@ -248,23 +314,9 @@ class TemporalStream:
             vector[bad] = 0.0
         parts += [vector, bad[..., None].astype(np.float32)]
         stack = np.concatenate(parts, axis=-1).reshape(h * w, -1)
-        color = parts[0]
-        # The guide: the model on a 2x2-averaged copy (4x the samples), as the coarse pass does.
-        if not self.radius:  # no neighbours: nothing to compare
-            guide = np.ones(cp.half_shape(h, w) + (3,), np.float32)
-        else:
-            guide_args = {k: v for k, v in self.denoise_args.items() if k not in ("coarse", "flips")}
-            aux = {k: cp.halve(parts[1 + list(offsets).index(k)]) for k in ("albedo", "normal") if k in offsets}
-            guide = denoise(
-                self.model,
-                cp.halve(color),
-                aux.get("albedo") if "albedo" in info.inputs else None,
-                aux.get("normal") if "normal" in info.inputs else None,
-                coarse=False,
-                cancel=self.cancel,
-                **guide_args,
-            ).image[..., :3]
-        level = tf.autoexposure(guide)
+        guide = self._guide(
+            parts[0], {k: parts[1 + list(offsets).index(k)] for k in ("albedo", "normal") if k in offsets}
+        )
         return _Prepared(
             number=number,
             source=frame.source,
@@ -279,9 +331,27 @@ class TemporalStream:
             vector_bad=int(bad.sum()),
             vector_zero=not np.any(vector),
             guide=np.ascontiguousarray(guide).reshape(-1, 3),
-            eps=COARSE.eps * EXPOSURE.key / level,
+            eps=COARSE.eps * EXPOSURE.key / tf.autoexposure(guide),
             seconds=time.perf_counter() - start,
         )
+
+    def _guide(self, color: np.ndarray, aux: dict[str, np.ndarray]) -> np.ndarray:
+        """The frame denoised alone by the guide network, blurred: what the light test compares."""
+        if not self.radius:  # no neighbours: nothing to compare
+            return np.ones(color.shape[:2] + (3,), np.float32)
+        args = {k: v for k, v in self.denoise_args.items() if k in ("tiling", "tile", "overlap", "batch")}
+        inputs = self.guide_model.info.inputs
+        image = denoise(
+            self.guide_model,
+            color,
+            aux.get("albedo") if "albedo" in inputs else None,
+            aux.get("normal") if "normal" in inputs else None,
+            coarse=False,
+            flips=1,
+            cancel=self.cancel,
+            **args,
+        ).image[..., :3]
+        return _box(image, self.settings.guide_blur)
 
     def _moves(self, a: _Prepared, b: _Prepared) -> bool:
         """Whether the image changes between a and b although a's vectors are all zero."""
@@ -291,22 +361,21 @@ class TemporalStream:
             if da is not None and db is not None:
                 rel = np.abs(da - db) / np.maximum(np.minimum(da, db), 1e-6)
                 changed = float(np.mean(~(rel <= 1e-3)))
-            else:  # no depth: the half-resolution denoises tell
+            else:  # no depth: the guides tell
                 ga, gb = a.guide + a.eps, b.guide + a.eps
                 changed = float(np.mean(np.abs(np.log(ga / gb)).max(axis=-1) > self.settings.color))
             self._moving[key] = changed > self.settings.still_changed
         return self._moving[key]
 
-    def _emit(self, number: int) -> TemporalResult:
-        start = time.perf_counter()
-        t = self._window[number]
+    def _links(self, t: _Prepared) -> tuple[dict[int, list[_Prepared]], list[str]]:
+        """The neighbours reprojected onto t, each direction in order of distance, and warnings."""
         warnings: list[str] = []
         links: dict[int, list[_Prepared]] = {}
         for direction in (-1, 1):
             chain: list[_Prepared] = []
             cur = t
             for step in range(1, self.radius + 1):
-                nb = self._window.get(number + direction * step)
+                nb = self._window.get(t.number + direction * step)
                 if nb is None:
                     break
                 if cur.vector_zero and self._moves(cur, nb):
@@ -320,21 +389,87 @@ class TemporalStream:
             links[direction] = chain
         if t.vector_bad:
             warnings.append(
-                f"{t.source or number}: {t.vector_bad} pixels have NaN or Inf motion vectors; "
+                f"{t.source or t.number}: {t.vector_bad} pixels have NaN or Inf motion vectors; "
                 "those are denoised from this frame alone"
             )
-        color, albedo, normal, reuse = self._accumulate(t, links)
+        return links, warnings
+
+    def _emit(self, number: int) -> TemporalResult:
+        start = time.perf_counter()
+        t = self._window[number]
+        links, warnings = self._links(t)
+        history = self.settings.history > 0 and self._last is not None and self._last[0] == number - 1
+        history = history and bool(links[-1])
+        color, albedo, normal, reuse, back = self._accumulate(t, links, history)
         rgba = color if t.alpha is None else np.concatenate([color, t.alpha[..., None]], axis=-1)
         result = denoise(self.model, rgba, albedo, normal, cancel=self.cancel, **self.denoise_args)
+        used_history = 0.0
+        if back is not None and self._last is not None:
+            used_history = self._blend_history(result.image, self._last[1], back)
+        self._last = (number, np.array(result.image[..., :3]))
         used = len(links[-1]) + len(links[1])
         seconds = t.seconds + time.perf_counter() - start
-        return TemporalResult(number, t.source, result, used, reuse, seconds, warnings)
+        return TemporalResult(number, t.source, result, used, reuse, seconds, warnings, used_history)
+
+    # -- reprojection ----------------------------------------------------------------------------
+
+    def _walk(
+        self, t: _Prepared, own: np.ndarray, rows: tuple[int, int], direction: int, chain: list[_Prepared]
+    ) -> Iterator[tuple[int, _Prepared, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Along ``chain``, for t's rows r0 .. r1: (k, neighbour, its whole samples at the reached
+        pixels, their flat indices, x, y, alive). Positions are chained frame by frame through each neighbour's own
+        vectors; a pixel dies when it leaves the frame or meets a bad vector."""
+        h, w = t.shape
+        py, px = np.meshgrid(np.arange(*rows, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+        alive = own[..., t.vector_at + 4] == 0
+        v = own[..., t.vector_at : t.vector_at + 4]
+        for k, nb in enumerate(chain, start=1):
+            if direction < 0:
+                px = px + v[..., 0]
+                py = py - v[..., 1]
+            else:
+                px = px - v[..., 2]
+                py = py + v[..., 3]
+            alive &= (px >= -0.5) & (px <= w - 0.5) & (py >= -0.5) & (py <= h - 0.5)
+            idx = _nearest(h, w, px, py)
+            got = np.take(nb.stack, idx, axis=0)
+            yield k, nb, got, idx, px, py, alive.copy()
+            v = got[..., nb.vector_at : nb.vector_at + 4]  # nb's own vectors at the reached pixels
+            alive &= got[..., nb.vector_at + 4] == 0
+
+    def _weight(
+        self, t: _Prepared, own: np.ndarray, nb: _Prepared, k: int, got: np.ndarray, idx: np.ndarray,
+        log_guide: np.ndarray, alive: np.ndarray,
+    ) -> np.ndarray:  # fmt: skip
+        """How much each reached sample of ``nb`` (``k`` frames away) counts for t: 0 where the
+        tests say it shows another surface or another light, 1 well within every tolerance."""
+        s = self.settings
+        wt = alive.astype(np.float32)
+        if t.depth_at is not None and nb.depth_at is not None:
+            d_t, d_s = own[..., t.depth_at], got[..., nb.depth_at]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rel = np.abs(d_s - d_t) / np.maximum(d_t, 1e-6)
+            rel[np.isinf(d_t) & np.isinf(d_s)] = 0.0  # both background: the same sky
+            wt *= _fade(rel, s.depth + s.depth_per_frame * k)
+        if t.normal_at is not None and nb.normal_at is not None:
+            n_s = got[..., nb.normal_at : nb.normal_at + 3]
+            wt *= _fade(_mean3(n_s - own[..., t.normal_at : t.normal_at + 3]), s.normal)
+        if t.albedo_at is not None and nb.albedo_at is not None:
+            a_s = got[..., nb.albedo_at : nb.albedo_at + 3]
+            wt *= _fade(_max3(a_s - own[..., t.albedo_at : t.albedo_at + 3]), s.albedo)
+        g_s = np.take(nb.guide, idx, axis=0)
+        g_s += t.eps
+        np.log(g_s, out=g_s)
+        g_s -= log_guide
+        wt *= _fade(_max3(g_s), s.color)
+        return wt
 
     def _accumulate(
-        self, t: _Prepared, links: dict[int, list[_Prepared]]
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float]:
-        """The window's samples averaged onto frame t (color, albedo, normal), in row chunks."""
-        s = self.settings
+        self, t: _Prepared, links: dict[int, list[_Prepared]], history: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float, np.ndarray | None]:
+        """The window's samples averaged onto frame t (color, albedo, normal), in row chunks; with
+        ``history``, also where frame t-1 lies under each pixel and how much it counts
+        (H x W x 3: x, y, weight)."""
         h, w = t.shape
         n = 3 + 3 * (t.albedo_at is not None) + 3 * (t.normal_at is not None)
         acc = np.array(t.stack[:, :n]).reshape(h, w, n)  # t's own samples, weight 1
@@ -342,67 +477,32 @@ class TemporalStream:
         albedo = None if t.albedo_at is None else acc[..., t.albedo_at : t.albedo_at + 3]
         normal = None if t.normal_at is None else acc[..., t.normal_at : t.normal_at + 3]
         if not links[-1] and not links[1]:
-            return color, albedo, normal, 0.0
-        step = max(1, s.chunk_pixels // w)
-        hh, hw = cp.half_shape(h, w)
-        xs = np.arange(w, dtype=np.float32)
-        va = t.vector_at
+            return color, albedo, normal, 0.0, None
+        back = np.zeros((h, w, 3), np.float32) if history else None
+        step = max(1, self.settings.chunk_pixels // w)
 
         def chunk(r0: int) -> float:
             """Rows r0 .. r0 + step: disjoint rows of ``acc``, so chunks run on threads (numpy
             releases the GIL in its gathers and arithmetic). Returns the chunk's reused weight."""
-            reuse = 0.0
             r1 = min(h, r0 + step)
-            rows = slice(r0, r1)
-            py0, px0 = np.meshgrid(np.arange(r0, r1, dtype=np.float32), xs, indexing="ij")
-            g_t = _gather(t.guide, _taps(hh, hw, (px0 + 0.5) / 2 - 0.5, (py0 + 0.5) / 2 - 0.5))
-            g_t += t.eps
-            log_g_t = np.log(g_t)
-            cap = g_t * np.float32(s.firefly)
             own = t.stack[r0 * w : r1 * w].reshape(r1 - r0, w, -1)
+            log_guide = np.log(t.guide[r0 * w : r1 * w].reshape(r1 - r0, w, 3) + np.float32(t.eps))
             wsum = np.ones((r1 - r0, w, 1), np.float32)
-            target = acc[rows]
+            target = acc[r0:r1]
+            reuse = 0.0
             for direction, chain in links.items():
-                px, py = px0.copy(), py0.copy()
-                alive = own[..., va + 4] == 0
-                v = own[..., va : va + 4]
-                for k, nb in enumerate(chain, start=1):
-                    if direction < 0:
-                        px += v[..., 0]
-                        py -= v[..., 1]
-                    else:
-                        px -= v[..., 2]
-                        py += v[..., 3]
-                    alive &= (px >= -0.5) & (px <= w - 0.5) & (py >= -0.5) & (py <= h - 0.5)
-                    got = _gather(nb.stack, _taps(h, w, px, py))
-                    wt = alive.astype(np.float32)
-                    if t.depth_at is not None and nb.depth_at is not None:
-                        d_t, d_s = own[..., t.depth_at], got[..., nb.depth_at]
-                        with np.errstate(invalid="ignore", divide="ignore"):
-                            rel = np.abs(d_s - d_t) / np.maximum(d_t, 1e-6)
-                        rel[np.isinf(d_t) & np.isinf(d_s)] = 0.0  # both background: the same sky
-                        wt *= _fade(rel, s.depth + s.depth_per_frame * k)
-                    if t.normal_at is not None and nb.normal_at is not None:
-                        n_s = got[..., nb.normal_at : nb.normal_at + 3]
-                        wt *= _fade(_mean3(n_s - own[..., t.normal_at : t.normal_at + 3]), s.normal)
-                    if t.albedo_at is not None and nb.albedo_at is not None:
-                        a_s = got[..., nb.albedo_at : nb.albedo_at + 3]
-                        wt *= _fade(_max3(a_s - own[..., t.albedo_at : t.albedo_at + 3]), s.albedo)
-                    g_s = _gather(nb.guide, _taps(hh, hw, (px + 0.5) / 2 - 0.5, (py + 0.5) / 2 - 0.5))
-                    g_s += t.eps
-                    np.log(g_s, out=g_s)
-                    g_s -= log_g_t
-                    wt *= _fade(_max3(g_s), s.color)
+                for k, nb, got, idx, px, py, alive in self._walk(t, own, (r0, r1), direction, chain):
+                    wt = self._weight(t, own, nb, k, got, idx, log_guide, alive)
+                    if back is not None and direction < 0 and k == 1:
+                        back[r0:r1, :, 0], back[r0:r1, :, 1], back[r0:r1, :, 2] = px, py, wt
                     wt3 = wt[..., None]
-                    target[..., :3] += np.minimum(got[..., :3], cap) * wt3
+                    target[..., :3] += got[..., :3] * wt3
                     for at_t, at_s in ((t.albedo_at, nb.albedo_at), (t.normal_at, nb.normal_at)):
                         if at_t is not None:  # a neighbour without the pass lends this frame's own
                             src = got[..., at_s : at_s + 3] if at_s is not None else own[..., at_t : at_t + 3]
                             target[..., at_t : at_t + 3] += src * wt3
                     wsum += wt3
                     reuse += float(wt.sum())
-                    v = got[..., nb.vector_at : nb.vector_at + 4]  # nb's own vectors at the reached positions
-                    alive &= got[..., nb.vector_at + 4] == 0
             target /= wsum
             return reuse
 
@@ -413,7 +513,20 @@ class TemporalStream:
                 reused = sum(pool.map(chunk, starts))
         else:
             reused = sum(chunk(r0) for r0 in starts)
-        return color, albedo, normal, reused / (h * w)
+        return color, albedo, normal, reused / (h * w), back
+
+    def _blend_history(self, image: np.ndarray, previous: np.ndarray, back: np.ndarray) -> float:
+        """Blend the previous result, moved onto this frame and clamped to this result's 3x3 range,
+        into ``image`` (in place) where ``back`` accepts it. Returns the mean weight used."""
+        cur = image[..., :3]
+        moved = sample_bilinear(previous, back[..., 0], back[..., 1])
+        lo, hi = _range3(np.ascontiguousarray(cur))
+        np.clip(moved, lo, hi, out=moved)
+        wt = back[..., 2:3] * np.float32(self.settings.history)
+        moved -= cur
+        moved *= wt
+        cur += moved
+        return float(wt.mean())
 
 
 def sequence_number(stem: str) -> tuple[str, int] | None:

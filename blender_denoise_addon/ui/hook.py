@@ -29,7 +29,6 @@ import numpy as np
 from bpy.app.handlers import persistent
 
 from .. import blender_io, compat
-from ..core.defaults import TEMPORAL
 from ..core.denoise import DenoiseResult
 from ..core.errors import DenoiseError
 from ..core.imageio import Frame, write_image
@@ -153,12 +152,11 @@ def _temporal_push(scene: Any) -> list[TemporalResult]:
     frame = _render_result_frame(scene)
     if _State.stream is None:
         opts = blender_io.options_from(scene.ai_denoise, preferences.model_path())
-        radius = TEMPORAL.radius
-        if scene.render.use_motion_blur:  # Cycles writes zero vectors: nothing to reproject with
-            print("AI Denoise: Motion Blur is on, so the frames are denoised one by one (Temporal needs it off)")
-            radius = 0
         model = blender_io.get_model(opts, frame.passes)
-        _State.stream = TemporalStream(model, radius=radius, threads=opts.threads, **opts.denoise_args)
+        stream = TemporalStream.from_options(model, opts, motion_blur=scene.render.use_motion_blur)
+        for note in stream.notes:
+            print(f"AI Denoise: {note}")
+        _State.stream = stream
     if frame.vector is None:  # a still, or passes turned off behind our back: one by one
         frame.vector = np.zeros(frame.color.shape[:2] + (4,), np.float32)
     return _State.stream.push(scene.frame_current, frame)
