@@ -20,6 +20,7 @@ import numpy as np
 
 from . import compat
 from .core import catalog
+from .core.atomic import atomic_path
 from .core.denoise import CancelFn, DenoiseResult, ProgressFn
 from .core.denoise import denoise_frame as core_denoise_frame
 from .core.errors import DenoiseCancelled, DenoiseError, ModelContractError
@@ -226,8 +227,7 @@ def render_sequence_frame(
     """Render the scene's current frame for temporal denoising into the multilayer EXR ``dst``
     (atomically: a cancelled render leaves no file): Denoising Data, Vector and Depth passes, and
     Cycles' animated seed, so that neighbouring frames hold other samples."""
-    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
-    try:
+    with atomic_path(dst) as tmp:
         _render_exr(
             scene,
             spp,
@@ -238,9 +238,6 @@ def render_sequence_frame(
             animated_seed=animated_seed,
             builtin_denoiser=builtin_denoiser,
         )
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dst
 
 
@@ -382,24 +379,24 @@ def save_result(scene: Any, img: Any, path: str | os.PathLike[str]) -> Path:
         raise DenoiseError(f"{path}: unsupported format {path.suffix!r} (use .exr, .png, .jpg or .tif)")
     if not path.parent.is_dir():
         raise DenoiseError(f"output folder does not exist: {path.parent}")
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    with preserved_settings(scene):
+    with atomic_path(path) as tmp, preserved_settings(scene):
         ims = scene.render.image_settings
         compat.set_file_format(ims, fmt)
         ims.color_management = "FOLLOW_SCENE"
-        img.save_render(str(tmp), scene=scene)
-    if not tmp.is_file():
-        raise DenoiseError(f"could not write {path}")
-    os.replace(tmp, path)
+        _save_render(img, tmp, scene, path)
     return path
 
 
 def save_like_render(scene: Any, img: Any, path: Path) -> Path:
     """Write with the scene's own output settings (format, depth, view transform), so a
     denoised sibling looks like the frame Blender wrote next to it."""
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    img.save_render(str(tmp), scene=scene)
-    if not tmp.is_file():
-        raise DenoiseError(f"could not write {path}")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        _save_render(img, tmp, scene, path)
     return path
+
+
+def _save_render(img: Any, tmp: Path, scene: Any, path: Path) -> None:
+    """Blender writes ``img`` to ``tmp`` (an empty temporary file, which it replaces)."""
+    img.save_render(str(tmp), scene=scene)
+    if not tmp.stat().st_size:
+        raise DenoiseError(f"could not write {path}")

@@ -277,3 +277,35 @@ def test_temporal_honours_passes_turned_off(tmp_path, models, monkeypatch, capsy
     failures, lines = denoise_sequence(todo, replace(opts, model_path=str(models / "aux.onnx")))
     assert failures == 3 and all("needs the albedo pass, but 'Use Albedo' is off" in ln for ln in lines)
     catalog.clear_cache()
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_stop_signal_leaves_only_whole_files(tmp_path, models, sig):
+    """A farm manager stops jobs with SIGTERM (a closed terminal sends SIGHUP): the same clean stop as
+    Ctrl-C, one line, exit 130, and every file in the output folder a whole frame."""
+    import signal
+    import time
+
+    frames = tmp_path / "in"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        write_image(frames / f"f_{i:04d}.exr", rng.random((256, 256, 3), dtype=np.float32))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blender_denoise_addon", "denoise-image", "--quiet", str(frames), "-o", str(out),
+         "--model", str(models / "color.onnx"), "--threads", "1"],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out.is_dir() and len(list(out.glob("f_*.exr"))) >= 2):
+        time.sleep(0.02)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "error: interrupted", err
+    written = sorted(out.iterdir())
+    assert written and not [p for p in written if p.name.startswith(".")], written  # no partial file
+    assert len(written) < 60
+    for p in written:
+        assert read_image(p).color.shape == (256, 256, 3)

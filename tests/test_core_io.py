@@ -51,9 +51,30 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(imageio, "_write_exr", boom)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(DenoiseError, match=r"cannot write .*x.exr: disk full"):  # one line, not a traceback
         write_image(tmp_path / "x.exr", np.zeros((2, 2, 3), np.float32))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_written_files_get_the_mode_the_umask_allows(tmp_path, umask):
+    """Not the 0600 of a temporary file: other users and farm services read the results."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        for name in ("a.exr", "b.png"):
+            path = tmp_path / name
+            path.write_bytes(b"old")
+            os.chmod(path, 0o644)
+            write_image(path, np.zeros((2, 2, 3), np.float32))  # replaces a 0644 file
+            assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, (name, oct(path.stat().st_mode))
+            write_image(tmp_path / f"new_{name}", np.zeros((2, 2, 3), np.float32))
+            assert stat.S_IMODE((tmp_path / f"new_{name}").stat().st_mode) == 0o666 & ~umask
+    finally:
+        os.umask(old)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_corrupt_and_foreign_inputs(tmp_path):

@@ -322,11 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from blender_denoise_addon.core.atomic import stop_on_signals
     from blender_denoise_addon.core.errors import DenoiseError
 
     args = build_parser().parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        with stop_on_signals():  # SIGTERM and SIGHUP stop as Ctrl-C does
+            return int(args._run(args) or 0)
     except (DenoiseError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -9,7 +9,6 @@ core's ``load_model`` must accept it; otherwise the file is removed and export f
 from __future__ import annotations
 
 import json
-import os
 import sys
 import warnings
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from blender_denoise_addon.core.atomic import atomic_path
 from blender_denoise_addon.core.contract import INPUT_NAME, OUTPUT_NAME, ModelInfo
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.model import load_model
@@ -144,8 +144,7 @@ def write_checked(
     import onnx
     from onnx import helper
 
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
+    with atomic_path(out) as tmp:
         trace_to_onnx(net, info, tmp)  # type: ignore[arg-type]
         proto = onnx.load(str(tmp))
         if fp16_weights:
@@ -155,9 +154,6 @@ def write_checked(
         onnx.save(proto, str(tmp))
         diff = check_parity(net, tmp, info, tolerance)  # type: ignore[arg-type]
         load_model(tmp)  # the core must accept it as it is
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return diff
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import os
 import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from blender_denoise_addon.core import catalog, metrics
+from blender_denoise_addon.core.atomic import atomic_path
 from blender_denoise_addon.core.contract import INPUT_SETS, KEY_NAME
 from blender_denoise_addon.core.denoise import denoise, sanitize_color
 from blender_denoise_addon.core.errors import DenoiseError, ModelContractError
@@ -155,13 +155,9 @@ def _named_copy(base: Path, out: Path, name: str) -> None:
     meta = {p.key: p.value for p in proto.metadata_props} | {KEY_NAME: name}
     del proto.metadata_props[:]
     helper.set_model_props(proto, meta)
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
+    with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
         load_model(tmp, threads=1)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _dataset_summary(root: Path, pairs: list[Pair]) -> dict[str, Any]:
@@ -228,18 +224,13 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         train(train_cfg)
     spent = load_checkpoint(run_dir / LAST)
     state = load_checkpoint(run_dir / BEST)
-    tmp = out.with_name(f".{out.stem}.tuned.partial.onnx")
-    try:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
         report = export(run_dir / BEST, tmp, name=name)
         after = holdout_psnr(tmp, held, cfg.threads)
         kept = "tuned" if after["all"] > before["all"] else "base"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if kept == "tuned":
-            os.replace(tmp, out)
-        else:
-            _named_copy(base, out, name)
-    finally:
-        tmp.unlink(missing_ok=True)
+        if kept == "base":
+            _named_copy(base, tmp, name)
     card = {
         "name": name,
         "kept": kept,

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blender_denoise_addon.core.atomic import atomic_path
 from blender_denoise_addon.core.contract import ModelInfo
 from blender_denoise_addon.core.denoise import prepare_albedo, prepare_normal
 from blender_denoise_addon.core.errors import DenoiseError
@@ -239,7 +240,8 @@ def train_prefilter(config: PrefilterConfig, export_to: str | None = None) -> di
     running = 0.0
 
     def save() -> None:
-        torch.save({"config": asdict(config), "state": net.state_dict(), "step": step}, out / "best.pt")
+        with atomic_path(out / "best.pt") as tmp:
+            torch.save({"config": asdict(config), "state": net.state_dict(), "step": step}, tmp)
 
     while True:
         elapsed = time.monotonic() - start

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from blender_denoise_addon.core.atomic import atomic_path
 from blender_denoise_addon.core.errors import DenoiseError
 
 from .checkpoint import load_checkpoint
@@ -115,9 +116,8 @@ def read_log(path: str | Path) -> list[dict[str, float]]:
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint under the real name
+    with atomic_path(path) as tmp:  # never a half-written checkpoint under the real name
+        torch.save(state, tmp)
 
 
 def resolve(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:

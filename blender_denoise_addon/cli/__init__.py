@@ -46,6 +46,7 @@ BLENDER_COMMAND = "ai_denoise"  # `blender -c ai_denoise ...` (an identifier, as
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m blender_denoise_addon") -> int:
+    from ..core.atomic import stop_on_signals
     from ..core.errors import DenoiseError
 
     mods = _available()
@@ -61,7 +62,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m blender_denoi
         return int(e.code or 0)
     args._argv = list(argv) if argv is not None else sys.argv[1:]  # a command may run itself again
     try:
-        return int(args._run(args) or 0)
+        with stop_on_signals():  # SIGTERM and SIGHUP stop as Ctrl-C does: nothing half-written stays
+            return int(args._run(args) or 0)
     except DenoiseError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import catalog, metrics
+from ..core.atomic import atomic_path
 from ..core.denoise import denoise_frame
 from ..core.errors import DenoiseError
 from ..core.imageio import Frame, read_image, write_image
@@ -175,9 +176,8 @@ def run(args: argparse.Namespace) -> int:
         "noisy_vs_reference": metrics.report(noisy.color, ref.color),
         "denoised_vs_reference": metrics.report(result.image, ref.color),
     }
-    tmp_json = out / ".metrics.json.partial"
-    tmp_json.write_text(json.dumps(report, indent=2) + "\n")
-    tmp_json.replace(out / "metrics.json")
+    with atomic_path(out / "metrics.json") as tmp_json:
+        tmp_json.write_text(json.dumps(report, indent=2) + "\n")
     n, d = report["noisy_vs_reference"], report["denoised_vs_reference"]
     print(
         f"noisy    PSNR {n['psnr']:.2f} dB  SSIM {n['ssim']:.4f}  relMSE {n['relmse']:.4f}\n"

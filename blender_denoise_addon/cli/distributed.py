@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 import socket
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..core.atomic import atomic_path
 from ..core.errors import DenoiseError
 
 INSTALL_HINT = "pip install -r requirements/ray.txt (or pip install 'ray==2.60.0')"
@@ -113,14 +113,8 @@ def on_ray(address: str | None, fn: Callable[..., Any], needs: tuple[str, ...]) 
 
 def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial" + path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def as_completed(ray: Any, refs: dict[Any, Any], window: int, submit: Callable[[], bool]) -> Iterator[tuple[Any, Any]]:

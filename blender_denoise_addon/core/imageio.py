@@ -9,12 +9,12 @@ never leaves a half-written file under the real name.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import DenoiseError
 from .transfer import srgb_decode, srgb_encode
 
@@ -173,12 +173,6 @@ def read_image(path: str | os.PathLike[str], layer: str | None = None) -> Frame:
     raise DenoiseError(f"{path}: unsupported format {suffix!r} (use .exr or .png)")
 
 
-def _temp_path(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial" + path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def write_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     """Write H x W x 3|4 linear float32: EXR stays linear, PNG gets sRGB 8-bit. Atomic."""
     path = Path(path)
@@ -190,20 +184,15 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> Path:
     if not path.parent.is_dir():
         raise DenoiseError(f"output folder does not exist: {path.parent}")
     try:
-        tmp = _temp_path(path)
+        with atomic_path(path) as tmp:
+            if suffix in EXR_SUFFIXES:
+                _write_exr(tmp, image)
+            else:
+                _write_png(tmp, image)
     except OSError as e:
-        raise DenoiseError(f"cannot write to {path.parent}: {e.strerror or e}") from None
-    try:
-        if suffix in EXR_SUFFIXES:
-            _write_exr(tmp, image)
-        else:
-            _write_png(tmp, image)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise DenoiseError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
+        raise DenoiseError(f"cannot write {path}: {e.strerror or e}") from None
+    except RuntimeError as e:  # OpenEXR's writer: a full disk, a vanished folder
+        raise DenoiseError(f"cannot write {path}: {str(e).splitlines()[0] if str(e) else 'write failed'}") from None
     return path
 
 

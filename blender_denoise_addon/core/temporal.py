@@ -379,10 +379,12 @@ class TemporalStream:
                 if nb is None:
                     break
                 if cur.vector_zero and self._moves(cur, nb):
-                    warnings.append(
+                    warning = (
                         f"{cur.source or cur.number}: the Vector pass is all zero while the image moves "
                         "(Motion Blur on?); not blended with its neighbours there"
                     )
+                    if warning not in warnings:  # both directions of the same frame: said once
+                        warnings.append(warning)
                     break
                 chain.append(nb)
                 cur = nb

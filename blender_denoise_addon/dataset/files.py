@@ -21,11 +21,11 @@ disjoint names and their folders merge by plain copying.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from ..core.atomic import PARTIAL, atomic_path
 
 EXR_DIR = "exr"
 NOISE_DIR = "noise"
@@ -34,9 +34,6 @@ RECORDS_DIR = "samples"
 MANIFEST = "manifest.jsonl"
 CLEAN_EXR = "clean.exr"
 DATASET_CONFIG = "dataset.json"
-# Every temporary file carries this in its name (imageio uses it too), so a
-# resumed run can find and delete what a killed one left half-written.
-PARTIAL = ".partial"
 
 
 def sample_name(index: int) -> str:
@@ -129,15 +126,8 @@ def write_json_atomic(path: Path, obj: Any) -> Path:
     """JSON to a temporary name in the same folder, then renamed: never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=PARTIAL + path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
 
@@ -146,12 +136,6 @@ def write_manifest(root: Path) -> Path:
     root = Path(root)
     lines = [json.dumps(r, sort_keys=True) for r in iter_records(root)]
     path = root / MANIFEST
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=PARTIAL + ".jsonl", dir=root)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in lines))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path

@@ -20,8 +20,8 @@ import bpy
 import numpy as np
 
 from .. import compat
+from ..core.atomic import PARTIAL, atomic_path
 from ..core.errors import DenoiseCancelled, DenoiseError
-from ..dataset.files import PARTIAL
 from ..dataset.spec import GenerateSettings
 
 # Channel names exactly as Blender writes them, so anything that reads Blender's
@@ -119,13 +119,8 @@ def write_passes_exr(path: Path, channels: dict[str, np.ndarray]) -> None:
     for name in ALBEDO_CHANNELS + NORMAL_CHANNELS:
         out[name] = np.ascontiguousarray(channels[name], dtype=np.float16)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    tmp = path.with_name(f".{path.stem}{PARTIAL}.exr")
-    try:
-        with OpenEXR.File(header, out) as f:
-            f.write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, OpenEXR.File(header, out) as f:
+        f.write(str(tmp))
 
 
 def average_exrs(paths: list[Path], out: Path) -> None:

@@ -1,0 +1,79 @@
+"""One way to write a file that is never seen half-written: :func:`atomic_path`.
+
+The content goes to a hidden temporary file in the same folder (``.NAME.XXXX.partial.EXT``), which
+is renamed over the destination once complete. Every writer of the project (images, models,
+datasets, metrics, manifests) uses it, so an error, Ctrl-C, SIGTERM or SIGHUP (the commands turn
+both into the same stop as Ctrl-C, see :func:`stop_on_signals`) leaves either the old file or the
+new one, and no temporary file. The result gets the permissions the umask allows, as a plain
+``open()`` would give it, not the private 0600 of a temporary file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+PARTIAL = ".partial"  # in the name of every temporary file (dataset resumption looks for it)
+
+
+def _umask() -> int:
+    # Reading the umask means setting it; the old value goes straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def partial_path(dst: str | os.PathLike[str], suffix: str | None = None) -> Path:
+    """A new, empty hidden temporary file beside ``dst`` (the name ends ``.partial`` + ``suffix``,
+    by default ``dst``'s own suffix, so writers that go by the extension still work)."""
+    dst = Path(dst)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{dst.stem}.", suffix=PARTIAL + (dst.suffix if suffix is None else suffix), dir=dst.parent
+    )
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(dst: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+    """A temporary path to write ``dst`` to; when the block ends normally it becomes ``dst``.
+
+    On any exception, KeyboardInterrupt and SystemExit included, the temporary file is removed
+    and ``dst`` is left as it was. The folder must exist; OSError from making the temporary file
+    (an unwritable folder) propagates for the caller to phrase.
+    """
+    dst = Path(dst)
+    tmp = partial_path(dst, suffix)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP stop the program the way Ctrl-C does (KeyboardInterrupt),
+    so the same cleanup runs: a farm manager stops jobs with SIGTERM. The old handlers come back
+    after. Only the main thread can install handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    old = {n: signal.signal(getattr(signal, n), _raise_interrupt) for n in names}
+    try:
+        yield
+    finally:
+        for n, handler in old.items():
+            signal.signal(getattr(signal, n), handler)
