@@ -202,22 +202,27 @@ def test_temporal_bad_input_is_one_line_and_makes_nothing(tmp_path, models, case
     assert not (tmp_path / "out").exists()
 
 
-def test_temporal_frame_of_another_size_fails_alone(tmp_path, models):
+@pytest.mark.parametrize("odd", [1, 3])
+def test_temporal_frame_of_another_size_fails_alone(tmp_path, models, odd):
+    """The frame of the odd size is refused, by name, wherever it falls (the first frame once made
+    the good second one the culprit)."""
     from test_core_temporal import scene
 
-    frames = sequence(tmp_path / "frames", [1, 2, 4, 5])
-    f = scene(3)[0]
+    frames = sequence(tmp_path / "frames", [t for t in range(1, 6) if t != odd])
+    f = scene(odd)[0]
     small = type(f)(color=f.color[:40], albedo=f.albedo[:40], normal=f.normal[:40], vector=f.vector[:40],
                     depth=f.depth[:40])  # fmt: skip
-    write_sequence_frame(frames / "shot_0003.exr", small)
+    write_sequence_frame(frames / f"shot_{odd:04d}.exr", small)
     res = cli(str(frames), "-o", str(tmp_path / "out"), "--temporal", "--model", str(models / "aux.onnx"))
     assert res.returncode == 1
     errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert errors == [
-        f"error: {frames / 'shot_0003.exr'}: frame is 96x40, the frames before it 96x72; a sequence needs one size",
+        f"error: {frames / f'shot_{odd:04d}.exr'}: frame is 96x40, the other 4 frames of the shot are 96x72; "
+        "a sequence needs one size",
         "error: 1 of 5 images failed",
     ]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"shot_{t:04d}.exr" for t in (1, 2, 4, 5)]
+    good = [f"shot_{t:04d}.exr" for t in range(1, 6) if t != odd]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == good
 
 
 @pytest.mark.parametrize("name", ["x.txt", "out.jpg"])
@@ -309,3 +314,117 @@ def test_a_stop_signal_leaves_only_whole_files(tmp_path, models, sig):
     assert len(written) < 60
     for p in written:
         assert read_image(p).color.shape == (256, 256, 3)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--threads", "-3"], "threads must be at least 1, got -3"),
+        (["--threads", "0"], "threads must be at least 1, got 0"),
+        (["--tile", "0"], "tile size must be at least 1, got 0"),
+        (["--overlap", "-1"], "overlap must be 0 or more, got -1"),
+        (["--batch", "0"], "batch must be at least 1, got 0"),
+        (
+            ["--tiling", "sliding", "--tile", "32", "--overlap", "32"],
+            "overlap 32 must be smaller than the tile size 32",
+        ),
+    ],
+)
+def test_bad_options_fail_once_before_any_frame(tmp_path, models, flags, message):
+    """One error line for the whole folder (not one per frame), and no output folder made."""
+    frames = tmp_path / "in"
+    frames.mkdir()
+    for i in range(3):
+        write_image(frames / f"f_{i}.exr", np.ones((8, 8, 3), np.float32))
+    out = tmp_path / "out"
+    res = cli(str(frames), "-o", str(out), "--model", str(models / "color.onnx"), *flags)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.strip().splitlines() == [f"error: {message}"], res.stderr
+    assert not out.exists()
+
+
+def test_threads_beyond_the_cores_are_capped_with_a_note(tmp_path, models):
+    """--threads 100000 once hung: it runs with the machine's cores, and says so."""
+    write_image(tmp_path / "in.exr", np.ones((16, 16, 3), np.float32))
+    res = cli(str(tmp_path / "in.exr"), "-o", str(tmp_path / "out.exr"), "--model", str(models / "color.onnx"),
+              "--threads", "100000")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    cores = os.cpu_count()
+    assert f"warning: 100000 threads asked, this machine has {cores} cores: using {cores}" in res.stderr
+    assert (tmp_path / "out.exr").is_file()
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("cut", "the EXR is cut short or damaged"),
+        ("empty", "the file is empty (0 bytes), not an image"),
+        ("png", "not an EXR file (it is a PNG, named .exr)"),
+    ],
+)
+@pytest.mark.parametrize("temporal", [False, True])
+def test_a_frame_that_cannot_be_read_whole_is_refused_by_name(tmp_path, models, case, message, temporal):
+    """A Blender EXR cut at half once came out denoised with exit 0 (OpenEXR reads what is there);
+    now it is refused by name, and the other frames are still written."""
+    frames = sequence(tmp_path / "in", [1, 2, 3])  # multilayer, with Vector and Depth
+    bad = frames / "shot_0002.exr"
+    if case == "cut":
+        data = bad.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    elif case == "empty":
+        bad.write_bytes(b"")
+    else:
+        from PIL import Image
+
+        Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
+        bad.write_bytes((tmp_path / "x.png").read_bytes())
+    out = tmp_path / "out"
+    res = cli(str(frames), "-o", str(out), "--model", str(models / "aux.onnx"), *(["--temporal"] if temporal else []))
+    assert res.returncode == 1, res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert errors[0] == f"error: {bad}: {message}" or errors[0].startswith(f"error: {bad}: {message} "), res.stderr
+    assert "Traceback" not in res.stderr and "Vector" not in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["shot_0001.exr", "shot_0003.exr"]
+
+
+@pytest.mark.parametrize(
+    ("patch", "temporal", "fmt", "reason"),
+    [
+        ("atomic.partial_path", True, "exr", "Permission denied"),
+        ("atomic.partial_path", False, "exr", "Permission denied"),
+        ("imageio._write_png", False, "png", "No space left on device"),
+        ("imageio._write_exr", True, "exr", "No space left on device"),
+    ],
+)
+def test_writes_that_fail_name_each_frame_and_leave_no_empty_folder(tmp_path, models, patch, temporal, fmt, reason):
+    """An unwritable folder (once a KeyError with --temporal) and a full disk (once an uncaught
+    RuntimeError): every frame is tried and named, one line each, and the folder made for them goes."""
+    site = tmp_path / "site"
+    site.mkdir()
+    module, fn = patch.split(".")
+    errno = 13 if "Permission" in reason else 28
+    (site / "sitecustomize.py").write_text(
+        f"from blender_denoise_addon.core import {module}\n"
+        "def _fail(*a, **k):\n"
+        f"    raise OSError({errno}, {reason!r})\n"
+        f"{module}.{fn} = _fail\n"
+    )
+    frames = sequence(tmp_path / "frames", [1, 2, 3, 4])
+    out = tmp_path / "out"
+    env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    args = [str(frames), "-o", str(out), "--model", str(models / "aux.onnx"), "--format", fmt]
+    res = cli(*args, *(["--temporal"] if temporal else []), env=env)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "KeyError" not in res.stderr, res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert errors[-1] == "error: 4 of 4 images failed", res.stderr
+    assert len(errors) == 5 and all(reason in ln for ln in errors[:4]), res.stderr
+    assert [f"shot_{t:04d}" in ln for t, ln in zip(range(1, 5), errors, strict=False)] == [True] * 4
+    assert not out.exists()
+
+
+def test_an_empty_output_name_is_refused(tmp_path, models):
+    write_image(tmp_path / "in.exr", np.ones((8, 8, 3), np.float32))
+    res = cli(str(tmp_path / "in.exr"), "-o", "", "--model", str(models / "color.onnx"))
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == ["error: -o/--output is empty: name an output file or folder"]

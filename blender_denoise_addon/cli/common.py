@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..core.defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING, TILING_MODES
@@ -41,11 +43,12 @@ def add_denoise_arguments(
 
 
 def denoise_options(args: argparse.Namespace) -> Options:
-    """The options of :func:`add_denoise_arguments` as the core takes them."""
+    """The options of :func:`add_denoise_arguments` as the core takes them, checked once before
+    any frame (a bad one is one error line and nothing made; too many threads are capped, said)."""
     radius = getattr(args, "radius", TEMPORAL.radius)
     if radius < 1:
         raise DenoiseError(f"--radius must be at least 1, got {radius}")
-    return Options(
+    opts, notes = Options(
         tiling=args.tiling,
         tile=args.tile,
         overlap=args.overlap,
@@ -57,13 +60,18 @@ def denoise_options(args: argparse.Namespace) -> Options:
         model_path=args.model,
         temporal=getattr(args, "temporal", False),
         radius=radius,
-    )
+    ).checked()
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return opts
 
 
 def output_paths(names: list[str], output: str, fmt: str | None, single: bool, make: bool = True) -> list[Path]:
     """Where each output goes: ``output`` itself when ``single`` (one input, not a folder) and it
     names an image file, else ``output/NAME`` (``fmt`` replaces each name's extension). The
     folder is made here (``make``), once every name is known to be fine; else by the first write."""
+    if not output.strip():
+        raise DenoiseError("-o/--output is empty: name an output file or folder")
     out = Path(output)
     suffix = out.suffix.lower()
     if single and suffix and not out.is_dir():
@@ -82,6 +90,19 @@ def output_paths(names: list[str], output: str, fmt: str | None, single: bool, m
     except OSError as e:
         raise DenoiseError(f"cannot create output folder {out}: {e.strerror or e}") from None
     return paths
+
+
+@contextlib.contextmanager
+def removed_if_empty(folder: Path) -> Iterator[None]:
+    """A folder this command makes goes again when nothing was written into it (an error before
+    the first frame, a stop, a full disk): a failed run leaves no empty folder behind."""
+    existed = folder.exists()
+    try:
+        yield
+    finally:
+        if not existed and folder.is_dir() and not any(folder.iterdir()):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def parse_frames(spec: str | None, current: int) -> list[int]:

@@ -12,11 +12,11 @@ from typing import Any
 from ..core import catalog
 from ..core.denoise import DenoiseStats, denoise_frame
 from ..core.errors import DenoiseError
-from ..core.imageio import IMAGE_SUFFIXES, read_image, write_image
+from ..core.imageio import IMAGE_SUFFIXES, Frame, image_size, read_image, write_image
 from ..core.model import load_model
 from ..core.options import Options
 from ..core.temporal import TemporalResult, TemporalStream, check_motion, sequence_number
-from .common import add_denoise_arguments, bars_off, denoise_options, output_paths
+from .common import add_denoise_arguments, bars_off, denoise_options, output_paths, removed_if_empty
 from .distributed import as_completed, on_ray, task_error, write_atomic
 
 HELP = "Denoise rendered images (Blender multilayer EXR, plain EXR, PNG) with an ONNX model."
@@ -120,23 +120,36 @@ def denoise_sequence(
     where: dict[int, tuple[Path, Path]] = {}
     shot: str | None = None
 
+    def fail(src: Path, dst: Path, e: DenoiseError) -> None:
+        nonlocal failures
+        if write is None or dst in write:
+            failures += 1
+            say(f"error: {named(src, e)}")
+
     def emit(results: list[TemporalResult]) -> None:
         for r in results:
             src, dst = where.pop(r.number)
             if write is None or dst in write:
                 for w in r.warnings:
                     say(f"warning: {w}")
-                write_image(dst, r.result.image)
+                try:
+                    write_image(dst, r.result.image)
+                except DenoiseError as e:  # this frame's own output: the others go on
+                    fail(src, dst, e)
+                    continue
                 say(temporal_summary(src, dst, r))
 
+    odd = odd_sizes([(key, src) for key, src, _ in frames])
     for (name, number), src, dst in frames:
+        if src in odd:
+            fail(src, dst, DenoiseError(odd[src]))
+            continue
         try:
             frame = read_image(src)
             check_motion(frame)
             if stream is None:
-                stream = TemporalStream.from_options(
-                    catalog.model_for(opts, frame.passes), opts, motion_blur=motion_blur
-                )
+                model = catalog.model_for(opts, frame.passes)
+                stream = TemporalStream.from_options(model, opts, motion_blur=motion_blur)
                 for note in stream.notes:
                     say(f"warning: {note}")
             if name != shot:  # another shot: nothing crosses over
@@ -146,17 +159,42 @@ def denoise_sequence(
             emit(stream.push(number, frame))
         except DenoiseError as e:
             where.pop(number, None)
-            if write is None or dst in write:
-                failures += 1
-                say(f"error: {e}")
+            fail(src, dst, e)
     if stream is not None:
         emit(stream.finish())
     return failures, lines
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def named(src: Path, e: DenoiseError) -> str:
+    """The error, naming the frame it is about (once)."""
+    text = str(e)
+    return text if str(src) in text or src.name in text else f"{src}: {text}"
 
+
+def odd_sizes(frames: list[tuple[tuple[str, int], Path]]) -> dict[Path, str]:
+    """Frames whose size differs from the most common size of their shot, with why: a sequence
+    needs one size, and the odd frame is the one to refuse, wherever it falls in the shot."""
+    from collections import Counter
+
+    shots: dict[str, list[tuple[Path, tuple[int, int] | None]]] = {}
+    for (name, _), src in frames:
+        shots.setdefault(name, []).append((src, image_size(src)))
+    odd = {}
+    for members in shots.values():
+        counts = Counter(size for _, size in members if size is not None)
+        if len(counts) < 2:
+            continue
+        (w, h), n = counts.most_common(1)[0]
+        for src, size in members:
+            if size is not None and size != (w, h):
+                odd[src] = (
+                    f"{src}: frame is {size[0]}x{size[1]}, the other {n} frames of the shot are {w}x{h}; "
+                    "a sequence needs one size"
+                )
+    return odd
+
+
+def run(args: argparse.Namespace) -> int:
     opts = denoise_options(args)
     inputs = collect_inputs(args.inputs)
     keys: list[tuple[str, int]] = []
@@ -164,11 +202,32 @@ def run(args: argparse.Namespace) -> int:
         ordered = sequence_order(inputs)
         keys, inputs = [k for k, _ in ordered], [f for _, f in ordered]
     single = len(inputs) == 1 and not any(Path(i).is_dir() for i in args.inputs)
-    names = [p.name for p in inputs]
     if opts.model_path:
         load_model(opts.model_path)  # a missing or broken model fails once, before anything is made
-    if opts.temporal:
-        check_motion(read_image(inputs[0]))  # frames without vectors fail in one line, before anything is made
+    if opts.temporal:  # frames without vectors fail in one line, before anything is made
+        first = _first_readable(inputs)
+        if first is not None:
+            check_motion(first)
+    with removed_if_empty(Path(args.output)):
+        return _write_outputs(args, opts, inputs, keys, single)
+
+
+def _first_readable(inputs: list[Path]) -> Frame | None:
+    """The first frame that reads (a damaged one is refused by name later, with the others going on)."""
+    for src in inputs:
+        try:
+            return read_image(src)
+        except DenoiseError:
+            continue
+    return None
+
+
+def _write_outputs(
+    args: argparse.Namespace, opts: Options, inputs: list[Path], keys: list[tuple[str, int]], single: bool
+) -> int:
+    from tqdm import tqdm
+
+    names = [p.name for p in inputs]
     # On Ray the folder is made by the first write: a cluster that cannot be reached leaves nothing.
     outputs = output_paths(names, args.output, args.format, single, make=args.ray is None)
     for src, dst in zip(inputs, outputs, strict=False):
@@ -190,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
             stats = denoise_file(src, dst, opts, quiet=quiet)
         except DenoiseError as e:
             failures += 1
-            tqdm.write(f"error: {e}", file=sys.stderr)
+            tqdm.write(f"error: {named(src, e)}", file=sys.stderr)
             continue
         finally:
             files_bar.update(1)

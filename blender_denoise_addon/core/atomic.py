@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 PARTIAL = ".partial"  # in the name of every temporary file (dataset resumption looks for it)
 
@@ -51,6 +53,8 @@ def atomic_path(dst: str | os.PathLike[str], suffix: str | None = None) -> Itera
     tmp = partial_path(dst, suffix)
     try:
         yield tmp
+        if _stopped:  # a stop signal landed where it could not raise (a destructor): no new file now
+            raise KeyboardInterrupt(_stopped[0])
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dst)
     except BaseException:
@@ -58,22 +62,43 @@ def atomic_path(dst: str | os.PathLike[str], suffix: str | None = None) -> Itera
         raise
 
 
+_stopped: list[str] = []  # the stop signals received inside stop_on_signals
+
+
 def _raise_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    _stopped.append(signal.Signals(signum).name)
+    raise KeyboardInterrupt(_stopped[-1])
+
+
+def _quiet_unraisable(old: Any) -> Any:
+    """A KeyboardInterrupt raised inside a destructor cannot propagate; Python would print its
+    traceback. The stop is remembered (``_stopped``) and raised by the next write instead."""
+
+    def hook(u: Any) -> None:
+        if not (isinstance(u.exc_value, KeyboardInterrupt) and _stopped):
+            old(u)
+
+    return hook
 
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP stop the program the way Ctrl-C does (KeyboardInterrupt),
-    so the same cleanup runs: a farm manager stops jobs with SIGTERM. The old handlers come back
-    after. Only the main thread can install handlers; elsewhere this does nothing."""
+    """Within the block, SIGINT, SIGTERM and SIGHUP stop the program the way Ctrl-C does
+    (KeyboardInterrupt), so the same cleanup runs: a farm manager stops jobs with SIGTERM. Should
+    the interrupt land where it cannot propagate, :func:`atomic_path` raises it at the next write.
+    The old handlers come back after. Only the main thread can install handlers; elsewhere this
+    does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    _stopped.clear()
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
     old = {n: signal.signal(getattr(signal, n), _raise_interrupt) for n in names}
+    old_hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable(sys.unraisablehook)
     try:
         yield
     finally:
         for n, handler in old.items():
             signal.signal(getattr(signal, n), handler)
+        sys.unraisablehook = old_hook
+        _stopped.clear()

@@ -14,7 +14,7 @@ from .defaults import COARSE, DEFAULT_QUALITY, EXPOSURE, QUALITY, TILING
 from .errors import DenoiseCancelled, DenoiseError, MissingPassError
 from .imageio import Frame
 from .model import Model
-from .options import Options
+from .options import Options, check_tiling
 from .tiling import Tile, auto_tile, plan_tiles, reflect_index
 
 ProgressFn = Callable[[int, int], None]
@@ -354,12 +354,7 @@ def denoise(
         raise DenoiseError(f"image is empty ({width}x{height})")
     albedo = _check_pass("albedo", albedo, (height, width), "albedo" in info.inputs)
     normal = _check_pass("normal", normal, (height, width), "normal" in info.inputs)
-    if batch < 1:
-        raise DenoiseError(f"batch must be at least 1, got {batch}")
-    if overlap is not None and overlap < 0:
-        raise DenoiseError(f"overlap must be 0 or more, got {overlap}")
-    if tile is not None and tile < 1:
-        raise DenoiseError(f"tile size must be at least 1, got {tile}")
+    check_tiling(tiling, tile, overlap, batch)
     if flips not in FLIP_SETS:
         raise DenoiseError(f"flips must be one of {', '.join(map(str, FLIP_SETS))}, got {flips}")
 
@@ -439,14 +434,13 @@ def denoise(
 
 def usable_passes(passes: set[str], opts: Options) -> set[str]:
     """The passes a model may be picked for: those present that the user did not turn off."""
-    return passes - {name for name, on in (("albedo", opts.use_albedo), ("normal", opts.use_normal)) if not on}
+    return passes - opts.guides_off
 
 
 def check_pass_options(model: Model, opts: Options) -> None:
     """Raise when ``model`` needs a pass the user turned off."""
-    for name, on in (("albedo", opts.use_albedo), ("normal", opts.use_normal)):
-        if name in model.info.inputs and not on:
-            raise DenoiseError(f"model {model.label} needs the {name} pass, but 'Use {name.title()}' is off")
+    for name in sorted(opts.guides_off & set(model.info.inputs)):
+        raise DenoiseError(f"model {model.label} needs the {name} pass, but 'Use {name.title()}' is off")
 
 
 def denoise_frame(

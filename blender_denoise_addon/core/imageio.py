@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,105 @@ class Frame:
 COMPOSITE_LAYER = "Composite"  # where Blender puts the compositor's output in a multilayer EXR
 
 
+EXR_MAGIC = b"\x76\x2f\x31\x01"
+_SIGNATURES = {b"\x89PNG": "a PNG", b"\xff\xd8\xff": "a JPEG", b"II*\x00": "a TIFF", b"MM\x00*": "a TIFF"}
+# Scanlines per chunk by EXR compression (NONE, RLE, ZIPS, ZIP, PIZ, PXR24, B44, B44A, DWAA, DWAB).
+_LINES_PER_CHUNK = (1, 1, 1, 16, 32, 16, 32, 32, 32, 256)
+
+
+def _exr_headers(f: Any) -> tuple[list[dict[str, bytes]], bool]:
+    """The attribute values of each part's header (raw bytes) and whether the file is multi-part."""
+    version = int.from_bytes(f.read(4), "little")
+    multipart = bool(version & 0x1000)
+    parts: list[dict[str, bytes]] = []
+    while True:
+        attrs: dict[str, bytes] = {}
+        while True:
+            name = _cstring(f)
+            if not name:
+                break
+            _cstring(f)  # the type
+            size = int.from_bytes(f.read(4), "little")
+            attrs[name] = f.read(size)
+        if not attrs or not multipart:
+            if attrs:
+                parts.append(attrs)
+            return parts, multipart
+        parts.append(attrs)
+
+
+def _cstring(f: Any) -> str:
+    out = bytearray()
+    while (c := f.read(1)) not in (b"", b"\x00"):
+        out += c
+        if len(out) > 255:
+            raise ValueError("attribute name too long")
+    return out.decode("latin-1")
+
+
+def check_exr_whole(path: Path) -> None:
+    """Raise unless ``path`` is a whole EXR: an empty file, another format under an .exr name, and a
+    file cut short (a copy or render that stopped) each get their own message. OpenEXR itself reads
+    a cut file as far as it goes, with the rest missing, and says so only on stderr."""
+    size = path.stat().st_size
+    if size == 0:
+        raise DenoiseError(f"{path}: the file is empty (0 bytes), not an image")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        if magic != EXR_MAGIC:
+            kind = next((k for sig, k in _SIGNATURES.items() if magic.startswith(sig)), None)
+            what = f"it is {kind}, named .exr" if kind else "no EXR signature"
+            raise DenoiseError(f"{path}: not an EXR file ({what})")
+        try:
+            parts, multipart = _exr_headers(f)
+            for attrs in parts:
+                if attrs.get("type", b"scanlineimage\x00").rstrip(b"\x00") != b"scanlineimage":
+                    return  # tiled or deep: left to OpenEXR
+                if "chunkCount" in attrs:
+                    chunks = int.from_bytes(attrs["chunkCount"], "little")
+                else:
+                    y0, y1 = (int.from_bytes(attrs["dataWindow"][i : i + 4], "little", signed=True) for i in (4, 12))
+                    compression = attrs["compression"][0]
+                    if compression >= len(_LINES_PER_CHUNK):
+                        return  # a newer compression: left to OpenEXR
+                    chunks = -(-(y1 - y0 + 1) // _LINES_PER_CHUNK[compression])
+                table = f.read(8 * chunks)
+                offsets = [int.from_bytes(table[i : i + 8], "little") for i in range(0, len(table), 8)]
+                if len(offsets) < chunks or not all(0 < o < size for o in offsets):
+                    raise EOFError
+                last = max(offsets)
+                pos = f.tell()
+                f.seek(last + (4 if multipart else 0) + 4)
+                packed = int.from_bytes(f.read(4), "little")
+                if last + (12 if multipart else 8) + packed > size:
+                    raise EOFError
+                f.seek(pos)
+        except (EOFError, KeyError, IndexError, ValueError):
+            raise DenoiseError(
+                f"{path}: the EXR is cut short or damaged ({size} bytes); render or copy it again"
+            ) from None
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(width, height) from the file's header alone; None when it cannot be told (reading the
+    frame then says why)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in EXR_SUFFIXES:
+            with open(path, "rb") as f:
+                if f.read(4) != EXR_MAGIC:
+                    return None
+                parts, _ = _exr_headers(f)
+            box = [int.from_bytes(parts[0]["dataWindow"][i : i + 4], "little", signed=True) for i in (0, 4, 8, 12)]
+            return box[2] - box[0] + 1, box[3] - box[1] + 1
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.size
+    except Exception:
+        return None
+
+
 def exr_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """``{layer: {"Pass.Channel": pixels}}`` of an EXR, across all its parts.
 
@@ -77,6 +177,7 @@ def exr_layers(path: Path) -> dict[str, dict[str, np.ndarray]]:
     """
     import OpenEXR
 
+    check_exr_whole(path)
     try:
         f = OpenEXR.File(str(path), separate_channels=True)
         layers: dict[str, dict[str, np.ndarray]] = {}

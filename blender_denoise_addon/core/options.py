@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING
+from .defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING, TILING_MODES
 from .errors import DenoiseError
+
+
+def check_tiling(tiling: str, tile: int | None, overlap: int | None, batch: int) -> None:
+    """Raise for tiling settings no frame can run with (the one home of these rules)."""
+    if tiling not in TILING_MODES:
+        raise DenoiseError(f"unknown tiling {tiling!r}; choose one of {', '.join(TILING_MODES)}")
+    if batch < 1:
+        raise DenoiseError(f"batch must be at least 1, got {batch}")
+    if overlap is not None and overlap < 0:
+        raise DenoiseError(f"overlap must be 0 or more, got {overlap}")
+    if tile is not None and tile < 1:
+        raise DenoiseError(f"tile size must be at least 1, got {tile}")
+    if tiling == "sliding" and tile is not None and overlap is not None and overlap >= tile:
+        raise DenoiseError(f"overlap {overlap} must be smaller than the tile size {tile}")
 
 
 @dataclass(frozen=True)
@@ -24,6 +39,31 @@ class Options:
     model_path: str | None = None  # None: the bundled model that fits the passes
     temporal: bool = False  # each frame of a sequence with its neighbours (core/temporal.py)
     radius: int = TEMPORAL.radius
+
+    @property
+    def guides_off(self) -> set[str]:
+        """The guide passes the user turned off (not fed, not picked for)."""
+        return {name for name, on in (("albedo", self.use_albedo), ("normal", self.use_normal)) if not on}
+
+    def checked(self) -> tuple[Options, list[str]]:
+        """Every setting checked once, before any frame (a bad one raises, in one line), and the
+        threads capped at this machine's cores (more only slows onnxruntime down, by minutes when
+        they are thousands); returns the options to use and notes on what was changed."""
+        check_tiling(self.tiling, self.tile, self.overlap, self.batch)
+        if self.quality not in QUALITY:
+            raise DenoiseError(f"quality must be one of {', '.join(QUALITY)}, got {self.quality!r}")
+        if self.radius < 0:
+            raise DenoiseError(f"the temporal radius must be 0 or more, got {self.radius}")
+        if self.threads is None:
+            return self, []
+        if self.threads < 1:
+            raise DenoiseError(f"threads must be at least 1, got {self.threads}")
+        cores = os.cpu_count() or 1
+        if self.threads > cores:
+            return replace(self, threads=cores), [
+                f"{self.threads} threads asked, this machine has {cores} cores: using {cores}"
+            ]
+        return self, []
 
     @property
     def denoise_args(self) -> dict[str, Any]:
