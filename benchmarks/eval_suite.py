@@ -30,9 +30,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from blender_denoise_addon.core.defaults import DEFAULT_QUALITY, QUALITY
+from blender_denoise_addon.core.denoise import FLIP_SETS
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from blender_denoise_addon.core.defaults import DEFAULT_QUALITY, QUALITY  # noqa: E402
 
 # Most telling first: a partial render (an interrupted session) already covers the dim interiors.
 SCENES = (
@@ -187,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quality", choices=tuple(QUALITY), default=DEFAULT_QUALITY,
                    help="ours at this Quality setting, into eval/*-QUALITY unless %(default)s")  # fmt: skip
     p.add_argument(
-        "--flips", type=int, choices=(1, 2, 4), help="ablation: test-time flips instead of the quality's (eval/*-fN)"
+        "--flips",
+        type=int,
+        choices=tuple(FLIP_SETS),
+        help="ablation: test-time flips instead of the quality's (eval/*-fN)",
     )
     p.add_argument("--no-oidn", action="store_true", help="score ours alone (the OIDN rows come from a default run)")
     p.add_argument("--passes", type=int, choices=(1, 2), default=2,

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from blender_denoise_addon.core.contract import PREFILTER_INPUTS
 from blender_denoise_addon.core.defaults import DEFAULT_QUALITY, QUALITY
 
 from .config import SOURCES  # no torch
@@ -176,7 +177,7 @@ def _prefilter_parser(sub: argparse._SubParsersAction) -> None:
         "and summary.json, and -o the exported model (role 'prefilter' in the model contract).",
     )
     p.add_argument("--data", action="append", required=True, help="dataset folder (EXRs); repeat for several")
-    p.add_argument("--guides", choices=("albedo", "normal", "albedo,normal"), default="albedo,normal",
+    p.add_argument("--guides", choices=tuple(PREFILTER_INPUTS), default="albedo,normal",
                    help="the guide passes to clean, with one network (default %(default)s)")  # fmt: skip
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--minutes", type=float, default=15.0, help="training time (default %(default)s)")

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from blender_denoise_addon.core import transfer as tf
-from blender_denoise_addon.core.contract import INPUT_SETS
-from blender_denoise_addon.core.denoise import frame_exposure, prefilter, prepare_albedo, prepare_normal, sanitize_color
+from blender_denoise_addon.core.contract import GUIDE_RANGES, INPUT_SETS
+from blender_denoise_addon.core.denoise import frame_exposure, prefilter, prepare_guide, sanitize_color
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.imageio import read_image
 from blender_denoise_addon.dataset import files
@@ -178,9 +178,9 @@ def load_pair(
         for pre in prefilters:
             if set(pre.info.inputs) <= set(raw):
                 raw |= prefilter(pre, {g: raw[g] for g in pre.info.inputs})
-    for name, prep in (("albedo", prepare_albedo), ("normal", prepare_normal)):
+    for name in GUIDE_RANGES:
         arr = raw.get(name)
-        aux[name] = prep(arr[..., :3]).transpose(2, 0, 1).copy() if arr is not None else None
+        aux[name] = prepare_guide(name, arr[..., :3]).transpose(2, 0, 1).copy() if arr is not None else None
     color = sanitize_color(noisy.color[..., :3])
 
     def chw(a: np.ndarray) -> np.ndarray:

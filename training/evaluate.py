@@ -26,12 +26,11 @@ import numpy as np
 
 from blender_denoise_addon.core import metrics
 from blender_denoise_addon.core.contract import ModelInfo
-from blender_denoise_addon.core.defaults import DEFAULT_QUALITY
+from blender_denoise_addon.core.defaults import DEFAULT_QUALITY, QUALITY
 from blender_denoise_addon.core.denoise import denoise, prepare_albedo, prepare_normal, sanitize_color
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.imageio import read_image
 from blender_denoise_addon.core.model import load_model
-from blender_denoise_addon.core.options import Options
 
 from .dataset import SPLITS, Pair, find_pairs, split_pairs
 
@@ -351,8 +350,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if not chosen:
         raise DenoiseError(f"the {cfg.split} split of {cfg.data} is empty (val {val}, test {test}, seed {seed})")
     passes = model.info.inputs
-    quality = Options(quality=cfg.quality).denoise_args  # as the add-on and the CLIs map it
-    use_coarse, flips = quality["coarse"] or cfg.coarse, quality["flips"] if cfg.flips < 0 else cfg.flips
+    preset = QUALITY[cfg.quality]  # as the add-on and the CLIs map it
+    use_coarse, flips = preset.coarse or cfg.coarse, preset.flips if cfg.flips < 0 else cfg.flips
     rows: list[dict[str, Any]] = []
     grids: list[str] = []
     figure_rows: list[tuple[str, dict[str, np.ndarray], np.ndarray]] = []

@@ -28,15 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from blender_denoise_addon.core.atomic import atomic_path
-from blender_denoise_addon.core.contract import ModelInfo
-from blender_denoise_addon.core.denoise import prepare_albedo, prepare_normal
+from blender_denoise_addon.core.contract import PREFILTER_INPUTS, ModelInfo
+from blender_denoise_addon.core.denoise import prepare_guide
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.imageio import read_image
 
 from .dataset import dihedral, find_pairs, split_pairs
 from .model import _block, _softmax_channels, _upsample, apply_kernels
 
-GUIDE_SETS = ("albedo", "normal", "albedo,normal")
+GUIDE_SETS = tuple(PREFILTER_INPUTS)
 
 
 @dataclass
@@ -161,7 +161,6 @@ def model_info(config: PrefilterConfig, name: str) -> ModelInfo:
 
 def load_guides(pairs: list[Any], names: tuple[str, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
     """(noisy, clean) guides of each pair, 3k x H x W float32, prepared as the core prepares them."""
-    preps = {"albedo": prepare_albedo, "normal": prepare_normal}
     out = []
     clean_cache: dict[Path, Any] = {}
     for p in pairs:
@@ -176,7 +175,7 @@ def load_guides(pairs: list[Any], names: tuple[str, ...]) -> list[tuple[np.ndarr
                 arr = getattr(frame, g)
                 if arr is None:
                     raise DenoiseError(f"{p.noisy}: no {g} pass in the noisy or the clean render")
-                parts.append(preps[g](arr[..., :3]).transpose(2, 0, 1))
+                parts.append(prepare_guide(g, arr[..., :3]).transpose(2, 0, 1))
             both.append(np.ascontiguousarray(np.concatenate(parts)))
         out.append((both[0], both[1]))
     return out

@@ -18,11 +18,17 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .defaults import COARSE
+from .defaults import COARSE, EXPOSURE
 
 
 def applies(height: int, width: int) -> bool:
     return min(height, width) >= COARSE.min_side
+
+
+def log_offset(level: float) -> float:
+    """The offset of a log ratio of two images whose log-average luminance is ``level``: it keeps
+    dark pixels' ratios from exploding, and scales with the exposure (the one home of this rule)."""
+    return COARSE.eps * EXPOSURE.key / level
 
 
 def half_shape(height: int, width: int) -> tuple[int, int]:

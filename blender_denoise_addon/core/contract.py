@@ -65,6 +65,9 @@ INPUT_SETS: dict[str, tuple[str, ...]] = {
     "color,albedo": ("color", "albedo"),
     "color,albedo,normal": ("color", "albedo", "normal"),
 }
+# The range each guide pass is kept in, wherever it is prepared (tiles, prefilters, the coarse pass,
+# the temporal window, training): albedo is a reflectance, normals are unit vectors.
+GUIDE_RANGES: dict[str, tuple[float, float]] = {"albedo": (0.0, 1.0), "normal": (-1.0, 1.0)}
 # What a guide prefilter (role ``prefilter``) takes and returns.
 PREFILTER_INPUTS: dict[str, tuple[str, ...]] = {
     "albedo": ("albedo",),

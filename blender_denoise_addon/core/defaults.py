@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 TilingMode = Literal["full", "grid", "sliding"]
 TILING_MODES: tuple[str, ...] = ("full", "grid", "sliding")
@@ -92,6 +92,11 @@ class QualityPreset:
     coarse: bool  # the coarse pass (core/coarse.py)
     flips: int  # test-time flips averaged (1, 2 or 4)
     description: str
+
+    @property
+    def denoise_args(self) -> dict[str, Any]:
+        """The keyword arguments of core.denoise.denoise this preset sets (the one list of them)."""
+        return {"coarse": self.coarse, "flips": self.flips}
 
 
 QUALITY: dict[str, QualityPreset] = {

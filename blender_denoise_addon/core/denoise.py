@@ -10,7 +10,8 @@ import numpy as np
 
 from . import coarse as cp
 from . import transfer as tf
-from .defaults import COARSE, DEFAULT_QUALITY, EXPOSURE, QUALITY, TILING
+from .contract import GUIDE_RANGES
+from .defaults import DEFAULT_QUALITY, QUALITY, TILING
 from .errors import DenoiseCancelled, DenoiseError, MissingPassError
 from .imageio import Frame
 from .model import Model
@@ -88,14 +89,24 @@ def _clip_inplace(y: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return y
 
 
+def clip_guide(guide: str, arr: np.ndarray) -> np.ndarray:
+    """``arr`` (float32) kept in ``guide``'s range (contract.GUIDE_RANGES), NaN -> 0, in place."""
+    return _clip_inplace(arr, *GUIDE_RANGES[guide])
+
+
+def prepare_guide(guide: str, arr: np.ndarray) -> np.ndarray:
+    """A guide pass as the core feeds it (a new float32 array): see :func:`clip_guide`."""
+    return clip_guide(guide, np.array(arr, dtype=np.float32))
+
+
 def prepare_albedo(albedo: np.ndarray) -> np.ndarray:
     """Blender's Denoising Albedo, NaN -> 0, clipped to [0, 1]. Returns a new float32 array."""
-    return _clip_inplace(np.array(albedo, dtype=np.float32), 0.0, 1.0)
+    return prepare_guide("albedo", albedo)
 
 
 def prepare_normal(normal: np.ndarray) -> np.ndarray:
     """Camera-space normals as Blender writes them, kept in [-1, 1]; NaN -> 0. Returns a new float32 array."""
-    return _clip_inplace(np.array(normal, dtype=np.float32), -1.0, 1.0)
+    return prepare_guide("normal", normal)
 
 
 def count_bad(color: np.ndarray) -> InputReport:
@@ -156,7 +167,7 @@ def _copy_tile(dst: np.ndarray, src: np.ndarray, tile: Tile, fill: float | None 
 
 def _fill(padding: str, guide: str) -> float | None:
     """What the padding holds for ``guide`` (None: mirrored): the pass's lowest value for ``zero``."""
-    return None if padding == "mirror" else _guide_limits(guide)[0]
+    return None if padding == "mirror" else GUIDE_RANGES.get(guide, (0.0, 1.0))[0]
 
 
 def _network_input(
@@ -178,10 +189,10 @@ def _network_input(
         out[0:3] = y
     if albedo is not None:
         _copy_tile(out[3:6], albedo, tile, _fill(padding, "albedo"))
-        _clip_inplace(out[3:6], 0.0, 1.0)
+        clip_guide("albedo", out[3:6])
     if normal is not None:
         _copy_tile(out[6:9], normal, tile, _fill(padding, "normal"))
-        _clip_inplace(out[6:9], -1.0, 1.0)
+        clip_guide("normal", out[6:9])
     return out
 
 
@@ -276,23 +287,18 @@ class _Plan:
         return plan_tiles(height, width, self.tiling, shape, ov, info.alignment, info.halo)
 
 
-def _guide_limits(guide: str) -> tuple[float, float]:
-    return (-1.0, 1.0) if guide == "normal" else (0.0, 1.0)
-
-
 def _prefilter_guides(
     pre: Model, guides: dict[str, np.ndarray], tiles: list[Tile], flips: int, batch: int, count: list[int],
     progress: ProgressFn | None, cancel: CancelFn | None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """The guides ``pre`` takes (name -> H x W x >= 3) cleaned by it, prepared as the core prepares guides."""
     names = pre.info.inputs
-    limits = [_guide_limits(g) for g in names]
 
     def make_input(t: Tile) -> np.ndarray:
         x = np.empty((3 * len(names), t.y.size, t.x.size), np.float32)
-        for i, (g, (lo, hi)) in enumerate(zip(names, limits, strict=True)):
+        for i, g in enumerate(names):
             _copy_tile(x[3 * i : 3 * i + 3], guides[g], t, _fill(pre.info.padding, g))
-            _clip_inplace(x[3 * i : 3 * i + 3], lo, hi)
+            clip_guide(g, x[3 * i : 3 * i + 3])
         return x
 
     def finish(y: np.ndarray) -> np.ndarray:
@@ -304,10 +310,7 @@ def _prefilter_guides(
     _run_tiles(
         pre, tiles, make_input, finish, out, flips, at, batch, count, progress, cancel, normal_out=at is not None
     )
-    return {
-        g: _clip_inplace(out[..., 3 * i : 3 * i + 3], lo, hi)
-        for i, (g, (lo, hi)) in enumerate(zip(names, limits, strict=True))
-    }
+    return {g: clip_guide(g, out[..., 3 * i : 3 * i + 3]) for i, g in enumerate(names)}
 
 
 def prefilter(pre: Model, guides: dict[str, np.ndarray], flips: int = 1) -> dict[str, np.ndarray]:
@@ -397,12 +400,12 @@ def denoise(
     lo, lo_eps = None, 0.0
     if use_coarse:  # first, so its half-size inputs are freed before the full-size output exists
         lo_color = cp.halve(color, _sanitize_inplace)
-        lo_albedo = None if albedo is None else cp.halve(albedo, lambda x: _clip_inplace(x, 0.0, 1.0))
-        lo_normal = None if normal is None else cp.halve(normal, lambda x: _clip_inplace(x, -1.0, 1.0))
+        lo_albedo = None if albedo is None else cp.halve(albedo, lambda x: clip_guide("albedo", x))
+        lo_normal = None if normal is None else cp.halve(normal, lambda x: clip_guide("normal", x))
         level = tf.autoexposure(lo_color)  # from the half frame: no full-size temporaries later
         e = level if info.transfer in tf.EXPOSED_TRANSFERS else 1.0
         lo = run_level(level_tiles[1], lo_color, lo_albedo, lo_normal, e)
-        lo_eps = COARSE.eps * EXPOSURE.key / level
+        lo_eps = cp.log_offset(level)
         del lo_color, lo_albedo, lo_normal
     out = run_level(level_tiles[0], color, albedo, normal, exposure)
     if lo is not None:

@@ -70,6 +70,9 @@ class Options:
         """The keyword arguments of core.denoise.denoise these options set."""
         if self.quality not in QUALITY:
             raise DenoiseError(f"quality must be one of {', '.join(QUALITY)}, got {self.quality!r}")
-        preset = QUALITY[self.quality]
-        return {"tiling": self.tiling, "tile": self.tile, "overlap": self.overlap, "batch": self.batch,
-                "coarse": preset.coarse, "flips": preset.flips}  # fmt: skip
+        return self.tiling_args | QUALITY[self.quality].denoise_args
+
+    @property
+    def tiling_args(self) -> dict[str, Any]:
+        """The tiling keyword arguments of core.denoise.denoise (also what a temporal guide uses)."""
+        return {"tiling": self.tiling, "tile": self.tile, "overlap": self.overlap, "batch": self.batch}

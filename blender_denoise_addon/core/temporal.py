@@ -41,8 +41,10 @@ from typing import Any
 import numpy as np
 
 from . import transfer as tf
-from .defaults import COARSE, EXPOSURE, TEMPORAL, TemporalDefaults
-from .denoise import DenoiseResult, check_pass_options, denoise, prepare_albedo, prepare_normal, sanitize_color
+from .coarse import log_offset
+from .contract import GUIDE_RANGES
+from .defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TemporalDefaults
+from .denoise import DenoiseResult, check_pass_options, denoise, prepare_guide, sanitize_color
 from .errors import DenoiseError, MissingPassError
 from .imageio import Frame
 from .model import Model
@@ -298,9 +300,10 @@ class TemporalStream:
         parts = [sanitize_color(frame.color[..., :3])]
         offsets: dict[str, int] = {}
         at = 3
-        for name, arr, prep in (("albedo", frame.albedo, prepare_albedo), ("normal", frame.normal, prepare_normal)):
+        for name in GUIDE_RANGES:
+            arr = getattr(frame, name)
             if arr is not None:
-                parts.append(prep(arr[..., :3]))
+                parts.append(prepare_guide(name, arr[..., :3]))
                 offsets[name], at = at, at + 3
         if frame.depth is not None:
             depth = np.array(frame.depth, dtype=np.float32)[..., None]
@@ -314,9 +317,7 @@ class TemporalStream:
             vector[bad] = 0.0
         parts += [vector, bad[..., None].astype(np.float32)]
         stack = np.concatenate(parts, axis=-1).reshape(h * w, -1)
-        guide = self._guide(
-            parts[0], {k: parts[1 + list(offsets).index(k)] for k in ("albedo", "normal") if k in offsets}
-        )
+        guide = self._guide(parts[0], {k: parts[1 + list(offsets).index(k)] for k in GUIDE_RANGES if k in offsets})
         return _Prepared(
             number=number,
             source=frame.source,
@@ -331,7 +332,7 @@ class TemporalStream:
             vector_bad=int(bad.sum()),
             vector_zero=not np.any(vector),
             guide=np.ascontiguousarray(guide).reshape(-1, 3),
-            eps=COARSE.eps * EXPOSURE.key / tf.autoexposure(guide),
+            eps=log_offset(tf.autoexposure(guide)),
             seconds=time.perf_counter() - start,
         )
 
@@ -339,7 +340,7 @@ class TemporalStream:
         """The frame denoised alone by the guide network, blurred: what the light test compares."""
         if not self.radius:  # no neighbours: nothing to compare
             return np.ones(color.shape[:2] + (3,), np.float32)
-        args = {k: v for k, v in self.denoise_args.items() if k in ("tiling", "tile", "overlap", "batch")}
+        args = {k: v for k, v in self.denoise_args.items() if k not in QUALITY[DEFAULT_QUALITY].denoise_args}
         inputs = self.guide_model.info.inputs
         image = denoise(
             self.guide_model,
