@@ -264,7 +264,7 @@ def test_temporal_honours_passes_turned_off(tmp_path, models, monkeypatch, capsy
     needs it is refused in one line, as for a single frame."""
     from dataclasses import replace
 
-    from blender_denoise_addon.cli.denoise_image import denoise_sequence
+    from blender_denoise_addon.cli.common import denoise_sequence
     from blender_denoise_addon.core import catalog
     from blender_denoise_addon.core.options import Options
     from blender_denoise_addon.core.temporal import sequence_number

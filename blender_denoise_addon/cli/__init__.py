@@ -27,15 +27,7 @@ COMMANDS: dict[str, str] = {
 
 
 def _available() -> dict[str, ModuleType]:
-    mods = {}
-    for name, mod in COMMANDS.items():
-        try:
-            mods[name] = importlib.import_module(mod, __name__)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith(__name__):  # command not written yet
-                continue
-            raise
-    return mods
+    return {name: importlib.import_module(mod, __name__) for name, mod in COMMANDS.items()}
 
 
 EXIT_CODES = (

@@ -1,4 +1,5 @@
-"""What the denoising commands share: one option group, the options it makes, output names."""
+"""What the denoising commands share: one option group, the options it makes, output names, the
+lines they print, and the denoising of a sequence (``denoise-image`` and ``render-denoise --temporal``)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+from ..core import catalog
 from ..core.defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING, TILING_MODES
+from ..core.denoise import DenoiseStats
 from ..core.errors import DenoiseError
-from ..core.imageio import IMAGE_SUFFIXES
+from ..core.imageio import IMAGE_SUFFIXES, image_size, read_image, write_image
 from ..core.options import Options
+from ..core.temporal import TemporalResult, TemporalStream, check_motion
 
 
 def add_denoise_arguments(
@@ -122,3 +127,121 @@ def parse_frames(spec: str | None, current: int) -> list[int]:
 def bars_off(quiet: bool) -> bool:
     """Progress bars only on a terminal: a farm's log (no TTY) gets plain lines, no cursor escapes."""
     return quiet or not sys.stderr.isatty()
+
+
+# -- what the denoising commands print and how a sequence is denoised ---------------------------
+
+
+def summary(src: Path, dst: Path, s: DenoiseStats, extra: str = "") -> str:
+    return (
+        f"{src.name} -> {dst} | model {s.model} ({','.join(s.inputs)}) | {s.tiles_text}{extra}"
+        f" | {s.seconds:.2f} s | {s.input_report}"
+    )
+
+
+def temporal_summary(src: Path, dst: Path, r: TemporalResult) -> str:
+    s = replace(r.result.stats, seconds=r.seconds)
+    return summary(src, dst, s, f" | temporal: {r.neighbours} neighbours, reuse {r.reuse:.2f}")
+
+
+def denoise_sequence(
+    frames: list[tuple[tuple[str, int], Path, Path]],
+    opts: Options,
+    write: set[Path] | None = None,
+    motion_blur: bool = False,
+) -> tuple[int, list[str]]:
+    """Denoise ``frames`` ((name, number), input, output) temporally; write the outputs (all, or those
+    in ``write``) as they complete. Returns (failures, lines to print), printing as it goes. Errors
+    and warnings count only for the frames written: on Ray a chunk's neighbours belong to the
+    chunks that write them, which report them. ``motion_blur``: the frames were rendered with it on."""
+    failures = 0
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        print(line, file=sys.stderr, flush=True)
+
+    stream: TemporalStream | None = None
+    where: dict[int, tuple[Path, Path]] = {}
+    shot: str | None = None
+
+    def fail(src: Path, dst: Path, e: DenoiseError) -> None:
+        nonlocal failures
+        if write is None or dst in write:
+            failures += 1
+            say(f"error: {named(src, e)}")
+
+    def emit(results: list[TemporalResult]) -> None:
+        for r in results:
+            src, dst = where.pop(r.number)
+            if write is None or dst in write:
+                for w in r.warnings:
+                    say(f"warning: {w}")
+                try:
+                    write_image(dst, r.result.image)
+                except DenoiseError as e:  # this frame's own output: the others go on
+                    fail(src, dst, e)
+                    continue
+                say(temporal_summary(src, dst, r))
+
+    odd = odd_sizes([(key, src) for key, src, _ in frames])
+    for (name, number), src, dst in frames:
+        if src in odd:
+            fail(src, dst, DenoiseError(odd[src]))
+            continue
+        try:
+            frame = read_image(src)
+            check_motion(frame)
+            if stream is None:
+                model = catalog.model_for(opts, frame.passes)
+                stream = TemporalStream.from_options(model, opts, motion_blur=motion_blur)
+                for note in stream.notes:
+                    say(f"warning: {note}")
+            if name != shot:  # another shot: nothing crosses over
+                emit(stream.finish())
+                shot = name
+            where[number] = (src, dst)
+            emit(stream.push(number, frame))
+        except DenoiseError as e:
+            where.pop(number, None)
+            fail(src, dst, e)
+    if stream is not None:
+        emit(stream.finish())
+    return failures, lines
+
+
+def named(src: Path, e: DenoiseError) -> str:
+    """The error, naming the frame it is about (once)."""
+    text = str(e)
+    return text if str(src) in text or src.name in text else f"{src}: {text}"
+
+
+def odd_sizes(frames: list[tuple[tuple[str, int], Path]]) -> dict[Path, str]:
+    """Frames whose size differs from the most common size of their shot, with why: a sequence
+    needs one size, and the odd frame is the one to refuse, wherever it falls in the shot."""
+    from collections import Counter
+
+    shots: dict[str, list[tuple[Path, tuple[int, int] | None]]] = {}
+    for (name, _), src in frames:
+        shots.setdefault(name, []).append((src, image_size(src)))
+    odd = {}
+    for members in shots.values():
+        counts = Counter(size for _, size in members if size is not None)
+        if len(counts) < 2:
+            continue
+        (w, h), n = counts.most_common(1)[0]
+        for src, size in members:
+            if size is not None and size != (w, h):
+                odd[src] = (
+                    f"{src}: frame is {size[0]}x{size[1]}, the other {n} frames of the shot are {w}x{h}; "
+                    "a sequence needs one size"
+                )
+    return odd
+
+
+def report_failures(failures: int, total: int) -> int:
+    """The run's last line and exit status, the same for local and Ray runs."""
+    if failures:
+        print(f"error: {failures} of {total} images failed", file=sys.stderr)
+        return 1
+    return 0

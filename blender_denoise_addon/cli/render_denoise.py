@@ -16,7 +16,14 @@ from typing import Any
 from ..core.errors import DenoiseError
 from ..core.imageio import read_image, write_image
 from ..core.options import Options
-from .common import add_denoise_arguments, denoise_options, output_paths, parse_frames
+from .common import (
+    add_denoise_arguments,
+    denoise_options,
+    denoise_sequence,
+    output_paths,
+    parse_frames,
+    report_failures,
+)
 
 HELP = "Render a .blend with Cycles at low samples and denoise each frame (needs bpy or a Blender binary)."
 
@@ -81,7 +88,6 @@ def _run_temporal(
     ``OUTPUT/.passes``, kept until the end, so a rerun renders only what is missing), then denoise
     them as a sequence."""
     from .. import blender_io
-    from .denoise_image import denoise_sequence, report_failures
 
     passes = outputs[0].parent / ".passes"
     passes.mkdir(exist_ok=True)

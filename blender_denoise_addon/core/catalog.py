@@ -73,9 +73,7 @@ def pick_model(
     paths = list(candidates) if candidates is not None else bundled_models()
     if not paths:
         raise ModelContractError(
-            "no bundled model found (looked in: "
-            + ", ".join(str(d) for d in [_PACKAGE_DIR / "models", _PACKAGE_DIR.parent / "models"])
-            + "); pass --model PATH"
+            "no bundled model found (looked in: " + ", ".join(str(d) for d in model_dirs()) + "); pass --model PATH"
         )
     problems = []
     ranked: list[tuple[tuple[int, bool, int], Path]] = []
