@@ -16,6 +16,7 @@ from ..core.imageio import IMAGE_SUFFIXES, Frame, read_image, write_image
 from ..core.model import load_model
 from ..core.options import Options
 from ..core.temporal import check_motion, sequence_number
+from ..core.temporal import context as temporal_context
 from .common import (
     add_denoise_arguments,
     bars_off,
@@ -233,9 +234,9 @@ def denoise_chunk(
 def denoise_sequence_on_ray(
     frames: list[tuple[tuple[str, int], Path, Path]], opts: Options, address: str | None, quiet: bool
 ) -> int:
-    """denoise-image --temporal on Ray: the sequence in chunks, each task with ``radius`` frames of
-    its neighbours on either side, so every frame sees the window a local run gives it and the
-    files are the same."""
+    """denoise-image --temporal on Ray: the sequence in chunks, each task with the neighbours a
+    stream needs on either side (:func:`~..core.temporal.context`), so every frame gets what a local
+    run gives it and the files are the same."""
     ray, remote, cpus = on_ray(address, denoise_chunk, WORKER_NEEDS)
     size = max(2 * opts.radius, -(-len(frames) // cpus))
     opts = replace(opts, threads=opts.threads or 1)
@@ -247,7 +248,8 @@ def denoise_sequence_on_ray(
         if start is None:
             return False
         core = frames[start : start + size]
-        ctx = frames[max(0, start - opts.radius) : start + size + opts.radius]
+        before, after = temporal_context(opts.radius)
+        ctx = frames[max(0, start - before) : start + size + after]
         payload = [(key, src.name, src.read_bytes()) for key, src, _ in ctx]
         refs[remote.remote(payload, [src.name for _, src, _ in core], core[0][2].suffix, opts)] = core
         return True

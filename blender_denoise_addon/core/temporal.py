@@ -16,11 +16,12 @@ Where a surface stays in view, the frames around frame t hold more samples of it
    neighbours alone biases the average);
 3. the accepted samples are averaged with the frame's own (weights fade near each tolerance),
    and the model denoises that average, with the averaged albedo and normal, like any frame;
-4. history: the previous denoised frame, reprojected (bilinearly: it is clean), clamped to the
-   range of this frame's result around each pixel and accepted by the same tests as frame t-1,
-   is blended in, as temporal anti-aliasing does. Frames change less from one to the next; the
-   area an object has just left fails the depth test, and a light that switches on lies outside
-   the clamp.
+4. history: frame t-1's result (its window's denoise, before its own history blend, so a frame
+   depends on a bounded stretch of the shot and a chunk of it, on Ray, gives the same files),
+   reprojected (bilinearly: it is clean), clamped to the range of this frame's result around
+   each pixel and accepted by the same tests as frame t-1's samples, is blended in, as temporal
+   anti-aliasing does. Frames change less from one to the next; the area an object has just left
+   fails the depth test, and a light that switches on lies outside the clamp.
 
 Any model of the contract works, color-only included (the guides come from the same model).
 A :class:`TemporalStream` holds only a window of ``2 * radius + 1`` frames: it takes frames in
@@ -170,6 +171,13 @@ def _fade(err: np.ndarray, tol: float) -> np.ndarray:
     """1 up to ``tol``, falling linearly to 0 at twice it (NaN -> 0)."""
     w = np.clip(2.0 - err / np.float32(tol), 0.0, 1.0)
     return np.nan_to_num(w, nan=0.0).astype(np.float32, copy=False)
+
+
+def context(radius: int, settings: TemporalDefaults = TEMPORAL) -> tuple[int, int]:
+    """Frames before and after a stretch of a shot that a stream needs to give that stretch the
+    results a run over the whole shot gives it (for chunks on a cluster): the window, and one more
+    before for the history's previous result."""
+    return radius + (1 if settings.history > 0 and radius > 0 else 0), radius
 
 
 def check_motion(frame: Frame) -> None:
@@ -406,10 +414,11 @@ class TemporalStream:
         color, albedo, normal, reuse, back = self._accumulate(t, links, history)
         rgba = color if t.alpha is None else np.concatenate([color, t.alpha[..., None]], axis=-1)
         result = denoise(self.model, rgba, albedo, normal, cancel=self.cancel, **self.denoise_args)
+        own = np.array(result.image[..., :3]) if self.settings.history > 0 else None
         used_history = 0.0
         if back is not None and self._last is not None:
             used_history = self._blend_history(result.image, self._last[1], back)
-        self._last = (number, np.array(result.image[..., :3]))
+        self._last = None if own is None else (number, own)
         used = len(links[-1]) + len(links[1])
         seconds = t.seconds + time.perf_counter() - start
         return TemporalResult(number, t.source, result, used, reuse, seconds, warnings, used_history)
