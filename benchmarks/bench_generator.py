@@ -33,7 +33,7 @@ def cpu_seconds() -> float:
 
 def pairs_per_hour(res: int, count: int, seed: int, tmp: Path) -> tuple[float, float, int]:
     """(wall seconds per sample, CPU seconds per sample, samples)."""
-    from blender_denoise_addon.generator.run import DatasetJob
+    from blender_denoise_addon.blender.generator.run import DatasetJob
 
     st = ss.validate(tmp / f"ds{res}", count=count, resolution=(res, res), seed=seed)
     t0, c0 = time.perf_counter(), cpu_seconds()
@@ -44,8 +44,8 @@ def pairs_per_hour(res: int, count: int, seed: int, tmp: Path) -> tuple[float, f
 
 
 def clean_compare(n_scenes: int, seed: int, tmp: Path, ref_spp: int) -> list[dict[str, float]]:
-    from blender_denoise_addon.generator.render import configure, render_exr
-    from blender_denoise_addon.generator.scene import build_scene
+    from blender_denoise_addon.blender.generator.render import configure, render_exr
+    from blender_denoise_addon.blender.generator.scene import build_scene
 
     variants = [("plain 1024", 0.0, 0), ("adaptive 0.01/min64", 0.01, 64), ("adaptive 0.005/min128", 0.005, 128)]
     rows = []

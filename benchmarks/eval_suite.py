@@ -77,8 +77,8 @@ def scored_set(work: Path) -> Path:
     of both passes where the second has it, else the first pass's (references.json says which)."""
     import shutil
 
+    from blender_denoise_addon.blender.generator.render import average_exrs
     from blender_denoise_addon.dataset import files as df
-    from blender_denoise_addon.generator.render import average_exrs
 
     first, second, out = work / PASSES[0][0], work / PASSES[1][0], work / "scored"
     shutil.rmtree(out, ignore_errors=True)

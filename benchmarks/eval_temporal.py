@@ -51,7 +51,7 @@ def render_shot(blend: Path, out: Path, spp: int, ref_spp: int) -> None:
     """Every output of one shot; a frame that exists is skipped."""
     import bpy
 
-    from blender_denoise_addon import blender_io
+    from blender_denoise_addon.blender import blender_io
 
     bpy.ops.wm.open_mainfile(filepath=str(blend.resolve()), load_ui=False)
     scene = bpy.context.scene

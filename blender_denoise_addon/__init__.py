@@ -15,7 +15,8 @@ def register() -> None:
     global _cli_handle
     import bpy
 
-    from . import cli, ui
+    from . import cli
+    from .blender import ui
 
     ui.register()
     # `blender -c ai_denoise <command> ...`: the same commands as `python -m blender_denoise_addon`.
@@ -26,7 +27,7 @@ def unregister() -> None:
     global _cli_handle
     import bpy
 
-    from . import ui
+    from .blender import ui
 
     if _cli_handle is not None:
         bpy.utils.unregister_cli_command(_cli_handle)

@@ -153,7 +153,7 @@ def features() -> None:
     @check("models_folder")
     def _() -> dict[str, Any]:
         # A fine-tuned model dropped into the extension's user directory, and a broken one.
-        catalog, preferences = addon("core.catalog"), addon("ui.preferences")
+        catalog, preferences = addon("core.catalog"), addon("blender.ui.preferences")
         folder = preferences.models_folder(create=True)
         color_only = catalog.pick_model({"color"}).path
         shutil.copy(color_only, folder / "walk_tuned.onnx")
@@ -209,7 +209,7 @@ def features() -> None:
 
     @check("render_hook_still")
     def _() -> dict[str, Any]:
-        compat, bio, imageio = addon("compat"), addon("blender_io"), addon("core.imageio")
+        compat, bio, imageio = addon("blender.compat"), addon("blender.blender_io"), addon("core.imageio")
         import numpy as np
 
         scene = scene_with_camera()
@@ -236,7 +236,7 @@ def features() -> None:
         out = WORK / "anim"
         scene.frame_start, scene.frame_end = 1, 2
         scene.render.filepath = str(out / "frame_")
-        addon("compat").set_file_format(scene.render.image_settings, "PNG")
+        addon("blender.compat").set_file_format(scene.render.image_settings, "PNG")
         scene.ai_denoise.denoise_renders = True
         bpy.ops.render.render(animation=True)
         scene.ai_denoise.denoise_renders = False
@@ -254,7 +254,7 @@ def features() -> None:
         out = WORK / "anim_temporal"
         scene.frame_start, scene.frame_end = 1, 3
         scene.render.filepath = str(out / "frame_")
-        addon("compat").set_file_format(scene.render.image_settings, "PNG")
+        addon("blender.compat").set_file_format(scene.render.image_settings, "PNG")
         scene.ai_denoise.denoise_renders = True
         scene.ai_denoise.temporal = True
         turned_on = scene.cycles.use_animated_seed and scene.view_layers[0].use_pass_vector

@@ -20,10 +20,10 @@ import addon_utils  # noqa: E402  (comes with bpy)
 
 REPO = Path(__file__).resolve().parent.parent
 
-from blender_denoise_addon import blender_io  # noqa: E402
+from blender_denoise_addon.blender import blender_io  # noqa: E402
+from blender_denoise_addon.blender.ui import hook  # noqa: E402
 from blender_denoise_addon.core import catalog, metrics  # noqa: E402
 from blender_denoise_addon.core.imageio import read_image  # noqa: E402
-from blender_denoise_addon.ui import hook  # noqa: E402
 from training.onnx_builders import conv_chain  # noqa: E402
 
 ADDON = "blender_denoise_addon"

@@ -114,8 +114,8 @@ def test_png_pairs_line_up_with_exrs(dataset: Path) -> None:
 
 
 def test_clean_is_closer_to_reference_than_noisy(dataset: Path, tmp_path: Path) -> None:
-    from blender_denoise_addon.generator.render import configure, render_exr
-    from blender_denoise_addon.generator.scene import build_scene
+    from blender_denoise_addon.blender.generator.render import configure, render_exr
+    from blender_denoise_addon.blender.generator.scene import build_scene
 
     settings = ss.validate(tmp_path, count=1, resolution=(32, 32), clean_spp=32)
     for i in range(COUNT):
@@ -217,7 +217,7 @@ def test_other_settings_in_same_folder_are_refused(dataset: Path, capsys: pytest
 
 def test_operator_generates_and_unregisters(tmp_path: Path) -> None:
     # The whole UI: the dataset panel is a section of the add-on's main panel.
-    from blender_denoise_addon import ui
+    from blender_denoise_addon.blender import ui
 
     ui.register()
     try:
@@ -250,7 +250,7 @@ def test_a_blender_crash_is_survived_in_a_fresh_process(tmp_path: Path) -> None:
     (inject / "sitecustomize.py").write_text(
         "import os, signal\n"
         "from pathlib import Path\n"
-        "from blender_denoise_addon.generator import run\n"
+        "from blender_denoise_addon.blender.generator import run\n"
         "steps = run.DatasetJob.sample_steps\n"
         "def dying(self, index):\n"
         "    for step in steps(self, index):\n"

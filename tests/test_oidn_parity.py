@@ -45,7 +45,7 @@ def frames() -> dict[str, dict[str, np.ndarray]]:
     each size, plus a black frame with real guides."""
     import bpy
 
-    from blender_denoise_addon import blender_io
+    from blender_denoise_addon.blender import blender_io
     from blender_denoise_addon.cli.demo import build_scene
 
     out = {}

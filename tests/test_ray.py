@@ -84,7 +84,7 @@ def kill_once_hook(marker: str):
         import os
         from pathlib import Path
 
-        from blender_denoise_addon.generator import run
+        from blender_denoise_addon.blender.generator import run
 
         steps = run.DatasetJob.sample_steps
 

@@ -13,7 +13,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from blender_denoise_addon import blender_io  # noqa: E402
+from blender_denoise_addon.blender import blender_io  # noqa: E402
 from blender_denoise_addon.core import catalog, metrics  # noqa: E402
 from blender_denoise_addon.core.denoise import denoise  # noqa: E402
 from blender_denoise_addon.core.imageio import read_image  # noqa: E402

@@ -37,7 +37,7 @@ def build_scene(width: int, height: int) -> None:
     """A small studio: textured floor, glass, metal, a brick cube and a lamp, lit by a bundled HDRI."""
     import bpy
 
-    from .. import compat
+    from ..blender import compat
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
@@ -101,7 +101,7 @@ def render(spp: int, seed: int) -> tuple[Frame, float]:
     """Render the active camera through the add-on's own path (multilayer EXR read back)."""
     import bpy
 
-    from .. import blender_io
+    from ..blender import blender_io
 
     bpy.context.scene.cycles.seed = seed
     start = time.perf_counter()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         return generate_on_ray(settings, args.ray or None, args.quiet)
     from tqdm import tqdm
 
-    from ..generator.run import DatasetJob
+    from ..blender.generator.run import DatasetJob
 
     job = DatasetJob(settings, quiet=True)
     job.prepare()  # refuses a folder made with other settings, here, before any child runs
@@ -196,7 +199,7 @@ def supervise(argv: list[str], out: Path) -> int:
     cmd = [sys.executable, "-c", code, *argv, "--in-process"]
     stalled, before = 0, done()
     while True:
-        code = subprocess.call(cmd)
+        code = _run_child(cmd)
         if code >= 0:
             return code
         try:
@@ -214,14 +217,43 @@ def supervise(argv: list[str], out: Path) -> int:
               "rendered again)", file=sys.stderr)  # fmt: skip
 
 
+def _run_child(cmd: list[str]) -> int:
+    """``cmd``'s exit code. The child never outlives this process: a stop (Ctrl-C, SIGTERM,
+    SIGHUP) is passed on as SIGTERM, so it cleans up as this process does; on Linux a SIGKILL of
+    this process kills it too, so no orphan renders on beside a resumed run."""
+    pre = _die_with_parent(os.getpid()) if sys.platform.startswith("linux") else None
+    with subprocess.Popen(cmd, preexec_fn=pre) as child:  # noqa: PLW1509 (no threads run yet)
+        try:
+            return child.wait()
+        except BaseException:
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            raise
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    def pre() -> None:
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before that took effect
+            os._exit(1)
+
+    return pre
+
+
 # -- on Ray (--ray) ------------------------------------------------------------------------
 
 
 def render_sample(settings: dict[str, Any], index: int, threads: int) -> dict[str, Any]:
     """One sample in a worker: rendered into a temporary folder, returned as {relative path: bytes}."""
+    from ..blender.generator.run import DatasetJob
     from ..dataset import files as df
     from ..dataset.spec import GenerateSettings
-    from ..generator.run import DatasetJob
 
     with tempfile.TemporaryDirectory(prefix="ai_denoise_sample_") as tmp:
         fields: dict[str, Any] = {**settings, "out": Path(tmp)}
@@ -245,7 +277,7 @@ def generate_on_ray(settings: Any, address: str | None, quiet: bool) -> int:
 
     from tqdm import tqdm
 
-    from ..generator.run import DatasetJob
+    from ..blender.generator.run import DatasetJob
 
     require_ray()  # installed? before anything is written
     job = DatasetJob(settings, quiet=True)

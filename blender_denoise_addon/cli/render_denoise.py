@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import bpy  # lazy: only this command needs Blender
 
-    from .. import blender_io
+    from ..blender import blender_io
 
     opts = denoise_options(args)
     blend = Path(args.blend)
@@ -87,7 +87,7 @@ def _run_temporal(
     """Render every frame to a multilayer EXR with the passes temporal denoising needs (into
     ``OUTPUT/.passes``, kept until the end, so a rerun renders only what is missing), then denoise
     them as a sequence."""
-    from .. import blender_io
+    from ..blender import blender_io
 
     passes = outputs[0].parent / ".passes"
     passes.mkdir(exist_ok=True)

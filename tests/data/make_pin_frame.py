@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
-from blender_denoise_addon import blender_io
+from blender_denoise_addon.blender import blender_io
 from blender_denoise_addon.cli.demo import build_scene
 
 OUT = Path(__file__).resolve().parent / "pin_frame.exr"

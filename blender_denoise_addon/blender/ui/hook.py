@@ -28,11 +28,11 @@ import bpy
 import numpy as np
 from bpy.app.handlers import persistent
 
+from ...core.denoise import DenoiseResult
+from ...core.errors import DenoiseError
+from ...core.imageio import Frame, write_image
+from ...core.temporal import TemporalResult, TemporalStream
 from .. import blender_io, compat
-from ..core.denoise import DenoiseResult
-from ..core.errors import DenoiseError
-from ..core.imageio import Frame, write_image
-from ..core.temporal import TemporalResult, TemporalStream
 from . import preferences
 
 GROUP_NAME = "AI Denoise Output"

@@ -17,8 +17,8 @@ from typing import Any
 import bpy
 from mathutils import Euler
 
-from ..core.errors import DenoiseError
-from ..dataset.spec import GenerateSettings
+from ...core.errors import DenoiseError
+from ...dataset.spec import GenerateSettings
 from .render import LAYER, configure_output
 from .scene import BuiltScene, _snapshot
 

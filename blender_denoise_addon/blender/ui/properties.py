@@ -9,9 +9,9 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from ..core.defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING
-from ..core.errors import DenoiseError
-from ..dataset.spec import GenerateSettings, parse_spp_list, validate
+from ...core.defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TILING
+from ...core.errors import DenoiseError
+from ...dataset.spec import GenerateSettings, parse_spp_list, validate
 from . import hook
 
 TILING_ITEMS = [

@@ -17,11 +17,11 @@ from typing import Any
 import bpy
 import numpy as np
 
-from ..core.errors import DenoiseError
-from ..core.imageio import read_image, write_image
-from ..core.transfer import autoexposure
-from ..dataset import files as df
-from ..dataset import spec as ss
+from ...core.errors import DenoiseError
+from ...core.imageio import read_image, write_image
+from ...core.transfer import autoexposure
+from ...dataset import files as df
+from ...dataset import spec as ss
 from .render import average_exrs, configure, render_exr
 from .scene import BuiltScene, build_scene
 from .user_scene import OpenScene, build_copy, inspect, open_blend

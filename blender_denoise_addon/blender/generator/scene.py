@@ -15,8 +15,8 @@ import bmesh
 import bpy
 from mathutils import Euler, Matrix
 
+from ...core.errors import DenoiseError
 from .. import compat
-from ..core.errors import DenoiseError
 
 SCENE_NAME = "AI Denoise Dataset"
 _COLLECTIONS = (

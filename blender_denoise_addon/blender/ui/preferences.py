@@ -12,18 +12,19 @@ from typing import Any
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..core import catalog
-from ..core.errors import DenoiseError
+from ...core import catalog
+from ...core.errors import DenoiseError
 
 # The add-on's top package: "blender_denoise_addon" from a checkout, e.g.
 # "bl_ext.user_default.ai_denoiser" as an installed extension.
-ADDON_ID = __package__.rpartition(".")[0] if __package__ else "blender_denoise_addon"
+# This module is TOP.blender.ui.preferences.
+ADDON_ID = __package__.rsplit(".", 2)[0] if __package__ else "blender_denoise_addon"
 
 
 def check_model(path: str) -> str:
     """Load ``path`` and check it against the model contract; a one-line summary."""
+    from ...core.model import load_model
     from .. import blender_io
-    from ..core.model import load_model
 
     if not path:
         raise DenoiseError("no model file chosen")

@@ -18,13 +18,12 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import compat
-from .core import catalog
-from .core.atomic import atomic_path
-from .core.denoise import CancelFn, DenoiseResult, ProgressFn
-from .core.denoise import denoise_frame as core_denoise_frame
-from .core.errors import DenoiseCancelled, DenoiseError, ModelContractError
-from .core.imageio import (
+from ..core import catalog
+from ..core.atomic import atomic_path
+from ..core.denoise import CancelFn, DenoiseResult, ProgressFn
+from ..core.denoise import denoise_frame as core_denoise_frame
+from ..core.errors import DenoiseCancelled, DenoiseError, ModelContractError
+from ..core.imageio import (
     COMPOSITE_LAYER,
     PASS_ALBEDO,
     PASS_COMBINED,
@@ -34,8 +33,9 @@ from .core.imageio import (
     read_image,
     write_image,
 )
-from .core.model import Model
-from .core.options import Options
+from ..core.model import Model
+from ..core.options import Options
+from . import compat
 
 RESULT_IMAGE = "AI Denoised"
 

@@ -11,12 +11,12 @@ from typing import Any
 import bpy
 from bpy.props import StringProperty
 
+from ...core.denoise import DenoiseResult
+from ...core.errors import DenoiseCancelled, DenoiseError
+from ...core.imageio import Frame
+from ...core.model import Model
+from ...core.options import Options
 from .. import blender_io
-from ..core.denoise import DenoiseResult
-from ..core.errors import DenoiseCancelled, DenoiseError
-from ..core.imageio import Frame
-from ..core.model import Model
-from ..core.options import Options
 from . import preferences, properties
 
 

@@ -19,10 +19,10 @@ from typing import Any
 import bpy
 import numpy as np
 
+from ...core.atomic import PARTIAL, atomic_path
+from ...core.errors import DenoiseCancelled, DenoiseError
+from ...dataset.spec import GenerateSettings
 from .. import compat
-from ..core.atomic import PARTIAL, atomic_path
-from ..core.errors import DenoiseCancelled, DenoiseError
-from ..dataset.spec import GenerateSettings
 
 # Channel names exactly as Blender writes them, so anything that reads Blender's
 # multilayer EXRs (core.imageio included) reads ours.
