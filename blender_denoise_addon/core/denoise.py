@@ -227,49 +227,63 @@ def _flipped(x: np.ndarray, flip_y: bool, flip_x: bool, normal_at: int | None) -
     return y
 
 
-def _run_tiles(
-    model: Model,
-    tiles: list[Tile],
-    make_input: Callable[[Tile], np.ndarray],
-    finish: Callable[[np.ndarray], np.ndarray],
-    out: np.ndarray,
-    flips: int,
-    normal_at: int | None,
-    batch: int,
-    count: list[int],
-    progress: ProgressFn | None,
-    cancel: CancelFn | None,
-    normal_out: bool = False,
-) -> int:
-    """Run ``model`` on ``tiles`` into ``out`` (H x W x C): ``make_input`` builds a tile's network input,
-    ``finish`` maps a kept (h x w x C) network output back. ``count``: [tiles done, tiles in all],
-    updated. With ``flips`` > 1 each tile is also run mirrored and the outputs averaged (``normal_at``: the
-    input's normal channels, turned with the image; ``normal_out``: the output is a normal too). Returns batches."""
-    batches = 0
-    variants = FLIP_SETS[flips]
-    for b0 in range(0, len(tiles), batch):
-        if cancel is not None and cancel():
-            raise DenoiseCancelled(f"cancelled after {count[0]} of {count[1]} tiles")
-        group = tiles[b0 : b0 + batch]
-        parts = [make_input(t) for t in group]
-        x = parts[0][None] if len(parts) == 1 else np.stack(parts)  # one tile: a view, no copy of the frame
-        y = model.run(x)
-        for fy, fx in variants[1:]:  # undo each flip on the output
-            y += _flipped(model.run(_flipped(x, fy, fx, normal_at)), fy, fx, normal_at if normal_out else None)
-        if len(variants) > 1:
-            y /= len(variants)
-        batches += 1
-        for t, yt in zip(group, y, strict=False):
-            ky = slice(t.y.keep0 - t.y.origin, t.y.keep1 - t.y.origin)
-            kx = slice(t.x.keep0 - t.x.origin, t.x.keep1 - t.x.origin)
-            lin = finish(yt[:, ky, kx].transpose(1, 2, 0))
-            w = t.weights
-            region = out[t.y.keep0 : t.y.keep1, t.x.keep0 : t.x.keep1]
-            region += lin if w is None else lin * w[..., None]
-        count[0] += len(group)
-        if progress:
-            progress(count[0], count[1])
-    return batches
+@dataclass
+class _Runner:
+    """How tiles are run for one denoise, and its progress: ``flips`` averaged, ``batch`` tiles a
+    call, ``done`` of ``total`` tiles so far (reported to ``progress``), ``batches`` run."""
+
+    flips: int
+    batch: int
+    total: int
+    progress: ProgressFn | None = None
+    cancel: CancelFn | None = None
+    done: int = 0
+    batches: int = 0
+
+    def start(self) -> None:
+        if self.progress:
+            self.progress(0, self.total)
+
+    def run(
+        self,
+        model: Model,
+        tiles: list[Tile],
+        make_input: Callable[[Tile], np.ndarray],
+        finish: Callable[[np.ndarray], np.ndarray],
+        out: np.ndarray,
+        normal_at: int | None = None,
+        normal_out: bool = False,
+    ) -> None:
+        """Run ``model`` on ``tiles`` into ``out`` (H x W x C): ``make_input`` builds a tile's network
+        input, ``finish`` maps a kept (h x w x C) network output back. With flips, each tile is also
+        run mirrored and the outputs averaged (``normal_at``: the input's normal channels, turned with
+        the image; ``normal_out``: the output is a normal too)."""
+        variants = FLIP_SETS[self.flips]
+        for b0 in range(0, len(tiles), self.batch):
+            if self.cancel is not None and self.cancel():
+                raise DenoiseCancelled(f"cancelled after {self.done} of {self.total} tiles")
+            group = tiles[b0 : b0 + self.batch]
+            parts = [make_input(t) for t in group]
+            x = parts[0][None] if len(parts) == 1 else np.stack(parts)  # one tile: a view, no copy of the frame
+            y = model.run(x)
+            for fy, fx in variants[1:]:  # undo each flip on the output
+                y += _flipped(model.run(_flipped(x, fy, fx, normal_at)), fy, fx, normal_at if normal_out else None)
+            if len(variants) > 1:
+                y /= len(variants)
+            self.batches += 1
+            for t, yt in zip(group, y, strict=False):
+                ky = slice(t.y.keep0 - t.y.origin, t.y.keep1 - t.y.origin)
+                kx = slice(t.x.keep0 - t.x.origin, t.x.keep1 - t.x.origin)
+                _accumulate_tile(out, t, finish(yt[:, ky, kx].transpose(1, 2, 0)))
+            self.done += len(group)
+            if self.progress:
+                self.progress(self.done, self.total)
+
+
+def _accumulate_tile(out: np.ndarray, t: Tile, lin: np.ndarray) -> None:
+    """A tile's kept output into ``out``, weighted where sliding-window tiles overlap."""
+    region = out[t.y.keep0 : t.y.keep1, t.x.keep0 : t.x.keep1]
+    region += lin if t.weights is None else lin * t.weights[..., None]
 
 
 @dataclass(frozen=True)
@@ -288,9 +302,8 @@ class _Plan:
 
 
 def _prefilter_guides(
-    pre: Model, guides: dict[str, np.ndarray], tiles: list[Tile], flips: int, batch: int, count: list[int],
-    progress: ProgressFn | None, cancel: CancelFn | None,
-) -> dict[str, np.ndarray]:  # fmt: skip
+    pre: Model, guides: dict[str, np.ndarray], tiles: list[Tile], runner: _Runner
+) -> dict[str, np.ndarray]:
     """The guides ``pre`` takes (name -> H x W x >= 3) cleaned by it, prepared as the core prepares guides."""
     names = pre.info.inputs
 
@@ -307,16 +320,14 @@ def _prefilter_guides(
     height, width = guides[names[0]].shape[:2]
     out = np.zeros((height, width, 3 * len(names)), np.float32)
     at = 3 * names.index("normal") if "normal" in names else None
-    _run_tiles(
-        pre, tiles, make_input, finish, out, flips, at, batch, count, progress, cancel, normal_out=at is not None
-    )
+    runner.run(pre, tiles, make_input, finish, out, at, normal_out=at is not None)
     return {g: clip_guide(g, out[..., 3 * i : 3 * i + 3]) for i, g in enumerate(names)}
 
 
 def prefilter(pre: Model, guides: dict[str, np.ndarray], flips: int = 1) -> dict[str, np.ndarray]:
     """Whole guides (name -> H x W x >= 3) through a prefilter model, in one tile."""
     tiles = _Plan("full", None, None).tiles(pre, *next(iter(guides.values())).shape[:2])
-    return _prefilter_guides(pre, guides, tiles, flips, 1, [0, len(tiles)], None, None)
+    return _prefilter_guides(pre, guides, tiles, _Runner(flips, 1, len(tiles)))
 
 
 def denoise(
@@ -347,92 +358,111 @@ def denoise(
     """
     start = time.perf_counter()
     info = model.info
-    if info.role != "denoiser":
-        raise DenoiseError(f"{model.label} is a guide prefilter ({info.role}), not a denoiser")
     color = np.asarray(color)
-    if color.ndim != 3 or color.shape[2] not in (3, 4):
-        raise DenoiseError(f"color must be H x W x 3 or 4, got shape {color.shape}")
-    height, width = color.shape[:2]
-    if height < 1 or width < 1:
-        raise DenoiseError(f"image is empty ({width}x{height})")
+    height, width = _check_inputs(model, color)
     albedo = _check_pass("albedo", albedo, (height, width), "albedo" in info.inputs)
     normal = _check_pass("normal", normal, (height, width), "normal" in info.inputs)
     check_tiling(tiling, tile, overlap, batch)
     if flips not in FLIP_SETS:
         raise DenoiseError(f"flips must be one of {', '.join(map(str, FLIP_SETS))}, got {flips}")
 
+    # The plan: every tile of every step is known first, so progress counts them all.
     plan = _Plan(tiling, tile, overlap)
     use_coarse = bool(coarse) and cp.applies(height, width)
-    shapes = [(height, width)] + ([cp.half_shape(height, width)] if use_coarse else [])
-    level_tiles = [plan.tiles(model, h, w) for h, w in shapes]
-    present = {g: arr for g, arr in (("albedo", albedo), ("normal", normal)) if arr is not None}
+    full_tiles = plan.tiles(model, height, width)
+    half_tiles = plan.tiles(model, *cp.half_shape(height, width)) if use_coarse else []
+    guides = {g: arr for g, arr in (("albedo", albedo), ("normal", normal)) if arr is not None}
     # Each prefilter whose guides are all fed (a pass the user turned off is not fed, so not cleaned).
-    pres = [pre for pre in model.prefilters if set(pre.info.inputs) <= set(present)]
-    pre_tiles = [plan.tiles(pre, height, width) for pre in pres]
-    count = [0, sum(map(len, level_tiles)) + sum(map(len, pre_tiles))]
-    if progress:
-        progress(0, count[1])
+    pres = [(pre, plan.tiles(pre, height, width)) for pre in model.prefilters if set(pre.info.inputs) <= set(guides)]
+    total = len(full_tiles) + len(half_tiles) + sum(len(t) for _, t in pres)
+    runner = _Runner(flips, batch, total, progress, cancel)
+    runner.start()
 
     report = count_bad(color)
     exposure = frame_exposure(color, info.transfer)
-    batches = 0
-    for pre, tiles in zip(pres, pre_tiles, strict=True):
-        present |= _prefilter_guides(pre, present, tiles, flips, batch, count, progress, cancel)
-    albedo, normal = present.get("albedo"), present.get("normal")
+    for pre, tiles in pres:
+        guides |= _prefilter_guides(pre, guides, tiles, runner)
+    albedo, normal = guides.get("albedo"), guides.get("normal")
+    # First the coarse pass, so its half-size inputs are freed before the full-size output exists.
+    coarse_out = _coarse_pass(model, runner, half_tiles, color, albedo, normal) if use_coarse else None
+    out = _run_level(model, runner, full_tiles, color, albedo, normal, exposure)
+    if coarse_out is not None:
+        cp.correct(out, *coarse_out)
+        del coarse_out
 
-    normal_at = 3 * info.inputs.index("normal") if normal is not None else None
-
-    def run_level(tiles: list[Tile], c: np.ndarray, a: np.ndarray | None, n: np.ndarray | None, e: float) -> np.ndarray:
-        nonlocal batches
-
-        def make_input(t: Tile) -> np.ndarray:
-            return _network_input(t, c, a, n, info.transfer, e, info.padding)
-
-        def finish(y: np.ndarray) -> np.ndarray:
-            lin = tf.inverse(y, info.transfer, e)
-            np.copyto(lin, np.float32(0), where=~np.isfinite(lin))
-            return lin
-
-        out = np.zeros((*c.shape[:2], 3), np.float32)
-        batches += _run_tiles(model, tiles, make_input, finish, out, flips, normal_at, batch, count, progress, cancel)
-        return out
-
-    lo, lo_eps = None, 0.0
-    if use_coarse:  # first, so its half-size inputs are freed before the full-size output exists
-        lo_color = cp.halve(color, _sanitize_inplace)
-        lo_albedo = None if albedo is None else cp.halve(albedo, lambda x: clip_guide("albedo", x))
-        lo_normal = None if normal is None else cp.halve(normal, lambda x: clip_guide("normal", x))
-        level = tf.autoexposure(lo_color)  # from the half frame: no full-size temporaries later
-        e = level if info.transfer in tf.EXPOSED_TRANSFERS else 1.0
-        lo = run_level(level_tiles[1], lo_color, lo_albedo, lo_normal, e)
-        lo_eps = cp.log_offset(level)
-        del lo_color, lo_albedo, lo_normal
-    out = run_level(level_tiles[0], color, albedo, normal, exposure)
-    if lo is not None:
-        cp.correct(out, lo, lo_eps)
-        del lo
-
-    image = out
-    if color.shape[2] == 4:
-        image = np.concatenate([out, color[..., 3:4].astype(np.float32)], axis=-1)
-    tiles0 = level_tiles[0]
+    image = out if color.shape[2] == 3 else np.concatenate([out, color[..., 3:4].astype(np.float32)], axis=-1)
     ov = info.default_overlap() if overlap is None else overlap
     stats = DenoiseStats(
         model=model.label,
         inputs=info.inputs,
         tiling=tiling,
-        tile=max(tiles0[0].y.size, tiles0[0].x.size),
+        tile=max(full_tiles[0].y.size, full_tiles[0].x.size),
         overlap=ov if tiling == "sliding" else 0,
-        tiles=count[1],
-        batches=batches,
+        tiles=total,
+        batches=runner.batches,
         exposure=exposure,
         seconds=time.perf_counter() - start,
         input_report=report,
         coarse=use_coarse,
         flips=flips,
-        prefiltered=tuple(g for pre in pres for g in pre.info.inputs),
+        prefiltered=tuple(g for pre, _ in pres for g in pre.info.inputs),
     )
     return DenoiseResult(image=image, stats=stats)
+
+
+def _check_inputs(model: Model, color: np.ndarray) -> tuple[int, int]:
+    """(height, width) of a frame ``model`` can denoise; raises for anything else."""
+    if model.info.role != "denoiser":
+        raise DenoiseError(f"{model.label} is a guide prefilter ({model.info.role}), not a denoiser")
+    if color.ndim != 3 or color.shape[2] not in (3, 4):
+        raise DenoiseError(f"color must be H x W x 3 or 4, got shape {color.shape}")
+    height, width = color.shape[:2]
+    if height < 1 or width < 1:
+        raise DenoiseError(f"image is empty ({width}x{height})")
+    return height, width
+
+
+def _run_level(
+    model: Model,
+    runner: _Runner,
+    tiles: list[Tile],
+    color: np.ndarray,
+    albedo: np.ndarray | None,
+    normal: np.ndarray | None,
+    exposure: float,
+) -> np.ndarray:
+    """The network over one frame (full or half size) in ``tiles``: H x W x 3 linear."""
+    info = model.info
+
+    def make_input(t: Tile) -> np.ndarray:
+        return _network_input(t, color, albedo, normal, info.transfer, exposure, info.padding)
+
+    def finish(y: np.ndarray) -> np.ndarray:
+        lin = tf.inverse(y, info.transfer, exposure)
+        np.copyto(lin, np.float32(0), where=~np.isfinite(lin))
+        return lin
+
+    out = np.zeros((*color.shape[:2], 3), np.float32)
+    normal_at = 3 * info.inputs.index("normal") if normal is not None else None
+    runner.run(model, tiles, make_input, finish, out, normal_at)
+    return out
+
+
+def _coarse_pass(
+    model: Model,
+    runner: _Runner,
+    tiles: list[Tile],
+    color: np.ndarray,
+    albedo: np.ndarray | None,
+    normal: np.ndarray | None,
+) -> tuple[np.ndarray, float]:
+    """The half-resolution denoise (4x the samples a pixel) and the log offset its correction uses."""
+    lo_color = cp.halve(color, _sanitize_inplace)
+    lo_albedo = None if albedo is None else cp.halve(albedo, lambda x: clip_guide("albedo", x))
+    lo_normal = None if normal is None else cp.halve(normal, lambda x: clip_guide("normal", x))
+    level = tf.autoexposure(lo_color)  # from the half frame: no full-size temporaries later
+    e = level if model.info.transfer in tf.EXPOSED_TRANSFERS else 1.0
+    return _run_level(model, runner, tiles, lo_color, lo_albedo, lo_normal, e), cp.log_offset(level)
 
 
 def usable_passes(passes: set[str], opts: Options) -> set[str]:
