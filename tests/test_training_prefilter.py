@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from blender_denoise_addon.core.denoise import _Plan, _prefilter_guides, denoise, prefilter
+from blender_denoise_addon.core.denoise import _Plan, _prefilter_guides, _Runner, denoise, prefilter
 from blender_denoise_addon.core.imageio import read_image
 from blender_denoise_addon.core.model import load_model
 from training.__main__ import main
@@ -37,7 +37,7 @@ def test_prefilter_run_saves_its_config_and_exports_a_contract_prefilter(prefilt
     whole = prefilter(model, guides)
     tiles = _Plan("sliding", 120, None).tiles(model, 90, 150)
     assert len(tiles) > 1
-    tiled = _prefilter_guides(model, guides, tiles, 1, 1, [0, len(tiles)], None, None)
+    tiled = _prefilter_guides(model, guides, tiles, _Runner(1, 1, len(tiles)))
     for g in guides:
         np.testing.assert_allclose(tiled[g], whole[g], atol=1e-5)
         assert whole[g].min() >= (0 if g == "albedo" else -1) and whole[g].max() <= 1
