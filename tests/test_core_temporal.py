@@ -288,6 +288,15 @@ def test_from_options_owns_radius_passes_and_motion_blur(ident):
         TemporalStream.from_options(ident, replace(opts, use_albedo=False))
 
 
+def test_nan_color_is_reported_as_the_frame_had_it(ident):
+    """The window's average is clean; the report says what the frame itself held."""
+    frames = {t: scene(t)[0] for t in range(1, 5)}
+    frames[2].color[5:7, 5:8] = np.nan
+    out = run(ident, frames)
+    assert out[2].result.stats.input_report.nan == 18 and out[3].result.stats.input_report.nan == 0  # 6 pixels x RGB
+    assert np.isfinite(out[2].result.image).all()
+
+
 def test_a_firefly_is_not_smeared_over_the_window(ident):
     frames, cleans = {}, {}
     for t in range(1, 6):

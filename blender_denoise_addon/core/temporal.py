@@ -36,7 +36,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,15 @@ from . import transfer as tf
 from .coarse import log_offset
 from .contract import GUIDE_RANGES
 from .defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TemporalDefaults
-from .denoise import DenoiseResult, check_pass_options, denoise, prepare_guide, sanitize_color
+from .denoise import (
+    DenoiseResult,
+    InputReport,
+    check_pass_options,
+    count_bad,
+    denoise,
+    prepare_guide,
+    sanitize_color,
+)
 from .errors import DenoiseError, MissingPassError
 from .imageio import Frame
 from .model import Model
@@ -82,6 +90,7 @@ class _Prepared:
     vector_bad: int  # pixels whose vectors were NaN or Inf
     vector_zero: bool  # the whole pass is zero: motion blur was on, or nothing moves
     guide: np.ndarray  # the blurred per-frame denoise, (H * W) x 3
+    report: InputReport  # NaN, Inf and negative pixels of the frame as it came (the stack is cleaned)
     eps: float  # offset of the log ratio of guides, from the frame's log-average luminance
     seconds: float  # spent preparing it (mostly its guide)
 
@@ -305,6 +314,7 @@ class TemporalStream:
     def _prepare(self, number: int, frame: Frame) -> _Prepared:
         start = time.perf_counter()
         h, w = frame.color.shape[:2]
+        report = count_bad(frame.color[..., :3])
         parts = [sanitize_color(frame.color[..., :3])]
         offsets: dict[str, int] = {}
         at = 3
@@ -341,6 +351,7 @@ class TemporalStream:
             vector_zero=not np.any(vector),
             guide=np.ascontiguousarray(guide).reshape(-1, 3),
             eps=log_offset(tf.autoexposure(guide)),
+            report=report,
             seconds=time.perf_counter() - start,
         )
 
@@ -414,6 +425,7 @@ class TemporalStream:
         color, albedo, normal, reuse, back = self._accumulate(t, links, history)
         rgba = color if t.alpha is None else np.concatenate([color, t.alpha[..., None]], axis=-1)
         result = denoise(self.model, rgba, albedo, normal, cancel=self.cancel, **self.denoise_args)
+        result = replace(result, stats=replace(result.stats, input_report=t.report))  # what the frame had
         own = np.array(result.image[..., :3]) if self.settings.history > 0 else None
         used_history = 0.0
         if back is not None and self._last is not None:
