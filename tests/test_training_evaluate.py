@@ -73,3 +73,25 @@ def test_evaluate_an_exported_model_on_png_pairs(exported, dataset, tmp_path, ca
     assert main([*args, "--quiet", "--grids", "0", "--split", "all"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "albedo pass" in err[0], err
+
+
+def test_evaluate_an_exported_model_runs_it_through_the_core(exported, dataset, tmp_path):
+    """evaluate --model (an ONNX file, as users hold them): its scores are the core's denoise of each pair."""
+    from blender_denoise_addon.core import metrics
+    from blender_denoise_addon.core.denoise import denoise
+    from blender_denoise_addon.core.imageio import read_image
+    from blender_denoise_addon.core.model import load_model
+    from training.__main__ import main
+    from training.dataset import find_pairs
+
+    out = tmp_path / "eval_model"
+    args = ["evaluate", "--data", str(dataset), "--model", str(exported), "--out", str(out)]
+    assert main([*args, "--quiet", "--grids", "0", "--split", "all", "--no-oidn"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    rows = result["per_image"]
+    assert rows and all(np.isfinite(r["ours_psnr"]) for r in rows)
+    assert result["metrics"]["all"]["ours"]["psnr"] > result["metrics"]["all"]["noisy"]["psnr"] - 10
+    pair = next(p for p in find_pairs(dataset, "exr") if p.label == rows[0]["frame"])
+    noisy, clean = read_image(pair.noisy), read_image(pair.clean)
+    ours = denoise(load_model(exported), noisy.color, noisy.albedo, noisy.normal, tiling="full").image
+    assert rows[0]["ours_psnr"] == pytest.approx(metrics.report(ours[..., :3], clean.color[..., :3])["psnr"], abs=1e-3)
