@@ -22,6 +22,7 @@ from .common import (
     denoise_sequence,
     output_paths,
     parse_frames,
+    removed_if_empty,
     report_failures,
 )
 
@@ -60,25 +61,26 @@ def run(args: argparse.Namespace) -> int:
     if opts.temporal and len(frames) < 2:
         raise DenoiseError("--temporal needs at least 2 frames (--frames A-B)")
     names = [f"{blend.stem}_{f:04d}.{args.format}" for f in frames]
-    outputs = output_paths(names, args.output, None, len(frames) == 1)
-    model = blender_io.get_model(opts, {"color", "albedo", "normal"})
-    layer = next((vl for vl in scene.view_layers if vl.use), scene.view_layers[0])
-    if opts.temporal:
-        return _run_temporal(scene, layer, frames, outputs, opts, args)
-    for frame_no, dst in zip(frames, outputs, strict=True):
-        scene.frame_set(frame_no)
-        frame = blender_io.render_passes(scene, args.spp, layer)
-        if args.save_noisy:
-            write_image(dst.with_name(f"{dst.stem}_noisy{dst.suffix}"), frame.rgba)
-        result = blender_io.denoise_frame(frame, opts, model=model)
-        write_image(dst, result.image)
-        s = result.stats
-        print(
-            f"frame {frame_no} -> {dst} | {args.spp} spp | model {s.model} ({','.join(s.inputs)})"
-            f" | {s.tiles_text} | {s.seconds:.2f} s",
-            file=sys.stderr,
-        )
-    return 0
+    with removed_if_empty(Path(args.output)):  # a run that writes nothing leaves no empty folder
+        outputs = output_paths(names, args.output, None, len(frames) == 1)
+        model = blender_io.get_model(opts, {"color", "albedo", "normal"})
+        layer = next((vl for vl in scene.view_layers if vl.use), scene.view_layers[0])
+        if opts.temporal:
+            return _run_temporal(scene, layer, frames, outputs, opts, args)
+        for frame_no, dst in zip(frames, outputs, strict=True):
+            scene.frame_set(frame_no)
+            frame = blender_io.render_passes(scene, args.spp, layer)
+            if args.save_noisy:
+                write_image(dst.with_name(f"{dst.stem}_noisy{dst.suffix}"), frame.rgba)
+            result = blender_io.denoise_frame(frame, opts, model=model)
+            write_image(dst, result.image)
+            s = result.stats
+            print(
+                f"frame {frame_no} -> {dst} | {args.spp} spp | model {s.model} ({','.join(s.inputs)})"
+                f" | {s.tiles_text} | {s.seconds:.2f} s",
+                file=sys.stderr,
+            )
+        return 0
 
 
 def _run_temporal(
