@@ -74,6 +74,7 @@ class TemporalDefaults:
     # does not follow the motion vectors, which albedo, normal and depth cannot see.
     color: float = 0.35
     guide_blur: int = 1
+    guide_half: bool = False  # the guide from a 2x2-averaged frame (a quarter of the cost)
     guide_quality: str = "fast"
     # History: the previous denoised frame, reprojected, clamped to this frame's 3x3 range and
     # blended in with this weight where it passes the same tests (0: off). Steadier frames, no ghosts.
