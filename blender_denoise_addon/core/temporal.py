@@ -11,8 +11,8 @@ Where a surface stays in view, the frames around frame t hold more samples of it
 2. a neighbour's pixel is rejected where it shows another surface (depth, normal, albedo), where it
    left the frame (disocclusion), and where the two frames' guides disagree: reflections,
    refractions and lights that switch on do not follow the motion vectors. A guide is the frame
-   denoised alone at full resolution by the fast network for the same passes, blurred a little,
-   so the tolerance sits above what is left of its noise. No sample is clamped (a clamp on the
+   denoised alone by the fast network for the same passes, from a 2x2-averaged copy, blurred a
+   little, so the tolerance sits above what is left of its noise. No sample is clamped (a clamp on the
    neighbours alone biases the average);
 3. the accepted samples are averaged with the frame's own (weights fade near each tolerance),
    and the model denoises that average, with the averaged albedo and normal, like any frame;
