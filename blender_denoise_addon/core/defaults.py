@@ -75,6 +75,10 @@ class TemporalDefaults:
     # albedo, normal and depth cannot see. On the animated suite a tolerance of 0.5 gained on the dim
     # interior and lost 0.7 dB on the fast pan; full-resolution guides scored the same.
     color: float = 0.35
+    # The tolerance follows the noise: this many times the median change between a frame's guide
+    # and its neighbours' on matching surfaces, within color_min .. color (0: always ``color``).
+    noise_sigmas: float = 3.0
+    color_min: float = 0.2
     guide_blur: int = 1
     guide_half: bool = True
     guide_quality: str = "fast"

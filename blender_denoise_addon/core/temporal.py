@@ -12,7 +12,8 @@ Where a surface stays in view, the frames around frame t hold more samples of it
    left the frame (disocclusion), and where the two frames' guides disagree: reflections,
    refractions and lights that switch on do not follow the motion vectors. A guide is the frame
    denoised alone by the fast network for the same passes, from a 2x2-averaged copy, blurred a
-   little, so the tolerance sits above what is left of its noise. No sample is clamped (a clamp on the
+   little; the tolerance follows what is left of its noise (3x the median change between
+   neighbouring guides on matching surfaces, within 20-35 %). No sample is clamped (a clamp on the
    neighbours alone biases the average);
 3. the accepted samples are averaged with the frame's own (weights fade near each tolerance),
    and the model denoises that average, with the averaged albedo and normal, like any frame;
@@ -442,7 +443,8 @@ class TemporalStream:
         links, warnings = self._links(t)
         history = self.settings.history > 0 and self._last is not None and self._last[0] == number - 1
         history = history and bool(links[-1])
-        color, albedo, normal, reuse, back = self._accumulate(t, links, history)
+        tolerance = self._tolerance(t, links) if links[-1] or links[1] else self.settings.color
+        color, albedo, normal, reuse, back = self._accumulate(t, links, history, tolerance)
         rgba = color if t.alpha is None else np.concatenate([color, t.alpha[..., None]], axis=-1)
         result = denoise(self.model, rgba, albedo, normal, cancel=self.cancel, **self.denoise_args)
         result = replace(result, stats=replace(result.stats, input_report=t.report))  # what the frame had
@@ -483,10 +485,26 @@ class TemporalStream:
 
     def _weight(
         self, t: _Prepared, own: np.ndarray, nb: _Prepared, k: int, got: np.ndarray, idx: np.ndarray,
-        log_guide: np.ndarray, alive: np.ndarray,
+        log_guide: np.ndarray, alive: np.ndarray, tolerance: float,
     ) -> np.ndarray:  # fmt: skip
         """How much each reached sample of ``nb`` (``k`` frames away) counts for t: 0 where the
         tests say it shows another surface or another light, 1 well within every tolerance."""
+        wt = self._same_surface(t, own, nb, k, got, alive)
+        wt *= _fade(self._light_change(t, nb, idx, log_guide), tolerance)
+        return wt
+
+    def _light_change(self, t: _Prepared, nb: _Prepared, idx: np.ndarray, log_guide: np.ndarray) -> np.ndarray:
+        """|log ratio| of the two frames' guides at the reached pixels, the largest channel's."""
+        g_s = np.take(nb.guide, idx, axis=0)
+        g_s += t.eps
+        np.log(g_s, out=g_s)
+        g_s -= log_guide
+        return _max3(g_s)
+
+    def _same_surface(
+        self, t: _Prepared, own: np.ndarray, nb: _Prepared, k: int, got: np.ndarray, alive: np.ndarray
+    ) -> np.ndarray:
+        """The geometric tests: 1 where the reached sample shows t's surface (depth, normal, albedo)."""
         s = self.settings
         wt = alive.astype(np.float32)
         if t.depth_at is not None and nb.depth_at is not None:
@@ -501,15 +519,33 @@ class TemporalStream:
         if t.albedo_at is not None and nb.albedo_at is not None:
             a_s = got[..., nb.albedo_at : nb.albedo_at + 3]
             wt *= _fade(_max3(a_s - own[..., t.albedo_at : t.albedo_at + 3]), s.albedo)
-        g_s = np.take(nb.guide, idx, axis=0)
-        g_s += t.eps
-        np.log(g_s, out=g_s)
-        g_s -= log_guide
-        wt *= _fade(_max3(g_s), s.color)
         return wt
 
+    def _tolerance(self, t: _Prepared, links: dict[int, list[_Prepared]]) -> float:
+        """The light test's tolerance for frame t, from the noise of its guides: ``noise_sigmas``
+        times the typical change between t's guide and its nearest neighbours' on matching surfaces
+        (mostly what is left of the noise; a light that changes covers few pixels), within
+        ``color_min`` .. ``color``. A sparse grid of rows and columns is enough for a median."""
+        s = self.settings
+        if s.noise_sigmas <= 0:
+            return s.color
+        h, w = t.shape
+        step = max(1, min(h, w) // 64)
+        changes = []
+        for direction, chain in links.items():
+            for r0 in range(0, h, step):
+                own = t.stack[r0 * w : (r0 + 1) * w].reshape(1, w, -1)
+                log_guide = np.log(t.guide[r0 * w : (r0 + 1) * w].reshape(1, w, 3) + np.float32(t.eps))
+                for k, nb, got, idx, _px, _py, alive in self._walk(t, own, (r0, r0 + 1), direction, chain[:1]):
+                    same = self._same_surface(t, own, nb, k, got, alive) >= 1.0
+                    changes.append(self._light_change(t, nb, idx, log_guide)[same][::step])
+        found = np.concatenate(changes) if changes else np.empty(0, np.float32)
+        if found.size < 64:
+            return s.color
+        return float(np.clip(s.noise_sigmas * np.median(found), s.color_min, s.color))
+
     def _accumulate(
-        self, t: _Prepared, links: dict[int, list[_Prepared]], history: bool
+        self, t: _Prepared, links: dict[int, list[_Prepared]], history: bool, tolerance: float
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float, np.ndarray | None]:
         """The window's samples averaged onto frame t (color, albedo, normal), in row chunks; with
         ``history``, also where frame t-1 lies under each pixel and how much it counts
@@ -536,7 +572,7 @@ class TemporalStream:
             reuse = 0.0
             for direction, chain in links.items():
                 for k, nb, got, idx, px, py, alive in self._walk(t, own, (r0, r1), direction, chain):
-                    wt = self._weight(t, own, nb, k, got, idx, log_guide, alive)
+                    wt = self._weight(t, own, nb, k, got, idx, log_guide, alive, tolerance)
                     if back is not None and direction < 0 and k == 1:
                         back[r0:r1, :, 0], back[r0:r1, :, 1], back[r0:r1, :, 2] = px, py, wt
                     wt3 = wt[..., None]
