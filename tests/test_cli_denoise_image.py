@@ -102,7 +102,9 @@ def test_missing_aux_pass_is_one_line_error_and_no_file(tmp_path, models):
     res = cli(str(tmp_path / "in.exr"), "-o", str(tmp_path / "out.exr"), "--model", str(models / "aux.onnx"))
     assert res.returncode != 0
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
-    assert any("needs the albedo pass" in e for e in errors)
+    assert (
+        errors[0].startswith(f"error: {tmp_path / 'in.exr'}: ") and "needs the albedo pass" in errors[0]
+    )  # names the file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.exr"]
 
 
@@ -428,3 +430,26 @@ def test_an_empty_output_name_is_refused(tmp_path, models):
     res = cli(str(tmp_path / "in.exr"), "-o", "", "--model", str(models / "color.onnx"))
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == ["error: -o/--output is empty: name an output file or folder"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_outputs_get_the_mode_the_umask_allows(tmp_path, models, umask):
+    """They were 0600 whatever the umask, also when replacing a 0644 file: farm services could not read them."""
+    import stat
+
+    frames = tmp_path / "in"
+    frames.mkdir()
+    for i in range(2):
+        write_image(frames / f"f_{i}.exr", np.ones((8, 8, 3), np.float32))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "f_0.exr").write_bytes(b"old")
+    os.chmod(out / "f_0.exr", 0o644)
+    res = subprocess.run(
+        [sys.executable, "-m", "blender_denoise_addon", "denoise-image", "--quiet", str(frames), "-o", str(out),
+         "--model", str(models / "color.onnx")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(umask),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    for name in ("f_0.exr", "f_1.exr"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask, name
