@@ -46,7 +46,7 @@ from . import coarse as cp
 from . import transfer as tf
 from .coarse import log_offset
 from .contract import GUIDE_RANGES
-from .defaults import DEFAULT_QUALITY, QUALITY, TEMPORAL, TemporalDefaults
+from .defaults import TEMPORAL, TemporalDefaults
 from .denoise import (
     DenoiseResult,
     InputReport,
@@ -65,6 +65,7 @@ VECTOR_HINT = (
     "in Blender: View Layer > Passes > Data > Vector (and Z), with Motion Blur off in the Render "
     "properties, since Cycles writes zero vectors when it is on"
 )
+_TILING_KEYS = frozenset(Options().tiling_args)  # what a guide's denoise shares with the final one
 MOTION_BLUR_NOTE = (
     "Motion Blur is on, so Cycles writes the Vector pass as zeros: frames are denoised one by one "
     "(turn Motion Blur off for temporal denoising)"
@@ -91,7 +92,7 @@ class _Prepared:
     alpha: np.ndarray | None
     vector_bad: int  # pixels whose vectors were NaN or Inf
     vector_zero: bool  # the whole pass is zero: motion blur was on, or nothing moves
-    guide: np.ndarray  # the blurred per-frame denoise, (H * W) x 3
+    guide: np.ndarray  # the blurred per-frame denoise, (H * W) x 3 (1 x 3 when the radius is 0)
     report: InputReport  # NaN, Inf and negative pixels of the frame as it came (the stack is cleaned)
     eps: float  # offset of the log ratio of guides, from the frame's log-average luminance
     seconds: float  # spent preparing it (mostly its guide)
@@ -371,9 +372,9 @@ class TemporalStream:
 
     def _guide(self, color: np.ndarray, aux: dict[str, np.ndarray]) -> np.ndarray:
         """The frame denoised alone by the guide network, blurred: what the light test compares."""
-        if not self.radius:  # no neighbours: nothing to compare
-            return np.ones(color.shape[:2] + (3,), np.float32)
-        args = {k: v for k, v in self.denoise_args.items() if k not in QUALITY[DEFAULT_QUALITY].denoise_args}
+        if not self.radius:  # no neighbours: nothing to compare, no guide to make or keep
+            return np.ones((1, 1, 3), np.float32)
+        args = {k: v for k, v in self.denoise_args.items() if k in _TILING_KEYS}  # not the preset's flips
         inputs = self.guide_model.info.inputs
         h, w = color.shape[:2]
         half = self.settings.guide_half and min(h, w) >= 2
