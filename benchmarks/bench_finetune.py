@@ -1,16 +1,18 @@
-"""Train on your own scenes, end to end: render pairs from part of an animation, fine-tune the
-shipped model on them, score other frames of the same animation against the shipped model and
-OIDN 2.5 (balanced and high, on the same raw passes).
+"""Tuning on your own scenes, end to end: render pairs from the early frames of a shot, fine-tune
+the network behind a Quality preset on them, and score later frames of the same shot against the
+untuned preset, OIDN 2.5 balanced and Blender's built-in (OIDN high after the Accurate prefilter),
+on the same raw passes.
 
-    .venv/bin/python benchmarks/bench_finetune.py [--work data/walk] [--pairs 72] [--minutes 30]
-        [--eval 4] [--stage all|pairs|eval|finetune|score]
+    .venv/bin/python benchmarks/bench_finetune.py [--scenes walk facade] [--quality high]
+        [--pairs 16] [--minutes 15] [--eval 6] [--stage all|pairs|eval|finetune|score]
 
-The scene is ``benchmarks/scenes/interior_walkthrough.py`` (a furnished room lit through a
-window, 960x540, 120 frames, an animated camera): not a scene the generator makes. Training
-pairs are 128x128 crops from frames 1-90 (1, 4 and 16 spp; clean 256 spp, adaptive 0.01); the
-scored crops are 192x192 from frames 96-120 (reference 2048 spp, adaptive 0.002), another
-seed. Every stage is a repo command (printed before it runs), resumable: run the script again
-after an interruption. Prints the table and writes WORK/result.json.
+Scenes (not the generator's kind): ``walk``, a furnished room lit through a window with the
+camera walking through it (``scenes/interior_walkthrough.py``), and ``facade``, a brick house
+front in low sun with the camera walking past (``scenes/facade_walk.py``); both 960x540, 120
+frames. Training pairs are 128x128 crops of frames 1-40 (1, 4 and 16 spp; clean 256 spp,
+adaptive 0.01); the scored crops are 192x192 from frames 81-120 (reference 1024 spp, adaptive
+0.002), another seed. Every stage is a repo command (printed before it runs) and resumes: run
+the script again after an interruption. Prints a table per scene and writes WORK/result.json.
 """
 
 from __future__ import annotations
@@ -26,18 +28,17 @@ from typing import Any
 
 import numpy as np
 
-from blender_denoise_addon.core import load_model, metrics
-from blender_denoise_addon.core.denoise import denoise, prepare_albedo, prepare_normal, sanitize_color
-from blender_denoise_addon.core.imageio import read_image
+from blender_denoise_addon.core import catalog, load_model, metrics
 from blender_denoise_addon.dataset import files as df
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SHIPPED = ROOT / "training" / "base" / "denoiser-v13-color-albedo-normal.onnx"
-TRAIN = ["--frames", "1-90", "--resolution", "128", "128", "--noisy-spp", "1", "4", "16", "--clean-spp", "256"]
+SCENES = {"walk": "benchmarks/scenes/interior_walkthrough.py", "facade": "benchmarks/scenes/facade_walk.py"}
+TRAIN = ["--frames", "1-40", "--resolution", "128", "128", "--noisy-spp", "1", "4", "16", "--clean-spp", "256"]
 TRAIN += ["--adaptive-threshold", "0.01", "--adaptive-min-samples", "32", "--seed", "1"]
-EVAL = ["--frames", "96-120", "--resolution", "192", "192", "--noisy-spp", "1", "4", "16", "--clean-spp", "2048"]
+EVAL = ["--frames", "81-120", "--resolution", "192", "192", "--noisy-spp", "1", "4", "16", "--clean-spp", "1024"]
 EVAL += ["--adaptive-threshold", "0.002", "--adaptive-min-samples", "256", "--seed", "2"]
+METHODS = ("noisy", "untuned", "tuned", "oidn_balanced", "oidn_blender")
 
 
 def run(cmd: list[str]) -> float:
@@ -56,89 +57,93 @@ def render_minutes(root: Path) -> float:
     return total / 60
 
 
-def score(eval_root: Path, models: dict[str, Path]) -> list[dict[str, Any]]:
-    """Display PSNR and SSIM of every eval pair: noisy, each model (through the core), OIDN."""
+def score(eval_root: Path, models: dict[str, Path], quality: str) -> list[dict[str, Any]]:
+    """Display PSNR of every scored pair: noisy, each model through the core, OIDN balanced and the built-in."""
     from training.dataset import find_pairs
-    from training.evaluate import oidn_denoise, oidn_prefiltered
+    from training.scoring import score_pair
 
     loaded = {k: load_model(p) for k, p in models.items()}
     rows = []
     for pair in find_pairs(eval_root):
-        frame = read_image(pair.noisy)
-        clean = sanitize_color(read_image(pair.clean).color[..., :3])
-        color = sanitize_color(frame.color[..., :3])
-        results = {"noisy": color}
-        for name, m in loaded.items():
-            results[name] = denoise(m, color, frame.albedo, frame.normal, tiling="full").image[..., :3]
-        albedo, normal = prepare_albedo(frame.albedo[..., :3]), prepare_normal(frame.normal[..., :3])
-        for q in ("balanced", "high"):
-            results[f"oidn_{q}"] = oidn_denoise(color, albedo, normal, hdr=True, quality=q)
-        results["oidn_blender"] = oidn_prefiltered(color, albedo, normal)  # Blender's built-in, Accurate prefilter
+        scored = score_pair(pair, loaded, oidn=True, quality=quality)
         row: dict[str, Any] = {"sample": pair.scene, "spp": pair.spp}
-        for name, img in results.items():
-            rep = metrics.report(img, clean)
-            row[name] = round(rep["psnr"], 3)
-            row[f"{name}_ssim"] = round(rep["ssim"], 4)
-            row[f"{name}_lf"] = round(rep["psnr_lf"], 3)
+        for name in METHODS:
+            row[name] = round(scored.psnr(name), 3)
+            row[f"{name}_ssim"] = round(metrics.report(scored.results[name], scored.clean)["ssim"], 4)
         rows.append(row)
     return rows
 
 
-def table(rows: list[dict[str, Any]], names: list[str]) -> str:
-    lines = ["| spp | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| spp | " + " | ".join(METHODS) + " |", "|---|" + "---:|" * len(METHODS)]
     for spp in sorted({r["spp"] for r in rows}):
         sel = [r for r in rows if r["spp"] == spp]
-        means = [float(np.mean([r[n] for r in sel if math.isfinite(r[n])])) for n in names]
+        means = [float(np.mean([r[n] for r in sel if math.isfinite(r[n])])) for n in METHODS]
         best = max(means[1:])
         cells = [f"**{m:.2f}**" if m == best else f"{m:.2f}" for m in means]
         lines.append(f"| {spp} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, default=ROOT / "data" / "walk", help="folder for the scene, data and model")
-    p.add_argument("--pairs", type=int, default=72, help="training samples to render (default %(default)s)")
-    p.add_argument("--minutes", type=float, default=30.0, help="fine-tuning budget (default %(default)s)")
-    p.add_argument("--eval", type=int, default=4, help="scored crops from the held-out frames (default %(default)s)")
-    p.add_argument("--stage", choices=("all", "pairs", "eval", "finetune", "score"), default="all")
-    args = p.parse_args(argv)
-    work: Path = args.work
-    work.mkdir(parents=True, exist_ok=True)
+def bench_scene(scene: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     py = sys.executable
-    blend, pairs, evals, tuned = work / "walk.blend", work / "pairs", work / "eval", work / "walk_tuned.onnx"
-    gen = [py, "-m", "blender_denoise_addon", "generate-dataset", "--scene", str(blend)]
+    work.mkdir(parents=True, exist_ok=True)
+    blend, pairs, evals = work / f"{scene}.blend", work / "pairs", work / "eval"
+    tuned = work / "tuned" / f"{scene}_{args.quality}.onnx"
+    gen = [py, "-m", "blender_denoise_addon", "generate-dataset", "--scene", str(blend), "--quiet"]
     if not blend.is_file():
-        run([py, "benchmarks/scenes/interior_walkthrough.py", str(blend)])
+        run([py, SCENES[scene], str(blend)])
     if args.stage in ("all", "pairs"):
         run([*gen, "--out", str(pairs), "--count", str(args.pairs), *TRAIN])
     if args.stage in ("all", "eval"):
         run([*gen, "--out", str(evals), "--count", str(args.eval), *EVAL])
     if args.stage in ("all", "finetune"):
-        run([py, "-m", "training", "finetune", "--data", str(pairs), "--minutes", str(args.minutes), "-o", str(tuned)])
+        run([py, "-m", "training", "finetune", "--data", str(pairs), "--quality", args.quality,
+             "--minutes", str(args.minutes), "-o", str(tuned), "--quiet"])  # fmt: skip
     if args.stage not in ("all", "score"):
-        return 0
-    rows = score(evals, {"shipped": SHIPPED, "tuned": tuned})
-    names = ["noisy", "shipped", "tuned", "oidn_balanced", "oidn_high", "oidn_blender"]
-    card = json.loads(tuned.with_name(tuned.stem + ".card.json").read_text())
-    result = {
+        return {}
+    untuned = catalog.pick_model({"color", "albedo", "normal"}, quality=args.quality).path
+    rows = score(evals, {"untuned": untuned, "tuned": tuned}, args.quality)
+    card = json.loads(catalog.card_path(tuned).read_text())
+    at4 = [r for r in rows if r["spp"] == 4]
+    return {
+        "scene": scene,
+        "base": untuned.name,
         "render_minutes_pairs": round(render_minutes(pairs), 1),
         "render_minutes_eval": round(render_minutes(evals), 1),
+        "samples": len(list(df.iter_records(pairs))),
         "finetune_minutes": card["minutes"],
         "finetune_steps": card["steps"],
         "kept": card["kept"],
         "holdout_psnr": {"before": card["psnr_before"], "tuned": card["psnr_tuned"]},
+        "mean_4spp": {n: round(float(np.mean([r[n] for r in at4])), 3) for n in METHODS},
         "rows": rows,
     }
-    (work / "result.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(table(rows, names))
-    at4 = [r for r in rows if r["spp"] == 4]
-    gains = [f"{r['sample']} {r['tuned'] - r['shipped']:+.2f} / {r['tuned'] - r['oidn_balanced']:+.2f}" for r in at4]
-    print("\n4 spp, tuned minus shipped / minus OIDN balanced, per crop (dB): " + "; ".join(gains))
-    print(
-        f"\nrendering: {result['render_minutes_pairs']} min of pairs ({len(list(df.iter_records(pairs)))} samples), "
-        f"fine-tuning: {card['minutes']} min ({card['steps']} steps, {card['kept']} model kept)"
-    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, default=ROOT / "data", help="folder holding WORK/<scene>/ (default data)")
+    p.add_argument("--scenes", nargs="+", choices=tuple(SCENES), default=list(SCENES))
+    p.add_argument("--quality", choices=("fast", "balanced", "high"), default="high")
+    p.add_argument("--pairs", type=int, default=16, help="training samples to render (default %(default)s)")
+    p.add_argument("--minutes", type=float, default=15.0, help="fine-tuning budget (default %(default)s)")
+    p.add_argument("--eval", type=int, default=6, help="scored crops from the later frames (default %(default)s)")
+    p.add_argument("--stage", choices=("all", "pairs", "eval", "finetune", "score"), default="all")
+    args = p.parse_args(argv)
+    results = [bench_scene(s, args.work / s, args) for s in args.scenes]
+    if args.stage not in ("all", "score"):
+        return 0
+    (args.work / f"bench_finetune_{args.quality}.json").write_text(json.dumps(results, indent=1) + "\n")
+    for r in results:
+        print(
+            f"\n## {r['scene']}: {r['base']} tuned on {r['samples']} samples ({r['render_minutes_pairs']} min of "
+            f"rendering), {r['finetune_minutes']} min of tuning ({r['finetune_steps']} steps, {r['kept']} kept)"
+        )
+        print(table(r["rows"]))
+        m = r["mean_4spp"]
+        gains = ", ".join(f"{m['tuned'] - m[n]:+.2f} dB vs {n}" for n in ("untuned", "oidn_balanced", "oidn_blender"))
+        print(f"4 spp: tuned {gains}")
     return 0
 
 

@@ -133,25 +133,19 @@ def figure(work: Path, models: list[Path], out: Path, threads: int = 0) -> Path:
     import matplotlib.pyplot as plt
 
     from blender_denoise_addon.core import metrics
-    from blender_denoise_addon.core.denoise import denoise, prepare_albedo, prepare_normal, sanitize_color
-    from blender_denoise_addon.core.imageio import read_image
     from blender_denoise_addon.core.model import load_model
     from blender_denoise_addon.dataset import files as df
-    from training.evaluate import oidn_denoise, oidn_prefiltered
+    from training.dataset import Pair
+    from training.scoring import score_pair
 
     root, index = work / "scored", SCENES.index(FIGURE_SCENE)
-    frame = read_image(df.noisy_exr(root, index, FIGURE_SPP))
-    color = sanitize_color(frame.color[..., :3])
-    clean = sanitize_color(read_image(df.clean_exr(root, index)).color[..., :3])
-    albedo, normal = prepare_albedo(frame.albedo[..., :3]), prepare_normal(frame.normal[..., :3])
-    panels = [("noisy", color)]
-    for m in models:
-        model = load_model(m, threads or None)
-        aux = "albedo" in model.info.inputs
-        result = denoise(model, color, frame.albedo if aux else None, frame.normal if aux else None, tiling="full")
-        panels.append((m.stem.removeprefix("denoiser-"), result.image[..., :3]))
-    panels.append(("OIDN balanced", oidn_denoise(color, albedo, normal, hdr=True, quality="balanced")))
-    panels.append(("OIDN, Blender's prefilter", oidn_prefiltered(color, albedo, normal)))
+    pair = Pair(FIGURE_SCENE, FIGURE_SPP, df.noisy_exr(root, index, FIGURE_SPP), df.clean_exr(root, index), "exr")
+    models_by_name = {m.stem.removeprefix("denoiser-"): load_model(m, threads or None) for m in models}
+    scored = score_pair(pair, models_by_name, oidn=True)
+    clean = scored.clean
+    names = ["noisy", *models_by_name, "oidn_balanced", "oidn_blender"]
+    titles = {"oidn_balanced": "OIDN balanced", "oidn_blender": "OIDN, Blender's prefilter"}
+    panels = [(titles.get(n, n), scored.results[n]) for n in names]
     x, y, w, h = FIGURE_BOX
     ref = metrics.to_display(clean)[y : y + h, x : x + w]
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.6), squeeze=False)

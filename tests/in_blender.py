@@ -152,12 +152,16 @@ def features() -> None:
 
     @check("models_folder")
     def _() -> dict[str, Any]:
-        # A fine-tuned model dropped into the extension's user directory, and a broken one.
+        # A model tuned from High (what `finetune --quality high` writes: the model, its card and its
+        # prefilters) dropped into the extension's user directory, and a broken one.
         catalog, preferences = addon("core.catalog"), addon("blender.ui.preferences")
         folder = preferences.models_folder(create=True)
-        color_only = catalog.pick_model({"color"}).path
-        shutil.copy(color_only, folder / "walk_tuned.onnx")
-        catalog.card_path(folder / "walk_tuned.onnx").write_text(json.dumps({"name": "Walkthrough tuned"}))
+        high = catalog.pick_model({"color", "albedo", "normal"}, quality="high")
+        shutil.copy(high.path, folder / "walk_tuned.onnx")
+        for name in high.info.prefilter:
+            shutil.copy(high.path.parent / name, folder / name)
+        card = {"name": "Walkthrough tuned", "base_name": high.info.name, "kept": "tuned"}
+        catalog.card_path(folder / "walk_tuned.onnx").write_text(json.dumps(card))
         (folder / "broken.onnx").write_bytes(b"not an onnx file")
         scene = scene_with_camera()
         p = prefs()
@@ -174,6 +178,8 @@ def features() -> None:
         p.model_source = "BUNDLED"
         in_ext = str(folder).startswith(bpy.utils.user_resource("EXTENSIONS"))
         listed = items.get("user:walk_tuned.onnx", ("", ""))[0] == "Walkthrough tuned"
+        listed = listed and f"tuned from {high.info.name}" in items["user:walk_tuned.onnx"][1]
+        listed = listed and not any(f"user:{n}" in items for n in high.info.prefilter)  # they serve the model
         broken = "broken.onnx" in items.get("user:broken.onnx", ("", ""))[1]
         bundled = sum(k.startswith("bundled:") for k in items) == len(catalog.bundled_models())
         return {"ok": in_ext and listed and broken and bundled and ret == {"FINISHED"} and label == "Walkthrough tuned"

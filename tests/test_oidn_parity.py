@@ -17,7 +17,7 @@ from blender_denoise_addon.core import transfer as tf
 from blender_denoise_addon.core.denoise import denoise, prefilter
 from blender_denoise_addon.core.metrics import psnr, to_display
 from blender_denoise_addon.core.model import Model, load_model
-from training.evaluate import oidn_denoise, oidn_prefiltered
+from training.scoring import oidn_denoise, oidn_prefiltered
 
 pytestmark = [pytest.mark.bpy, pytest.mark.slow]
 

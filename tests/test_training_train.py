@@ -151,10 +151,15 @@ def test_cli_help_explains_every_option():
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"train", "evaluate", "export", "finetune", "prefilter", "summarize", "import-oidn"}
+    assert set(sub.choices) == {"train", "evaluate", "export", "finetune", "summarize", "import-oidn"}
     for name, p in sub.choices.items():
         for action in p._actions:
             assert action.help and len(action.help) > 8, f"{name} {action.option_strings} has no help"
+    # One trainer for every network and role stays readable: at most 50 options, in groups.
+    train = sub.choices["train"]
+    assert len([a for a in train._actions if a.option_strings and "-h" not in a.option_strings]) <= 50
+    groups = {g.title: len(g._group_actions) for g in train._action_groups if g._group_actions}
+    assert {"data", "model", "optimisation", "run"} <= set(groups) and max(groups.values()) <= 20, groups
     cmd = [sys.executable, "-m", "training", "train", "--help"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and "--patch" in proc.stdout and "(default: 64)" in proc.stdout
@@ -170,7 +175,7 @@ def test_recipe_builds_the_shipped_model_shape_stage_by_stage(name):
     from training.config import config_from, load_recipe
 
     recipe = load_recipe(name)
-    configs = [config_from(recipe["defaults"] | s["settings"]) for s in recipe["stages"]]
+    configs = [config_from(s["settings"]) for s in recipe["stages"]]
     assert all(s["data"] in recipe["datasets"] for s in recipe["stages"])
     assert all(s.get("init") == "previous" for s in recipe["stages"][1:]) and "init" not in recipe["stages"][0]
     assert all(d["generate"].startswith("--count") for d in recipe["datasets"].values())
@@ -200,7 +205,7 @@ def test_recipe_runs_its_stages_skips_finished_ones_and_names_missing_data(datas
     (recipes / "tiny.json").write_text(json.dumps(recipe))
     monkeypatch.setattr(config, "RECIPES", recipes)
     root = tmp_path / "data"
-    args = ["train", "--recipe", "tiny", "--data-root", str(root), "--out", str(tmp_path / "run"), "--threads", "1"]
+    args = ["train", "--recipe", "tiny", "--data", str(root), "--out", str(tmp_path / "run"), "--threads", "1"]
     assert main([*args, "--quiet"]) == 1  # no dataset yet: the command to render it is printed
     root.mkdir()
     (root / "tiny").symlink_to(dataset)
@@ -213,7 +218,7 @@ def test_recipe_runs_its_stages_skips_finished_ones_and_names_missing_data(datas
     assert (tmp_path / "run" / "a" / "last.pt").stat().st_mtime_ns == stamp
     assert main([*args, "--lr", "1"]) == 1  # a recipe sets its own training options
     # Begin at stage b with the weights stage a made: only b runs, from them.
-    later = ["train", "--recipe", "tiny", "--data-root", str(root), "--out", str(tmp_path / "later"), "--quiet"]
+    later = ["train", "--recipe", "tiny", "--data", str(root), "--out", str(tmp_path / "later"), "--quiet"]
     a_best = str(tmp_path / "run" / "a" / "best.pt")
     assert main([*later, "--start-at", "b"]) == 1  # without --init: an error, nothing trained
     assert main([*later, "--start-at", "c", "--init", a_best]) == 1
@@ -243,7 +248,7 @@ def test_recipe_with_render_makes_the_model_from_the_dataset_command_on(tmp_path
     (recipes / "tiny.json").write_text(json.dumps(recipe))
     monkeypatch.setattr(config, "RECIPES", recipes)
     root, out = tmp_path / "data", tmp_path / "run"
-    args = ["train", "--recipe", "tiny", "--data-root", str(root), "--out", str(out), "--threads", "1", "--quiet"]
+    args = ["train", "--recipe", "tiny", "--data", str(root), "--out", str(out), "--threads", "1", "--quiet"]
     assert main([*args, "--render"]) == 0
     assert sorted(p.name for p in root.iterdir()) == ["small"]  # only the datasets its stages use
     model = load_model(out / "tiny-rendered.onnx")

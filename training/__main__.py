@@ -5,35 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
-
-from blender_denoise_addon.core.contract import PREFILTER_INPUTS
-from blender_denoise_addon.core.defaults import DEFAULT_QUALITY, QUALITY
-
-from .config import SOURCES  # no torch
-
-
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data",
-        required=True,
-        help="dataset folder written by generate-dataset (exr/ + samples/, or noise/ + denoise/ PNGs)",
-    )
-    p.add_argument(
-        "--source",
-        choices=SOURCES,
-        default="auto",
-        help="pairs to read: linear multilayer EXRs, PNG pairs, or auto (EXRs when present) (default %(default)s)",
-    )
-    p.add_argument(
-        "--val-fraction", type=float, default=0.1, help="share of scenes held out for validation (default %(default)s)"
-    )
-    p.add_argument(
-        "--test-fraction", type=float, default=0.1, help="share of scenes held out for testing (default %(default)s)"
-    )
-    p.add_argument(
-        "--split-seed", type=int, default=0, help="seed of the deterministic split by scene (default %(default)s)"
-    )
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,19 +12,20 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "train",
-        help="train the Modified U-Net on random crops (or a shipped model's recipe)",
-        description="Train the Modified U-Net (MSE + SSIM + L1, Adam). Without options it trains the recommended "
-        "architecture (the shipped color + albedo + normal model's). The run folder gets config.json, split.json, "
+        help="train any of our networks on random crops: denoisers and guide prefilters (or a recipe)",
+        description="Train a network picked by --network (MSE + SSIM + L1, Adam): the Modified U-Net ('kpn', the "
+        "default: the recommended architecture, the shipped color + albedo + normal model's), or OIDN's U-Nets "
+        "('oidn-base', 'oidn-small', 'oidn-large'; with --init an import-oidn export, they fine-tune). Guides "
+        "alone as --inputs (e.g. albedo,normal) train a guide prefilter. The run folder gets config.json, split.json, "
         "log.csv, last.pt and best.pt (lowest validation loss). --resume continues a run with the settings saved "
         f"in its checkpoint; only {', '.join('--' + o.replace('_', '-') for o in RESUME_OPTIONS[2:])} may change.",
     )
     p.add_argument(
         "--recipe",
         choices=recipe_names(),
-        help="run every stage of a shipped model's recipe (training/recipes/NAME.json) into OUT/<stage>; "
-        "a rerun skips finished stages and resumes an interrupted one",
+        help="run every stage of a shipped model's recipe (training/recipes/NAME.json) into OUT/<stage>, its "
+        "datasets in --data (default: data); a rerun skips finished stages and resumes an interrupted one",
     )
-    p.add_argument("--data-root", default="data", help="with --recipe: the folder holding its datasets (default data)")
     p.add_argument(
         "--render",
         action="store_true",
@@ -69,45 +41,16 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    from .config import add_options
+    from .evaluate import EvalConfig
+
     p = sub.add_parser(
         "evaluate",
         help="metrics and plots on the test split: noisy vs ours vs OIDN",
-        description="Evaluate a checkpoint or an exported ONNX model through the core's denoise path. Writes "
-        "metrics.json, metrics.csv, table.md (per spp), curves.png and grid_*.png into --out.",
+        description="Evaluate a checkpoint (--checkpoint) or an exported ONNX model (--model) through the core's "
+        "denoise path. Writes metrics.json, metrics.csv, table.md (per spp), curves.png and grid_*.png into --out.",
     )
-    _data_args(p)
-    p.add_argument("--out", required=True, help="folder for metrics and plots")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", help="a .pt checkpoint (its saved split settings override the split options)")
-    which.add_argument("--model", help="an exported .onnx model (the split options pick the frames)")
-    p.add_argument(
-        "--split", choices=("train", "val", "test", "all"), default="test", help="frames to evaluate (default test)"
-    )
-    p.add_argument("--no-oidn", dest="oidn", action="store_false", help="skip OIDN 2.5")
-    p.add_argument("--coarse", action="store_true", help="ablation: ours with the coarse pass at any quality")
-    p.add_argument(
-        "--quality",
-        choices=tuple(QUALITY),
-        default=DEFAULT_QUALITY,
-        help="ours at this Quality setting (default %(default)s)",
-    )
-    p.add_argument(
-        "--flips",
-        type=int,
-        default=-1,
-        choices=(-1, 1, 2, 4),
-        help="ablation: test-time flips instead of the quality's",
-    )
-    p.add_argument("--grids", type=int, default=8, help="comparison grids to draw, the first N frames (default 8)")
-    p.add_argument(
-        "--figure-spp", type=int, default=4, help="comparison.png shows frames at this spp (default 4; 0: none)"
-    )
-    p.add_argument("--figure-rows", type=int, default=6, help="scenes in comparison.png (default 6)")
-    p.add_argument(
-        "--run", default="", help="run folder whose log.csv gives the training curves (default: the checkpoint's)"
-    )
-    p.add_argument("--threads", type=int, default=0, help="torch / onnxruntime CPU threads (0: default)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_options(p, EvalConfig)
     p.set_defaults(_run=_run_evaluate)
 
 
@@ -130,34 +73,19 @@ def _export_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _finetune_parser(sub: argparse._SubParsersAction) -> None:
+    from .config import add_options
     from .finetune import FinetuneConfig
 
-    d = FinetuneConfig("", "")
     p = sub.add_parser(
         "finetune",
-        help="tune a shipped model on your own pairs for a time budget (one command)",
-        description="Fine-tune the shipped model that fits the data's passes (or --from MODEL) with its recipe "
-        "for --minutes, score held-out pairs before and after, keep the better model, export it with the parity "
-        "check and write its card (NAME.card.json) beside it. Put both in the add-on's models folder. A rerun "
-        "with the same output resumes (OUT.run/).",
+        help="tune the network behind a Quality preset on your own pairs, for a time budget (one command)",
+        description="Fine-tune the network the add-on runs at --quality (or --base MODEL) on pairs rendered from "
+        "your scene, for --minutes; score held-out pairs before and after, keep the better model, export it with "
+        "the parity check (its prefilters copied beside it) and write its card (NAME.card.json). Put them in the "
+        "add-on's models folder: Preferences list it under Tuned models. A rerun with the same output resumes "
+        "(OUT.run/).",
     )
-    p.add_argument("--data", required=True, help="dataset folder written by generate-dataset (e.g. with --scene)")
-    p.add_argument("-o", "--output", required=True, help="the tuned .onnx to write")
-    p.add_argument(
-        "--from",
-        dest="base",
-        default=d.base,
-        metavar="MODEL",
-        help="the .onnx to start from (default: the shipped model that uses the most of the data's passes)",
-    )
-    p.add_argument("--minutes", type=float, default=d.minutes, help="training time budget (default %(default)s)")
-    p.add_argument(
-        "--holdout", type=float, default=d.holdout, help="share of samples held out for scoring (default %(default)s)"
-    )
-    p.add_argument("--name", default=d.name, help="the model's name in Blender (default: the output's file name)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the held-out split and the crops")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch / onnxruntime threads (0: default)")
-    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+    add_options(p, FinetuneConfig)
     p.set_defaults(_run=_run_finetune)
 
 
@@ -165,36 +93,6 @@ def _run_finetune(args: argparse.Namespace) -> int:
     from .finetune import FinetuneConfig, finetune
 
     finetune(FinetuneConfig(**{k: v for k, v in vars(args).items() if k not in ("command", "_run")}))
-    return 0
-
-
-def _prefilter_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "prefilter",
-        help="train a guide prefilter (albedo and/or normal) and export it as a prefilter ONNX",
-        description="Train a small kernel-prediction network that cleans the noisy albedo and normal passes, "
-        "with the clean render's guide as the target, for --minutes; OUT gets config.json, log.csv, best.pt "
-        "and summary.json, and -o the exported model (role 'prefilter' in the model contract).",
-    )
-    p.add_argument("--data", action="append", required=True, help="dataset folder (EXRs); repeat for several")
-    p.add_argument("--guides", choices=tuple(PREFILTER_INPUTS), default="albedo,normal",
-                   help="the guide passes to clean, with one network (default %(default)s)")  # fmt: skip
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--minutes", type=float, default=15.0, help="training time (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights and crops (default %(default)s)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("-o", "--output", help="export the best weights to this .onnx")
-    p.set_defaults(_run=_run_prefilter)
-
-
-def _run_prefilter(args: argparse.Namespace) -> int:
-    import json
-
-    from .prefilter import PrefilterConfig, train_prefilter
-
-    config = PrefilterConfig(data=args.data, guides=args.guides, out=args.out, minutes=args.minutes,
-                             seed=args.seed, threads=args.threads)  # fmt: skip
-    print(json.dumps(train_prefilter(config, args.output), indent=1))
     return 0
 
 
@@ -224,9 +122,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from .config import RESUME_OPTIONS, config_from
 
-    given = {
-        k: v for k, v in vars(args).items() if k not in ("command", "_run", "recipe", "data_root", "start_at", "render")
-    }
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "_run", "recipe", "start_at", "render")}
     if (args.start_at or args.render) and not args.recipe:
         raise DenoiseError(f"--{'start-at' if args.start_at else 'render'} needs --recipe")
     if args.recipe:
@@ -234,11 +130,12 @@ def _run_train(args: argparse.Namespace) -> int:
 
         if "out" not in given:
             raise DenoiseError("--recipe needs --out")
-        extra = set(given) - {"out", "threads", "workers", "progress"} - ({"init"} if args.start_at else set())
+        extra = set(given) - {"out", "data", "threads", "workers", "progress"} - ({"init"} if args.start_at else set())
         if extra:
             raise DenoiseError(f"--recipe sets every training option itself; drop --{', --'.join(sorted(extra))}")
-        run = {k: v for k, v in given.items() if k not in ("out", "init")}
-        last = run_recipe(args.recipe, given["out"], args.data_root, run, args.start_at, given.get("init"), args.render)
+        run = {k: v for k, v in given.items() if k not in ("out", "init", "data")}
+        data_root = given.get("data", "data")
+        last = run_recipe(args.recipe, given["out"], data_root, run, args.start_at, given.get("init"), args.render)
         if not args.render:
             print(f"recipe {args.recipe} done: export {last / 'best.pt'}")
         return 0
@@ -258,14 +155,8 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EvalConfig, evaluate
 
-    skip = {"command", "_run", "quiet"}
-    values: dict[str, Any] = {k: v for k, v in vars(args).items() if k not in skip}
-    for k in ("checkpoint", "model"):
-        values[k] = values[k] or ""
-    cfg = EvalConfig(**values)
-    cfg.progress = not args.quiet
-    result = evaluate(cfg)
-    print(f"{result['frames']} frames evaluated; results in {args.out}")
+    result = evaluate(EvalConfig(**{k: v for k, v in vars(args).items() if k not in ("command", "_run")}))
+    print(f"{result['frames']} frames evaluated; results in {result['out']}")
     return 0
 
 
@@ -316,7 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_parser(sub)
     _export_parser(sub)
     _finetune_parser(sub)
-    _prefilter_parser(sub)
     _summary_parser(sub)
     _import_oidn_parser(sub)
     return parser

@@ -2,22 +2,24 @@
 
 A checkpoint holds ``model`` (the state dict), ``model_config`` (``UNetConfig.to_dict()``),
 ``transfer`` and ``config`` (the run's ``TrainConfig``); an export carries the model config in
-its metadata under ``MODEL_CONFIG_KEY`` and PyTorch's parameter names on its initializers.
+its metadata under ``MODEL_CONFIG_KEY`` and PyTorch's parameter names on its initializers; an
+OIDN network import-oidn wrote is recognised by its tensors (``networks.onnx_config``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from blender_denoise_addon.core.errors import DenoiseError
 
-from .model import LEGACY_DEFAULTS, ModifiedUNet, UNetConfig
+from .config import LEGACY_DEFAULTS, UNetConfig
+from .networks import MODEL_CONFIG_KEY, build, onnx_config, read_onnx_weights
 
-MODEL_CONFIG_KEY = "training.model_config"  # export metadata: the UNetConfig, as JSON
+__all__ = ["MODEL_CONFIG_KEY", "build_model", "initial_config", "initial_weights", "load_checkpoint"]
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -27,12 +29,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def build_model(checkpoint: dict[str, Any]) -> tuple[ModifiedUNet, UNetConfig, str]:
+def build_model(checkpoint: dict[str, Any]) -> tuple[nn.Module, UNetConfig, str]:
     """(model with weights, its config, its transfer) from a loaded checkpoint."""
     cfg = UNetConfig.from_dict(checkpoint["model_config"])
-    model = ModifiedUNet(cfg)
+    model = build(cfg)
     model.load_state_dict(checkpoint["model"])
     return model, cfg, checkpoint["transfer"]
+
+
+def _onnx(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    if not path.is_file():
+        raise DenoiseError(f"model not found: {path}")
+    meta, weights = read_onnx_weights(path)
+    return onnx_config(path, meta, weights), weights
 
 
 def initial_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -45,24 +54,13 @@ def initial_weights(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         return load_checkpoint(path)["model"]
-    if not path.is_file():
-        raise DenoiseError(f"model not found: {path}")
-    import onnx
-    from onnx import numpy_helper
-
-    try:
-        proto = onnx.load(str(path))
-    except Exception as e:  # noqa: BLE001 - onnx raises several types for a bad file
-        raise DenoiseError(f"cannot read {path} as an ONNX model: {e}") from e
-    return {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in proto.graph.initializer}
+    return _onnx(path)[1]
 
 
-def initial_config(path: str | Path) -> dict[str, Any] | None:
-    """The model config ``path`` was trained with: a checkpoint's, or an export's metadata (None if absent)."""
+def initial_config(path: str | Path) -> dict[str, Any]:
+    """The model config ``path`` was trained with: a checkpoint's, or an export's (an error names
+    what can be trained when it is none of those)."""
     path = Path(path)
     if path.suffix.lower() != ".onnx":
         return LEGACY_DEFAULTS | load_checkpoint(path)["model_config"]
-    import onnx
-
-    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    return json.loads(meta[MODEL_CONFIG_KEY]) if MODEL_CONFIG_KEY in meta else None
+    return _onnx(path)[0]

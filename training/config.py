@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from blender_denoise_addon.core.contract import INPUT_SETS, ModelInfo
+from blender_denoise_addon.core.contract import INPUT_SETS, PREFILTER_INPUTS, ModelInfo
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.transfer import TRANSFERS
 
@@ -22,6 +23,12 @@ from blender_denoise_addon.core.transfer import TRANSFERS
 # the whole U-Net in its blocked (NCHWc) layout, which ConvTranspose breaks.
 UPSAMPLES = ("transpose", "nearest")
 KERNEL_SPACES = ("log", "both")
+# Networks the trainer builds, by name (training/networks.py): 'kpn', our kernel-predicting U-Net
+# (the Modified U-Net for denoisers, the small guide network for prefilters), and OIDN's U-Nets,
+# whose published weights import-oidn exports (UNet, UNetSmall, UNetLarge).
+NETWORKS = ("kpn", "oidn-base", "oidn-small", "oidn-large")
+# What a network may take: a denoiser's passes (color first), or a guide prefilter's guides.
+TRAIN_INPUTS: dict[str, tuple[str, ...]] = INPUT_SETS | PREFILTER_INPUTS
 # A saved config without a key was saved before that option existed (or before its default
 # changed): it meant the old default. Every field's value before this version's defaults.
 LEGACY_DEFAULTS: dict[str, Any] = {
@@ -47,9 +54,17 @@ REMOVED_OPTIONS: dict[str, Any] = {
 REFINE_BOUND = 0.05
 
 
+def option(
+    help: str, choices: Any = None, group: str = "settings", flag: str = "", required: bool = False
+) -> dict[str, Any]:
+    """A config field's command-line option (``add_options``): its help, choices, group, its flags
+    when not ``--field-name`` (comma-separated), and whether it must be given."""
+    return {"help": help, "choices": tuple(choices) if choices else None, "group": group, "flag": flag,
+            "required": required}  # fmt: skip
+
+
 def _opt(help: str, choices: Any = None, group: str = "model", flag: str = "") -> dict[str, Any]:
-    """A field's command-line option: its help, choices and group (``add_options``)."""
-    return {"help": help, "choices": tuple(choices) if choices else None, "group": group, "flag": flag}
+    return option(help, choices, group, flag)
 
 
 @dataclass(frozen=True)
@@ -59,7 +74,11 @@ class UNetConfig:
     color + albedo + normal model's (v13); with color alone, demodulate and the picker are off.
     """
 
-    inputs: str = field(default="color,albedo,normal", metadata=_opt("passes the network takes", INPUT_SETS))
+    network: str = field(default="kpn", metadata=_opt("the network, by name (training/networks.py)", NETWORKS))
+    inputs: str = field(
+        default="color,albedo,normal",
+        metadata=_opt("passes the network takes; guides alone train a guide prefilter", TRAIN_INPUTS),
+    )
     width: int = field(default=16, metadata=_opt("channels at full resolution"))
     growth: int = field(default=16, metadata=_opt("channels added per level down"))
     depth: int = field(default=4, metadata=_opt("number of 2x poolings (alignment = 2**depth)"))
@@ -102,13 +121,15 @@ class UNetConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.inputs not in INPUT_SETS:
-            raise ValueError(f"inputs must be one of {', '.join(INPUT_SETS)}, got {self.inputs!r}")
+        if self.inputs not in TRAIN_INPUTS:
+            raise ValueError(f"inputs must be one of {', '.join(TRAIN_INPUTS)}, got {self.inputs!r}")
+        if self.network not in NETWORKS:
+            raise ValueError(f"network must be one of {', '.join(NETWORKS)}, got {self.network!r}")
         # Defaults that depend on other fields, resolved once (the saved config holds the values).
         if not self.kernel_scales:
             object.__setattr__(self, "kernel_scales", self.depth + 1)
         if self.demodulate is None:
-            object.__setattr__(self, "demodulate", "albedo" in INPUT_SETS[self.inputs])
+            object.__setattr__(self, "demodulate", self.role == "denoiser" and "albedo" in self.passes)
         if self.picker_width < 0:
             object.__setattr__(self, "picker_width", 8 if self.demodulate else 0)
         if self.width < 1 or self.growth < 0 or self.depth < 1:
@@ -119,8 +140,8 @@ class UNetConfig:
             raise ValueError(f"kernel_size must be odd and >= 1, got {self.kernel_size}")
         if not 1 <= self.kernel_scales <= self.depth + 1:
             raise ValueError(f"kernel_scales must be in 1..{self.depth + 1}, got {self.kernel_scales}")
-        if self.demodulate and "albedo" not in INPUT_SETS[self.inputs]:
-            raise ValueError("demodulate needs an albedo input")
+        if self.demodulate and (self.role != "denoiser" or "albedo" not in self.passes):
+            raise ValueError("demodulate needs a color and an albedo input")
         if self.picker_width and not self.demodulate:
             raise ValueError("picker_width needs demodulate")
         if not self.refine_bound > 0:
@@ -146,8 +167,22 @@ class UNetConfig:
             raise DenoiseError(f"the saved model config does not fit this version: {e}") from None
 
     @property
+    def passes(self) -> tuple[str, ...]:
+        return TRAIN_INPUTS[self.inputs]
+
+    @property
+    def role(self) -> str:
+        """``denoiser`` (color in) or ``prefilter`` (guides in, the same guides cleaned out)."""
+        return "denoiser" if "color" in self.passes else "prefilter"
+
+    @property
+    def kpn_denoiser(self) -> bool:
+        """The Modified U-Net: the shape fields below describe it (OIDN's U-Nets have fixed shapes)."""
+        return self.network == "kpn" and self.role == "denoiser"
+
+    @property
     def in_channels(self) -> int:
-        return 3 * len(INPUT_SETS[self.inputs])
+        return 3 * len(self.passes)
 
     @property
     def channels(self) -> list[int]:
@@ -168,6 +203,10 @@ class UNetConfig:
 
     @property
     def alignment(self) -> int:
+        if not self.kpn_denoiser:
+            from .networks import alignment
+
+            return alignment(self)
         return 2**self.depth
 
     def _ops(self) -> list[str]:
@@ -188,6 +227,10 @@ class UNetConfig:
         so the window depends on the phase) and returns the widest symmetric window.
         The deepest path bounds every skip path, so following it is exact.
         """
+        if not self.kpn_denoiser:
+            from .networks import receptive_field
+
+            return receptive_field(self)
         radius = 0
         # The post kernel and the refine branch read the combined result further out.
         r = (2 if self.refine_width else 0) + self.post_kernel // 2
@@ -217,15 +260,19 @@ class UNetConfig:
 
     def model_info(self, transfer: str, name: str = "") -> ModelInfo:
         return ModelInfo(
-            inputs=INPUT_SETS[self.inputs],
+            inputs=self.passes,
             transfer=transfer,
             alignment=self.alignment,
             receptive_field=self.receptive_field,
             name=name,
+            role=self.role,
+            padding="zero" if self.network.startswith("oidn") else "mirror",  # as OIDN pads
         )
 
     def macs_per_pixel(self) -> float:
-        """Multiply-accumulates per full-resolution pixel (convolutions only)."""
+        """Multiply-accumulates per full-resolution pixel (convolutions only; the Modified U-Net's)."""
+        if not self.kpn_denoiser:
+            return math.nan
         ch = self.channels
         total = 0.0
         cin = self.in_channels
@@ -275,6 +322,7 @@ def _optim(help: str) -> dict[str, Any]:
 
 
 SOURCES = ("auto", "exr", "png")
+FREEZE = ("none", "encoder")
 # The albedo and normal the network is trained on: the noisy render's (as it sees them without a
 # prefilter), the clean render's (how OIDN trains its cleanAux models), or the noisy ones after
 # the --prefilter models (exactly what it sees at inference).
@@ -294,7 +342,9 @@ def parse_prefilter(raw: str) -> list[str]:
 class TrainConfig:
     """One training run. ``config.json`` in the run folder and every checkpoint hold it (``asdict``)."""
 
-    data: str = field(default="", metadata=_data("dataset folder written by generate-dataset"))
+    data: str = field(
+        default="", metadata=_data("dataset folder written by generate-dataset (with --recipe: the datasets' folder)")
+    )
     out: str = field(default="", metadata=_run("run folder for the config, log and checkpoints"))
     source: str = field(
         default="auto", metadata=_data("pairs to read: multilayer EXRs, PNG pairs, or auto (EXRs if any)", SOURCES)
@@ -311,15 +361,25 @@ class TrainConfig:
     val_fraction: float = field(default=0.1, metadata=_data("share of scenes held out for validation"))
     test_fraction: float = field(default=0.1, metadata=_data("share of scenes held out for testing"))
     split_seed: int = field(default=0, metadata=_data("seed of the deterministic split by scene"))
-    transfer: str = field(default="log", metadata=_opt("network space for color (core/transfer.py)", TRANSFERS))
+    transfer: str = field(
+        default="",
+        metadata=_opt(
+            "network space for color (core/transfer.py; default: log for kpn, pu for OIDN's networks, "
+            "linear for prefilters)",
+            TRANSFERS,
+        ),
+    )
     model: UNetConfig = field(default_factory=UNetConfig)  # options: one per UNetConfig field
     epochs: int = field(default=30, metadata=_optim("passes over the training crops"))
     batch_size: int = field(default=16, metadata=_optim("crops per step"))
     patch: int = field(default=64, metadata=_optim("random crop size in pixels"))
     patches_per_image: int = field(default=8, metadata=_optim("random crops taken from each pair per epoch"))
-    augment: bool = field(default=True, metadata=_optim("random flips and rotations of the crops"))
     albedo_texture: float = field(
         default=0.0, metadata=_optim("fraction of crops with a painted texture on color, target and albedo")
+    )
+    freeze: str = field(
+        default="none",
+        metadata=_opt("with --init: weights kept as they are ('encoder': the encoder's)", FREEZE, "optimisation"),
     )
     lr: float = field(default=1e-3, metadata=_optim("Adam learning rate after warmup"))
     min_lr: float = field(default=1e-5, metadata=_optim("learning rate at the end of the cosine decay"))
@@ -352,6 +412,15 @@ class TrainConfig:
     reset_blends: bool = field(default=False, metadata=_run("with --init: the coarse-to-fine blends restart at 0.5"))
     progress: bool = field(default=True, metadata=_run("no progress bars", flag="--quiet"))
 
+    def __post_init__(self) -> None:
+        if not self.transfer:  # each network's own space
+            m = self.model
+            self.transfer = "linear" if m.role == "prefilter" else "pu" if m.network.startswith("oidn") else "log"
+        if self.freeze not in FREEZE:
+            raise ValueError(f"freeze must be one of {', '.join(FREEZE)}, got {self.freeze!r}")
+        if self.model.role == "prefilter" and (self.guides != "noisy" or self.albedo_texture or self.w_psnr):
+            raise ValueError("a guide prefilter trains on the noisy guides: no --guides, --albedo-texture or --w-psnr")
+
     @classmethod
     def from_dict(cls, saved: dict[str, Any]) -> TrainConfig:
         """A saved config (``asdict``), also from before the model's fields were nested."""
@@ -373,10 +442,10 @@ RESUME_OPTIONS = ("out", "resume", "epochs", "max_steps", "workers", "threads", 
 def _option(parser: Any, f: Any) -> None:
     meta = f.metadata
     default = f.default if f.default is not MISSING else f.default_factory()
-    flag = meta["flag"] or "--" + f.name.replace("_", "-")
-    shown = "" if default in ("", None, []) else f" (default: {default})"
+    flags = meta["flag"].split(",") if meta["flag"] else ["--" + f.name.replace("_", "-")]
+    shown = "" if default in ("", None, []) or meta.get("required") else f" (default: {default})"
     kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": meta["help"] + shown}
-    if meta["flag"] and isinstance(default, bool):  # e.g. --quiet: sets the field to not its default
+    if meta["flag"].startswith("--") and isinstance(default, bool):  # e.g. --quiet: the field's opposite
         kw |= {"action": "store_false" if default else "store_true", "help": meta["help"]}
     elif isinstance(default, bool) or f.name == "demodulate":
         kw["action"] = argparse.BooleanOptionalAction
@@ -386,14 +455,19 @@ def _option(parser: Any, f: Any) -> None:
         kw["type"] = type(default)
     if meta["choices"]:
         kw["choices"] = meta["choices"]
-    parser.add_argument(flag, **kw)
+    if meta.get("required"):
+        kw["required"] = True
+    parser.add_argument(*flags, **kw)
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """One option per TrainConfig and UNetConfig field, grouped; absent unless given."""
+def add_options(parser: argparse.ArgumentParser, config: type = TrainConfig, skip: tuple[str, ...] = ()) -> None:
+    """One option per field of the dataclass ``config`` (a TrainConfig's model: one per UNetConfig
+    field), grouped by their metadata; absent from the parsed namespace unless given."""
     groups: dict[str, Any] = {}
-    for f in fields(TrainConfig):
-        for g in [f] if f.name != "model" else fields(UNetConfig):
+    for f in fields(config):
+        for g in [f] if f.metadata else fields(UNetConfig):  # the one field without: the nested network
+            if g.name in skip:
+                continue
             group = g.metadata["group"]
             if group not in groups:
                 groups[group] = parser.add_argument_group(group)
@@ -422,27 +496,22 @@ def recipe_names() -> list[str]:
 
 
 def load_recipe(name: str) -> dict[str, Any]:
-    """A recipe; one that ``extends`` another runs the other's stages first, then its own. Each
-    recipe's ``defaults`` are folded into its own stages, so the result has none; the extension's
-    stages start from the settings of the other's last stage (the network they continue)."""
+    """A recipe with each stage's complete settings: the one place the merge rule lives. A stage's
+    settings are its recipe's ``defaults`` overridden by its own; a recipe that ``extends`` another
+    runs the other's stages first, and its own stages start from the settings of the other's last
+    stage (the network they continue). The result has no ``defaults`` left."""
     path = RECIPES / f"{name}.json"
     if not path.is_file():
         raise DenoiseError(f"no recipe {name!r}; recipes: {', '.join(recipe_names()) or 'none'}")
     recipe = json.loads(path.read_text(encoding="utf-8"))
     base_name = recipe.get("extends")
-    if not base_name:
-        return recipe
     if base_name == name:
         raise DenoiseError(f"recipe {name} extends itself")
-    base = load_recipe(base_name)
-
-    def folded(r: dict[str, Any], inherited: dict[str, Any]) -> list[dict[str, Any]]:
-        return [s | {"settings": inherited | r.get("defaults", {}) | s["settings"]} for s in r["stages"]]
-
-    base_stages = folded(base, {})
-    stages = base_stages + folded(recipe, base_stages[-1]["settings"])
+    base = load_recipe(base_name) if base_name else {"stages": [], "datasets": {}}
+    inherited = base["stages"][-1]["settings"] if base["stages"] else {}
+    own = [s | {"settings": inherited | recipe.get("defaults", {}) | s["settings"]} for s in recipe["stages"]]
+    stages = base["stages"] + own
     names = [s["name"] for s in stages]
     if len(set(names)) != len(names):
         raise DenoiseError(f"recipe {name}: stage names repeat those of {base_name}: {names}")
-    datasets = base["datasets"] | recipe.get("datasets", {})
-    return recipe | {"datasets": datasets, "defaults": {}, "stages": stages}
+    return recipe | {"datasets": base["datasets"] | recipe.get("datasets", {}), "defaults": {}, "stages": stages}

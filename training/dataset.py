@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from blender_denoise_addon.core import transfer as tf
-from blender_denoise_addon.core.contract import GUIDE_RANGES, INPUT_SETS
+from blender_denoise_addon.core.contract import GUIDE_RANGES
 from blender_denoise_addon.core.denoise import frame_exposure, prefilter, prepare_guide, sanitize_color
 from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.imageio import read_image
 from blender_denoise_addon.dataset import files
 
-from .config import SOURCES
+from .config import SOURCES, TRAIN_INPUTS
 
 SPLITS = ("train", "val", "test")
 
@@ -146,13 +146,15 @@ def split_pairs(pairs: list[Pair], val: float, test: float, seed: int) -> dict[s
 
 @dataclass
 class Loaded:
-    """A prepared pair, C x H x W float32, linear. ``exposure`` comes from the full noisy frame."""
+    """A prepared pair, C x H x W float32, linear. ``exposure`` comes from the full noisy frame.
+    A guide prefilter's pair has no color: its targets are the clean render's guides (``clean``)."""
 
-    color: np.ndarray
+    color: np.ndarray | None
     albedo: np.ndarray | None
     normal: np.ndarray | None
-    target: np.ndarray
+    target: np.ndarray | None
     exposure: float
+    clean: dict[str, np.ndarray] | None = None
 
 
 def load_pair(
@@ -161,7 +163,7 @@ def load_pair(
     """Read and prepare one pair the way the core prepares a frame for inference. ``guides``
     (config.GUIDES) says whose albedo and normal: the noisy render's, the clean render's, or the
     noisy ones cleaned by ``prefilters`` (loaded prefilter Models)."""
-    passes = INPUT_SETS[inputs]
+    passes = TRAIN_INPUTS[inputs]
     noisy = read_image(pair.noisy)
     clean = read_image(pair.clean)
     if noisy.color.shape != clean.color.shape:
@@ -181,11 +183,19 @@ def load_pair(
     for name in GUIDE_RANGES:
         arr = raw.get(name)
         aux[name] = prepare_guide(name, arr[..., :3]).transpose(2, 0, 1).copy() if arr is not None else None
-    color = sanitize_color(noisy.color[..., :3])
 
     def chw(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a.transpose(2, 0, 1))
 
+    if "color" not in passes:  # a guide prefilter: the clean render's guides are the target
+        targets = {}
+        for name in passes:
+            arr = getattr(clean, name)
+            if arr is None:
+                raise DenoiseError(f"{pair.clean}: no {name} pass to train the {inputs} prefilter on")
+            targets[name] = chw(prepare_guide(name, arr[..., :3]))
+        return Loaded(None, aux["albedo"], aux["normal"], None, 1.0, targets)
+    color = sanitize_color(noisy.color[..., :3])
     return Loaded(
         color=chw(color),
         albedo=aux["albedo"],
@@ -202,6 +212,9 @@ def to_network(batch: dict[str, Any], transfer: str) -> tuple[Any, Any]:
     """
     import torch
 
+    if "color" not in batch:  # a guide prefilter: noisy guides in, the clean render's out
+        names = [k for k in GUIDE_RANGES if k in batch]
+        return torch.cat([batch[k] for k in names], dim=1), torch.cat([batch[f"clean_{k}"] for k in names], dim=1)
     exposure = batch["exposure"].to(torch.float32).view(-1, 1, 1, 1)
     parts = [tf.forward(batch["color"], transfer, exposure, xp=torch)]
     parts += [batch[k] for k in ("albedo", "normal") if k in batch]
@@ -210,7 +223,11 @@ def to_network(batch: dict[str, Any], transfer: str) -> tuple[Any, Any]:
 
 
 def _item(lo: Loaded) -> dict[str, Any]:
-    item: dict[str, Any] = {"color": lo.color, "target": lo.target, "exposure": np.float32(lo.exposure)}
+    item: dict[str, Any] = {"exposure": np.float32(lo.exposure)}
+    if lo.color is not None:
+        item |= {"color": lo.color, "target": lo.target}
+    # keys ending in "normal" turn with the image (dihedral)
+    item |= {f"clean_{k}": v for k, v in (lo.clean or {}).items()}
     if lo.albedo is not None:
         item["albedo"] = lo.albedo
     if lo.normal is not None:
@@ -408,7 +425,7 @@ class RandomCropDataset:
         rng = np.random.default_rng((self.seed, self.epoch, i))
         item = _item(self.cache[i // self.per_image])
         p = self.patch
-        _, h, w = item["color"].shape
+        _, h, w = next(a for a in item.values() if isinstance(a, np.ndarray) and a.ndim == 3).shape
         y0 = int(rng.integers(0, max(1, h - p + 1)))
         x0 = int(rng.integers(0, max(1, w - p + 1)))
         for k, a in item.items():
@@ -433,7 +450,7 @@ class FullImageDataset:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = _item(self.cache[i])
-        _, h, w = item["color"].shape
+        _, h, w = next(v for v in item.values() if isinstance(v, np.ndarray) and v.ndim == 3).shape
         a = self.alignment
         ha, wa = -(-h // a) * a, -(-w // a) * a
         for k, v in item.items():

@@ -18,7 +18,7 @@ import csv
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,12 @@ import numpy as np
 from blender_denoise_addon.core import metrics
 from blender_denoise_addon.core.contract import ModelInfo
 from blender_denoise_addon.core.defaults import DEFAULT_QUALITY, QUALITY
-from blender_denoise_addon.core.denoise import denoise, prepare_albedo, prepare_normal, sanitize_color
 from blender_denoise_addon.core.errors import DenoiseError
-from blender_denoise_addon.core.imageio import read_image
 from blender_denoise_addon.core.model import load_model
 
+from .config import SOURCES, option
 from .dataset import SPLITS, Pair, find_pairs, split_pairs
+from .scoring import score_pair
 
 # oidn_blender: OIDN high on albedo and normal prefiltered by OIDN, Blender's "Accurate" prefilter.
 METHODS = ("noisy", "ours", "oidn_high", "oidn_balanced", "oidn_blender")
@@ -76,75 +76,36 @@ class TorchModel:
             return self.net(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).numpy()
 
 
+def _fig(help: str, choices: Any = None) -> dict[str, Any]:
+    return option(help, choices, "figures")
+
+
 @dataclass
 class EvalConfig:
-    data: str
-    out: str
-    checkpoint: str = ""
-    model: str = ""  # exported ONNX instead of a checkpoint
-    split: str = "test"
-    source: str = "auto"
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    split_seed: int = 0
-    oidn: bool = True
-    coarse: bool = False  # ablation: ours with the core's coarse pass whatever the quality
-    quality: str = DEFAULT_QUALITY  # ours at this Quality setting (core.defaults.QUALITY)
-    flips: int = -1  # ablation: these test-time flips instead of the quality's (-1: the quality's)
-    grids: int = 8
-    figure_spp: int = 4  # comparison.png: one row per scene at this spp (0: none)
-    figure_rows: int = 6
-    threads: int = 0
-    run: str = ""  # run folder with log.csv for curves (default: the checkpoint's folder)
-    progress: bool = True
+    """An evaluation: the ``evaluate`` command's options are generated from these fields."""
 
-
-def oidn_denoise(
-    color: np.ndarray, albedo: np.ndarray | None, normal: np.ndarray | None, hdr: bool, quality: str = "high"
-) -> np.ndarray:
-    """OIDN 2.5 (RT filter) on prepared passes; albedo and normal only as the model gets them."""
-    import pyoidn
-
-    return pyoidn.denoise(
-        np.ascontiguousarray(color, np.float32),
-        None if albedo is None else np.ascontiguousarray(albedo, np.float32),
-        None if normal is None or albedo is None else np.ascontiguousarray(normal, np.float32),
-        hdr=hdr,
-        quality=quality,
-    )
-
-
-def oidn_prefiltered(color: np.ndarray, albedo: np.ndarray, normal: np.ndarray, quality: str = "high") -> np.ndarray:
-    """OIDN as Blender runs it with the Accurate prefilter: albedo and normal each denoised by an RT
-    filter of their own first, then the color with ``cleanAux``."""
-    import pyoidn
-
-    def run(images: dict[str, np.ndarray], **options: bool) -> np.ndarray:
-        out = np.zeros(next(iter(images.values())).shape, np.float32)
-        with pyoidn.Device() as device:
-            device.commit()
-            with pyoidn.Filter(device, pyoidn.OIDN_FILTER_TYPE_RT) as f:
-                for name, img in images.items():
-                    f.set_image(name, np.ascontiguousarray(img, np.float32), pyoidn.OIDN_FORMAT_FLOAT3)
-                f.set_image(pyoidn.OIDN_IMAGE_OUTPUT, out, pyoidn.OIDN_FORMAT_FLOAT3)
-                for k, v in options.items():
-                    f.set_bool(k, v)
-                f.set_quality({"high": pyoidn.OIDN_QUALITY_HIGH, "balanced": pyoidn.OIDN_QUALITY_BALANCED}[quality])
-                f.commit()
-                f.execute()
-            error = device.get_error()
-        if error:
-            raise RuntimeError(f"OIDN: {error}")
-        return out
-
-    clean_albedo = run({pyoidn.OIDN_IMAGE_ALBEDO: albedo})
-    clean_normal = run({pyoidn.OIDN_IMAGE_NORMAL: normal})
-    images = {
-        pyoidn.OIDN_IMAGE_COLOR: color,
-        pyoidn.OIDN_IMAGE_ALBEDO: clean_albedo,
-        pyoidn.OIDN_IMAGE_NORMAL: clean_normal,
-    }
-    return run(images, hdr=True, cleanAux=True)
+    data: str = field(default="", metadata=option("dataset folder written by generate-dataset", required=True))
+    out: str = field(default="", metadata=option("folder for metrics and plots", required=True))
+    checkpoint: str = field(default="", metadata=option("a .pt checkpoint (its saved split settings are used)"))
+    model: str = field(default="", metadata=option("an exported .onnx model instead (the split options pick frames)"))
+    split: str = field(default="test", metadata=option("frames to evaluate", (*SPLITS, "all")))
+    source: str = field(default="auto", metadata=option("pairs to read: EXRs, PNG pairs, or auto (EXRs if any)",
+                                                        SOURCES))  # fmt: skip
+    val_fraction: float = field(default=0.1, metadata=option("share of scenes held out for validation"))
+    test_fraction: float = field(default=0.1, metadata=option("share of scenes held out for testing"))
+    split_seed: int = field(default=0, metadata=option("seed of the deterministic split by scene"))
+    oidn: bool = field(default=True, metadata=option("skip OIDN 2.5", flag="--no-oidn"))
+    quality: str = field(default=DEFAULT_QUALITY, metadata=option("ours at this Quality setting", QUALITY))
+    coarse: bool = field(default=False, metadata=option("ablation: ours with the coarse pass at any quality"))
+    flips: int = field(default=-1, metadata=option("ablation: test-time flips instead of the quality's (-1)",
+                                                   (-1, 1, 2, 4)))  # fmt: skip
+    grids: int = field(default=8, metadata=_fig("comparison grids to draw, the first N frames"))
+    figure_spp: int = field(default=4, metadata=_fig("comparison.png shows frames at this spp (0: none)"))
+    figure_rows: int = field(default=6, metadata=_fig("scenes in comparison.png"))
+    threads: int = field(default=0, metadata=option("torch / onnxruntime CPU threads (0: default)"))
+    run: str = field(default="", metadata=_fig("run folder whose log.csv gives the training curves (default: the "
+                                               "checkpoint's)"))  # fmt: skip
+    progress: bool = field(default=True, metadata=option("no progress bar", flag="--quiet"))
 
 
 def flip(display: np.ndarray, reference_display: np.ndarray) -> float:
@@ -356,26 +317,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     grids: list[str] = []
     figure_rows: list[tuple[str, dict[str, np.ndarray], np.ndarray]] = []
     for i, pair in enumerate(tqdm(chosen, desc="evaluating", unit="img", disable=not cfg.progress)):
-        frame = read_image(pair.noisy)
-        clean = sanitize_color(read_image(pair.clean).color[..., :3])
-        albedo = frame.albedo if "albedo" in passes else None
-        normal = frame.normal if "normal" in passes else None
-        color = sanitize_color(frame.color[..., :3])
-        ours = denoise(model, color, albedo, normal, tiling="full", coarse=use_coarse, flips=flips).image[..., :3]
-        results = {"noisy": color, "ours": ours}
-        if cfg.oidn:
-            for quality in ("high", "balanced"):
-                results[f"oidn_{quality}"] = oidn_denoise(
-                    color,
-                    None if albedo is None else prepare_albedo(albedo[..., :3]),
-                    None if normal is None else prepare_normal(normal[..., :3]),
-                    hdr=pair.kind == "exr",
-                    quality=quality,
-                )
-            if albedo is not None and normal is not None and pair.kind == "exr":
-                results["oidn_blender"] = oidn_prefiltered(
-                    color, prepare_albedo(albedo[..., :3]), prepare_normal(normal[..., :3])
-                )
+        scored = score_pair(pair, {"ours": model}, cfg.oidn, cfg.quality, use_coarse, flips)
+        results, clean = scored.results, scored.clean
         row: dict[str, Any] = {"frame": pair.label, "scene": pair.scene, "spp": pair.spp}
         for name, img in results.items():
             row |= {f"{name}_{k}": v for k, v in image_metrics(img, clean).items()}
@@ -408,6 +351,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "metrics": agg,
         "per_image": rows,
         "plots": {"curves": curves, "grids": grids, "comparison": comparison},
+        "out": str(out),
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as f:

@@ -24,7 +24,6 @@ from blender_denoise_addon.core.errors import DenoiseError
 from blender_denoise_addon.core.model import load_model
 
 from .checkpoint import MODEL_CONFIG_KEY, build_model, load_checkpoint
-from .model import ModifiedUNet
 
 OPSET = 17
 # Not part of the add-on's contract: how the network was built, so `train --init` can check it.
@@ -67,7 +66,7 @@ def random_input(info: ModelInfo, n: int, h: int, w: int, seed: int = 0) -> np.n
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def check_parity(net: ModifiedUNet, path: Path, info: ModelInfo, tolerance: float) -> float:
+def check_parity(net: torch.nn.Module, path: Path, info: ModelInfo, tolerance: float) -> float:
     """Largest |onnxruntime - PyTorch| over random inputs of two sizes (dynamic H/W, batch 2)."""
     import onnxruntime as ort
 
@@ -87,7 +86,7 @@ def check_parity(net: ModifiedUNet, path: Path, info: ModelInfo, tolerance: floa
     return worst
 
 
-def trace_to_onnx(net: ModifiedUNet, info: ModelInfo, path: Path) -> None:
+def trace_to_onnx(net: torch.nn.Module, info: ModelInfo, path: Path) -> None:
     """Write ``net`` as opset-17 ONNX with the contract's names and dynamic N, H, W (no metadata)."""
     a = info.alignment
     dummy = torch.from_numpy(random_input(info, 1, 2 * a, 2 * a))
@@ -157,6 +156,20 @@ def write_checked(
     return diff
 
 
+def provenance(init: str) -> dict[str, str]:
+    """A model tuned from an exported one says so (``denoiser.source``) and keeps its license."""
+    from blender_denoise_addon.core.contract import KEY_LICENSE, KEY_NAME, KEY_SOURCE
+
+    if not init.lower().endswith(".onnx") or not Path(init).is_file():
+        return {}
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(init, load_external_data=False).metadata_props}
+    base = meta.get(KEY_NAME) or Path(init).name
+    source = f"fine-tuned from {base}" + (f" ({meta[KEY_SOURCE]})" if KEY_SOURCE in meta else "")
+    return {KEY_SOURCE: source} | ({KEY_LICENSE: meta[KEY_LICENSE]} if KEY_LICENSE in meta else {})
+
+
 def export(
     checkpoint: str | Path, out: str | Path, name: str = "", tolerance: float = 1e-4, priority: int = 0
 ) -> ExportReport:
@@ -169,6 +182,13 @@ def export(
     state = load_checkpoint(checkpoint)
     net, cfg, transfer = build_model(state)
     net.eval()
+    # OIDN publishes its weights in float16; tuned ones are stored so too (half the file, and the
+    # parity check then holds exactly what the file computes).
+    fp16 = cfg.network.startswith("oidn")
+    if fp16:
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(p.half().float())
     info = cfg.model_info(transfer, name=name or Path(out).stem)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +200,8 @@ def export(
                 shutil.copyfile(src, out.parent / src.name)
         info = replace(info, prefilter=tuple(Path(p).name for p in named))
     info = replace(info, priority=priority)
-    diff = write_checked(net, info, out, {MODEL_CONFIG_KEY: json.dumps(cfg.to_dict())}, tolerance)
+    extra = {MODEL_CONFIG_KEY: json.dumps(cfg.to_dict())} | provenance(run.get("init", ""))
+    diff = write_checked(net, info, out, extra, tolerance, fp16_weights=fp16)
     size = out.stat().st_size
     if size > MAX_BYTES:
         print(f"warning: {out} is {size / 2**20:.1f} MiB, more than the add-on should ship", file=sys.stderr)

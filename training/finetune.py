@@ -1,149 +1,131 @@
-"""``python -m training finetune``: tune a shipped (or any exported) model on the artist's pairs.
+"""``python -m training finetune``: tune the network behind a Quality preset (or any model we can
+train) on the artist's own pairs, within a time budget.
 
-One command, no training expertise: it starts from the model that fits the data's passes (the
-weights come out of the ONNX file, which carries its network config), trains with that
-model's recipe for a time budget, and scores a few held-out pairs before and after through
-the add-on's own denoise path. The output is the better of the two, so it is never worse on
-those pairs than where it started, exported with the parity check, with a card beside it.
-A rerun with the same output resumes an interrupted run (``OUT.run/``).
+One command, no training expertise: ``--quality high`` starts from the model the add-on runs at
+High for the data's passes (OIDN's large cleanAux network: its prefilters stay fixed and it
+trains on the guides they make, as it runs), ``--base MODEL.onnx`` from any model we can train
+(``networks.SUPPORTED``). It trains with the settings of :class:`FinetuneConfig` (chosen by
+measurement: docs/training.md) for ``--minutes``, scores held-out pairs before and after through
+the add-on's own denoise path, and keeps the better model: never worse on those pairs than where
+it started. The output is exported with the parity check, its prefilters copied beside it, its
+source and license in its metadata, and a card (NAME.card.json). A rerun with the same output
+resumes an interrupted run (``OUT.run/``).
 """
 
 from __future__ import annotations
 
 import datetime
-import math
+import shutil
 import sys
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from blender_denoise_addon.core import catalog, metrics
+from blender_denoise_addon.core import catalog
 from blender_denoise_addon.core.atomic import atomic_path
-from blender_denoise_addon.core.contract import INPUT_SETS, KEY_NAME
-from blender_denoise_addon.core.denoise import denoise, sanitize_color
+from blender_denoise_addon.core.contract import KEY_NAME, KEY_SOURCE
+from blender_denoise_addon.core.defaults import QUALITY
 from blender_denoise_addon.core.errors import DenoiseError, ModelContractError
 from blender_denoise_addon.core.imageio import read_image
-from blender_denoise_addon.core.model import load_model
+from blender_denoise_addon.core.model import Model, load_model
 from blender_denoise_addon.dataset.files import write_json_atomic
 
-from .config import UNetConfig, config_from, load_recipe, recipe_names
+from .config import FREEZE, config_from, option
 from .dataset import Pair, find_pairs, split_pairs
 
-# Our own networks (v13, v16) that `finetune` starts from: no Quality preset runs them any more
-# (OIDN's imported networks do), so they live here, not in models/ and the add-on.
+# Our own networks (v13, v16): no Quality preset runs them any more (OIDN's imported networks
+# do); `--base training/base/NAME.onnx` still tunes them.
 BASE_MODELS = Path(__file__).resolve().parent / "base"
 RUN_SUFFIX = ".run"  # OUT.onnx -> OUT.run/ holds the training run (config, log, checkpoints)
 
 
+def _tune(help: str, choices: Any = None) -> dict[str, Any]:
+    return option(help, choices, "tuning (measured: docs/training.md)")
+
+
 @dataclass
 class FinetuneConfig:
-    data: str
-    output: str
-    base: str = ""  # --from; empty: the shipped model that uses the most of the data's passes
-    minutes: float = 30.0
-    holdout: float = 0.1  # share of the samples held out to score before and after
-    name: str = ""
-    seed: int = 0
-    threads: int = 0
-    progress: bool = True
+    """A fine-tune: the CLI is generated from these fields (``config.add_options``)."""
+
+    data: str = field(default="", metadata=option("dataset folder written by generate-dataset (e.g. with --scene)",
+                                                  required=True))  # fmt: skip
+    output: str = field(default="", metadata=option("the tuned .onnx to write", flag="-o,--output", required=True))
+    quality: str = field(default="high", metadata=option("tune the network this Quality preset runs", QUALITY))
+    base: str = field(default="", metadata=option("tune this model instead (an .onnx we can train)"))
+    minutes: float = field(default=15.0, metadata=option("training time budget"))
+    holdout: float = field(default=0.15, metadata=option("share of the samples held out to score before and after"))
+    name: str = field(default="", metadata=option("the model's name in Blender (default: the output's file name)"))
+    seed: int = field(default=0, metadata=option("seed of the held-out split and the crops"))
+    threads: int = field(default=0, metadata=option("torch / onnxruntime threads (0: default)"))
+    progress: bool = field(default=True, metadata=option("no progress bar", flag="--quiet"))
+    patch: int = field(default=64, metadata=_tune("random crop size in pixels"))
+    batch_size: int = field(default=8, metadata=_tune("crops per step"))
+    lr: float = field(default=1e-4, metadata=_tune("Adam learning rate, decaying over the budget"))
+    freeze: str = field(default="none", metadata=_tune("weights kept as they are", FREEZE))
+    w_l1: float = field(default=1.0, metadata=_tune("weight of the L1 term"))
+    w_ssim: float = field(default=0.2, metadata=_tune("weight of the (1 - SSIM) term"))
+    w_mse: float = field(default=0.0, metadata=_tune("weight of the MSE term"))
+
+
+TUNING = ("patch", "batch_size", "lr", "freeze", "w_l1", "w_ssim", "w_mse")
 
 
 def data_passes(pairs: list[Pair]) -> set[str]:
-    """EXR pairs carry albedo and normal; PNG pairs only color."""
-    return {"color", "albedo", "normal"} if all(p.kind == "exr" for p in pairs) else {"color"}
+    """The passes every pair carries (read from the first noisy file of each kind): PNG pairs carry
+    color alone, EXR pairs what they were rendered with."""
+    passes = {"color", "albedo", "normal"}
+    for kind in {p.kind for p in pairs}:
+        frame = read_image(next(p.noisy for p in pairs if p.kind == kind))
+        passes &= {"color"} | {g for g in ("albedo", "normal") if getattr(frame, g) is not None}
+    return passes
 
 
-def pick_base(base: str, passes: set[str]) -> Path:
-    """``--from``, checked against the data's passes; else the base model (``training/base/``) that uses
-    most of them."""
-    if base:
-        try:
-            info = load_model(base, threads=1).info
-        except ModelContractError as e:
-            raise DenoiseError(f"--from {base}: {e}") from None
-        if not set(info.inputs) <= passes:
-            raise DenoiseError(
-                f"--from {Path(base).name} takes {','.join(info.inputs)} but the data has only "
-                f"{','.join(p for p in ('color', 'albedo', 'normal') if p in passes)} (PNG pairs carry color alone)"
-            )
-        return Path(base)
-    return catalog.pick_model(passes, threads=1, candidates=sorted(BASE_MODELS.glob("*.onnx"))).path
+def pick_base(cfg: FinetuneConfig, passes: set[str]) -> Model:
+    """``--base``, else the bundled model the add-on runs at ``--quality`` for these passes; its
+    passes must all be in the data."""
+    try:
+        if cfg.base:
+            model = load_model(cfg.base, threads=1)
+        else:
+            model = catalog.pick_model(passes, threads=1, quality=cfg.quality)
+    except ModelContractError as e:
+        raise DenoiseError(f"--base {cfg.base}: {e}" if cfg.base else str(e)) from None
+    if not set(model.info.inputs) <= passes:
+        have = ",".join(p for p in ("color", "albedo", "normal") if p in passes)
+        raise DenoiseError(
+            f"{model.path.name} needs {','.join(model.info.inputs)} but the pairs in {cfg.data} carry only {have} "
+            "(PNG pairs carry color alone; render EXR pairs with generate-dataset)"
+        )
+    return model
 
 
-def recipe_for(base: Path, inputs: tuple[str, ...]) -> str:
-    """The recipe that made ``base``: its own (by file name), the one its card names (a tuned
-    model), else the shipped recipe for the same passes."""
-    names = recipe_names()
-    for n in names:
-        if load_recipe(n).get("model") == base.name:
-            return n
-    named = catalog.read_card(base).get("recipe")
-    if named in names:
-        return str(named)
-    for n in names:
-        r = load_recipe(n)
-        settings = r.get("defaults", {}) | r["stages"][-1]["settings"]
-        if INPUT_SETS.get(settings.get("inputs", "color,albedo,normal")) == inputs:
-            return n
-    raise DenoiseError(f"no training recipe for a model with inputs {','.join(inputs)}")
-
-
-def base_model_config(base: Path) -> dict[str, Any]:
+def training_settings(cfg: FinetuneConfig, base: Model, run_dir: Path) -> dict[str, Any]:
+    """The base's network (its own weights and config), on this data, with the tuning settings,
+    for the time budget. A cleanAux model trains on the guides its (fixed) prefilters make."""
     from .checkpoint import initial_config
 
-    saved = initial_config(base)
-    if saved is None:
-        raise DenoiseError(
-            f"{base.name} does not record its network (no training.model_config metadata): only models "
-            "exported by `python -m training export` or `finetune` can be fine-tuned"
-        )
-    model = UNetConfig.from_dict(saved)
-    return {f.name: getattr(model, f.name) for f in fields(UNetConfig)}
-
-
-def training_settings(cfg: FinetuneConfig, base: Path, recipe: str, run_dir: Path) -> dict[str, Any]:
-    """The recipe's last stage (its loss, learning rate, crops), on this data, for the time budget,
-    starting from ``base``'s weights with ``base``'s network."""
-    r = load_recipe(recipe)
-    settings = r.get("defaults", {}) | r["stages"][-1]["settings"]
-    settings |= base_model_config(base)
-    settings |= {
+    path = Path(base.path)
+    settings = initial_config(path)  # an error names what can be trained
+    settings |= {k: getattr(cfg, k) for k in TUNING}
+    if base.info.prefilter:
+        named = [str(path.parent / f) for f in base.info.prefilter]
+        settings |= {"guides": "prefiltered", "prefilter": ",".join(named)}
+    return settings | {
         "data": cfg.data,
         "out": str(run_dir),
-        "init": str(base),
+        "init": str(path),
+        "transfer": base.info.transfer,
         "val_fraction": cfg.holdout,
         "test_fraction": 0.0,
         "split_seed": cfg.seed,
         "seed": cfg.seed,
         "epochs": 1_000_000,  # the time budget ends the run
         "minutes": cfg.minutes,
+        "warmup_steps": 20,
+        "min_lr": cfg.lr / 100,
         "threads": cfg.threads,
         "progress": cfg.progress,
     }
-    return settings
-
-
-def holdout_psnr(model_path: str | Path, pairs: list[Pair], threads: int = 0) -> dict[str, float]:
-    """Mean display PSNR over ``pairs`` through the core's denoise (what the add-on runs): per spp and ``all``."""
-    model = load_model(model_path, threads=threads or None)
-    per: dict[str, list[float]] = {}
-    for pair in pairs:
-        frame = read_image(pair.noisy)
-        clean = sanitize_color(read_image(pair.clean).color[..., :3])
-        out = denoise(
-            model,
-            sanitize_color(frame.color[..., :3]),
-            frame.albedo if "albedo" in model.info.inputs else None,
-            frame.normal if "normal" in model.info.inputs else None,
-            tiling="full",
-        ).image[..., :3]
-        value = metrics.psnr(metrics.to_display(out), metrics.to_display(clean))
-        if math.isfinite(value):
-            per.setdefault(f"{pair.spp}spp", []).append(value)
-            per.setdefault("all", []).append(value)
-    return {k: round(float(np.mean(v)), 3) for k, v in sorted(per.items())}
 
 
 def _named_copy(base: Path, out: Path, name: str) -> None:
@@ -152,7 +134,10 @@ def _named_copy(base: Path, out: Path, name: str) -> None:
     from onnx import helper
 
     proto = onnx.load(str(base))
-    meta = {p.key: p.value for p in proto.metadata_props} | {KEY_NAME: name}
+    meta = {p.key: p.value for p in proto.metadata_props}
+    was = meta.get(KEY_NAME) or base.name
+    source = f"{was}" + (f" ({meta[KEY_SOURCE]})" if KEY_SOURCE in meta else "")
+    meta |= {KEY_NAME: name, KEY_SOURCE: f"{source}, unchanged: tuning did not improve the held-out pairs"}
     del proto.metadata_props[:]
     helper.set_model_props(proto, meta)
     with atomic_path(out) as tmp:
@@ -176,14 +161,9 @@ def _dataset_summary(root: Path, pairs: list[Pair]) -> dict[str, Any]:
     }
 
 
-def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
-    """Run the fine-tune; returns the card it wrote."""
-    import torch
-
-    from .checkpoint import load_checkpoint
-    from .export import export
-    from .train import BEST, LAST, train
-
+def check(cfg: FinetuneConfig) -> tuple[list[Pair], Model, list[Pair]]:
+    """Everything that can be wrong with the input, before anything is written: the pairs, the base
+    and the held-out split."""
     out = Path(cfg.output)
     if out.suffix.lower() != ".onnx":
         raise DenoiseError(f"-o {out}: the output must be an .onnx file")
@@ -192,51 +172,74 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if not 0 < cfg.holdout < 1:
         raise DenoiseError(f"--holdout must be a share between 0 and 1, got {cfg.holdout}")
     pairs = find_pairs(cfg.data)
-    base = pick_base(cfg.base, data_passes(pairs))
-    if base.resolve() == out.resolve():
+    base = pick_base(cfg, data_passes(pairs))
+    if Path(base.path).resolve() == out.resolve():
         raise DenoiseError(f"-o {out} would overwrite the model it starts from; choose another file")
-    info = load_model(base, threads=1).info
-    recipe = recipe_for(base, info.inputs)
+    split = split_pairs(pairs, cfg.holdout, 0.0, cfg.seed)
+    samples = len({p.scene for p in pairs})
+    if not split["val"] or not split["train"]:
+        raise DenoiseError(
+            f"{cfg.data} has {samples} sample(s): too few to hold some out for scoring and train on the rest "
+            f"(--holdout {cfg.holdout:g}); render more pairs"
+        )
+    return pairs, base, split["val"]
+
+
+def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Run the fine-tune; returns the card it wrote."""
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .export import export
+    from .scoring import mean_psnr
+    from .train import BEST, LAST, train
+
+    pairs, base, held = check(cfg)
+    out = Path(cfg.output)
+    base_path = Path(base.path)
     name = cfg.name or out.stem
     run_dir = out.with_name(out.stem + RUN_SUFFIX)
-    settings = training_settings(cfg, base, recipe, run_dir)
-    held = split_pairs(pairs, cfg.holdout, 0.0, cfg.seed)["val"]
-    if not held:
-        raise DenoiseError(f"{cfg.data} has too few samples to hold any out ({len(pairs)} pairs); render more")
+    train_cfg = config_from(training_settings(cfg, base, run_dir))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     say = print if cfg.progress else (lambda *a, **k: None)
-    say(
-        f"fine-tuning {base.name} (recipe {recipe}) for {cfg.minutes:g} min; {len(held)} held-out pairs",
-        file=sys.stderr,
-    )
-    before = holdout_psnr(base, held, cfg.threads)
+    say(f"fine-tuning {base_path.name} for {cfg.minutes:g} min; {len(held)} held-out pairs", file=sys.stderr)
+    before = mean_psnr(held, base)
     say(f"held-out PSNR before: {before['all']:.2f} dB", file=sys.stderr)
 
-    last = run_dir / LAST
-    train_cfg = config_from(settings)
-    if last.is_file():
-        state = load_checkpoint(last)
-        if state.get("seconds", 0.0) < 60 * cfg.minutes:
-            say(f"resuming {run_dir}", file=sys.stderr)
-            train(replace(train_cfg, resume=str(last)))
-    else:
-        train(train_cfg)
+    last, fresh = run_dir / LAST, not run_dir.exists()
+    try:
+        if last.is_file():
+            if load_checkpoint(last).get("seconds", 0.0) < 60 * cfg.minutes:
+                say(f"resuming {run_dir}", file=sys.stderr)
+                train(replace(train_cfg, resume=str(last)))
+        else:
+            train(train_cfg)
+        if not (run_dir / BEST).is_file():
+            raise DenoiseError(
+                f"the time budget ({cfg.minutes:g} min) ran out before the first evaluation; give more --minutes"
+            )
+    except BaseException:
+        if fresh and not (run_dir / LAST).is_file():  # nothing worth resuming: leave nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     spent = load_checkpoint(run_dir / LAST)
     state = load_checkpoint(run_dir / BEST)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         report = export(run_dir / BEST, tmp, name=name)
-        after = holdout_psnr(tmp, held, cfg.threads)
+        after = mean_psnr(held, load_model(tmp, threads=cfg.threads or None))
         kept = "tuned" if after["all"] > before["all"] else "base"
         if kept == "base":
-            _named_copy(base, tmp, name)
+            _named_copy(base_path, tmp, name)
     card = {
         "name": name,
         "kept": kept,
-        "base": base.name,
-        "recipe": recipe,
-        "inputs": list(info.inputs),
+        "base": base_path.name,
+        "base_name": base.info.name,
+        "quality": "" if cfg.base else cfg.quality,
+        "inputs": list(base.info.inputs),
+        "prefilter": list(base.info.prefilter),
         "data": _dataset_summary(Path(cfg.data), pairs),
         "held_out": sorted({p.scene for p in held}),
         "minutes": round(spent.get("seconds", 0.0) / 60, 2),
@@ -246,6 +249,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         "psnr_before": before,
         "psnr_tuned": after,
         "parity_max_abs_diff": report.max_abs_diff,
+        "settings": {k: getattr(cfg, k) for k in TUNING},
         "seed": cfg.seed,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -28,12 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from blender_denoise_addon.core import transfer as tf
 from blender_denoise_addon.core.contract import KEY_LICENSE, KEY_SOURCE, ModelInfo
 from blender_denoise_addon.core.errors import DenoiseError
 
+from .networks import ContractNet
 from .oidn_model import ALIGNMENT, OidnUNet, receptive_field
 
 SUPPORTED_PYOIDN = "2.5.1.0"
@@ -211,34 +210,6 @@ def build_network(net: Network, tensors: dict[str, np.ndarray]) -> OidnUNet:
         raise ImportOidnError(f"{net.blob}: tensor {extra[0]} does not belong to the {net.arch} network")
     model.load_named({k: torch.from_numpy(v) for k, v in tensors.items()})
     return model.eval()
-
-
-class ContractNet(nn.Module):
-    """An OIDN network behind the model contract, with OIDN's own input and output processing:
-    normals in [-1, 1] to [0, 1] on the way in; the output clamped at 0; the albedo prefilter works
-    in sRGB (OIDN's transfer for it), the normal prefilter's output goes back to [-1, 1]."""
-
-    def __init__(self, net: OidnUNet, inputs: tuple[str, ...], role: str) -> None:
-        super().__init__()
-        self.net, self.role = net.padded(16), role
-        self.pad = self.net.in_channels - net.in_channels
-        self.normal_at = 3 * inputs.index("normal") if "normal" in inputs else -1
-        self.srgb = role == "prefilter" and inputs == ("albedo",)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.normal_at
-        if n >= 0:
-            x = torch.cat((x[:, :n], x[:, n : n + 3] * 0.5 + 0.5, x[:, n + 3 :]), dim=1)
-        if self.srgb:
-            x = tf.srgb_encode(x, torch)
-        if self.pad:  # zero channels up to the network's padded input, as OIDN does
-            x = torch.cat((x, torch.zeros_like(x[:, :1]).expand(-1, self.pad, -1, -1)), dim=1)
-        y = torch.relu(self.net(x))
-        if self.srgb:
-            return tf.srgb_decode(y, torch)
-        if self.role == "prefilter" and n >= 0:
-            return y * 2.0 - 1.0
-        return y
 
 
 def model_info(net: Network) -> ModelInfo:

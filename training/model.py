@@ -31,7 +31,7 @@ DEMODULATE_EPS = 0.01
 LATE_BRANCHES = ("refine.", "post_head.")
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
+def block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1),
         nn.ReLU(inplace=True),
@@ -50,7 +50,7 @@ class ModifiedUNet(nn.Module):
         self.encoders = nn.ModuleList()
         cin = config.in_channels
         for c in ch:
-            self.encoders.append(_block(cin, c))
+            self.encoders.append(block(cin, c))
             cin = c
         self.pool = nn.MaxPool2d(2)
         self.ups = nn.ModuleList()
@@ -61,7 +61,7 @@ class ModifiedUNet(nn.Module):
             else:
                 up = nn.Upsample(scale_factor=2.0, mode="nearest")
             self.ups.append(up)
-            self.decoders.append(_block(ch[i + 1] + ch[i], ch[i]))
+            self.decoders.append(block(ch[i + 1] + ch[i], ch[i]))
         # Per scale s: k*k kernel logits, a coarse-to-fine blend weight and (used at s = 0)
         # the weights that pick between the filtered planes.
         k2 = config.kernel_size**2
@@ -131,7 +131,7 @@ class ModifiedUNet(nn.Module):
             logits = self.kernel_heads[s](features[s])
             if s == 0 and cfg.picker_width:
                 logits = torch.cat([logits[:, :-1], logits[:, -1:] + self.picker(inputs)], dim=1)
-            filtered.append(apply_kernels(planes, _softmax_channels(logits[:, :k2]), cfg.kernel_size))
+            filtered.append(apply_kernels(planes, softmax_channels(logits[:, :k2]), cfg.kernel_size))
             blends.append(torch.sigmoid(logits[:, k2:]))
         out = filtered[-1]
         for s in reversed(range(cfg.kernel_scales - 1)):
@@ -139,7 +139,7 @@ class ModifiedUNet(nn.Module):
             fine, alpha = filtered[s], blends[s][:, :1]
             # up() is linear, so up(coarse) - up(down(fine)) is one upsampling of the difference.
             diff = out - F.avg_pool2d(fine, 2)
-            out = fine + alpha * _upsample(diff)
+            out = fine + alpha * upsample_bilinear(diff)
         if cfg.demodulate:  # scale 0's last blend weight picks remodulated over plain
             beta = blends[0][:, -1:]
             if cfg.kernel_space == "log":
@@ -155,19 +155,19 @@ class ModifiedUNet(nn.Module):
             logits = self.post_head(features[0])
             p2 = cfg.post_kernel**2
             gain = logits[:, p2:].clamp(-1.0, 1.0)
-            out = out + gain * (apply_kernels(out, _softmax_channels(logits[:, :p2]), cfg.post_kernel) - out)
+            out = out + gain * (apply_kernels(out, softmax_channels(logits[:, :p2]), cfg.post_kernel) - out)
         if cfg.refine_width:
             out = out + cfg.refine_bound * torch.tanh(self.refine(torch.cat([features[0], out], dim=1)))
         return out.clamp(0.0, 1.0)
 
 
-def _softmax_channels(logits: torch.Tensor) -> torch.Tensor:
+def softmax_channels(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over dim 1, spelt out: onnxruntime's Softmax on axis 1 of NCHW is ~5x slower."""
     e = torch.exp(logits - logits.amax(1, keepdim=True))
     return e / e.sum(1, keepdim=True)
 
 
-def _upsample(x: torch.Tensor) -> torch.Tensor:
+def upsample_bilinear(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 

@@ -91,7 +91,7 @@ def run_recipe(
     for stage in recipe["stages"]:
         init = str(previous / "best.pt") if previous else start_init
         stage_out = out / stage["name"]
-        settings = recipe.get("defaults", {}) | stage["settings"] | (run or {})
+        settings = stage["settings"] | (run or {})
         settings |= {"data": str(data_root / stage["data"]), "out": str(stage_out)}
         if stage.get("init") == "previous":
             if init is None:

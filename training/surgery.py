@@ -21,6 +21,7 @@ from .model import LATE_BRANCHES, REFINE_BOUND, ModifiedUNet, UNetConfig
 
 # Options that change what the weights compute without changing their shapes: --init must match them.
 _FUNCTION_FIELDS = (
+    "network",
     "inputs",
     "depth",
     "kernel_size",
@@ -43,7 +44,7 @@ def load_initial_weights(model: ModifiedUNet, path: str | Path) -> None:
     model.load_state_dict(fitted_weights(model, path))
 
 
-def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -> dict[str, torch.Tensor]:
+def fitted_weights(model: torch.nn.Module, path: str | Path, widen: bool = False) -> dict[str, torch.Tensor]:
     """``model``'s state dict, read from ``path``; every name and shape must match.
 
     With ``widen``, ``path`` may hold a narrower network of the same layout: its weights fill
@@ -52,24 +53,26 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
     blended in at weight 0.5. And a ``transpose`` model may become a ``nearest`` one: its
     transposed convs are dropped (this one is not function-preserving: fine-tune it).
     """
+    config: UNetConfig = model.config  # every network of networks.build carries its config
     weights = initial_weights(path)
     saved = initial_config(path)
-    if saved is not None:
-        differ = [k for k in _FUNCTION_FIELDS if k in saved and saved[k] != getattr(model.config, k)]
-        if widen and "demodulate" in differ and model.config.demodulate and model.config.kernel_space != "log":
+    if saved:
+        differ = [k for k in _FUNCTION_FIELDS if saved.get(k, "kpn" if k == "network" else None) not in
+                  (None, getattr(config, k))]  # fmt: skip
+        if widen and "demodulate" in differ and config.demodulate and config.kernel_space != "log":
             differ.remove("demodulate")  # grown: widened_state adds the demodulated path, half-blended in
-        if widen and "kernel_space" in differ and model.config.kernel_space == "both":
+        if widen and "kernel_space" in differ and config.kernel_space == "both":
             # Grown: the same kernels now also average linear radiance (the shapes do not change);
             # --reset-blends restarts the blends a log-space model learnt to switch off.
             differ.remove("kernel_space")
-        if widen and differ == ["upsample"] and model.config.upsample == "nearest":
+        if widen and differ == ["upsample"] and config.upsample == "nearest":
             # Converted: the learnt 2x2 transposed convs are dropped; not function-preserving, so fine-tune.
             differ = []
             weights = {k: v for k, v in weights.items() if not k.startswith("ups.")}
         if differ:
             flags = ", ".join(_flag(k, saved[k]) for k in differ)
             raise DenoiseError(f"--init {path} was trained with other settings; to start from it, pass {flags}")
-        ratio = saved.get("refine_bound", REFINE_BOUND) / model.config.refine_bound
+        ratio = saved.get("refine_bound", REFINE_BOUND) / config.refine_bound
         if ratio != 1.0 and "refine.2.weight" in weights:
             # Another --refine-bound: the output layer is scaled so that the branch adds what it did
             # (to first order: tanh is near linear where the branch barely acts), and fine-tuning
@@ -78,6 +81,8 @@ def fitted_weights(model: ModifiedUNet, path: str | Path, widen: bool = False) -
             weights["refine.2.bias"] = weights["refine.2.bias"] * ratio
     own = model.state_dict()
     if widen:
+        if not isinstance(model, ModifiedUNet):
+            raise DenoiseError("--widen grows the Modified U-Net (--network kpn) only")
         try:
             weights = widened_state(model, weights)
         except (KeyError, ValueError) as e:

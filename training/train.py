@@ -38,7 +38,9 @@ from .dataset import (
     to_network,
 )
 from .losses import DenoiseLoss, LossWeights
-from .model import ModifiedUNet, count_parameters
+from .model import count_parameters
+from .networks import build as build_network
+from .networks import frozen_prefixes
 from .surgery import fitted_weights, reset_blends
 
 CONFIG_FILE = "config.json"
@@ -74,7 +76,7 @@ def _loader(ds: Any, batch: int, shuffle: bool, workers: int, seed: int) -> Data
     return DataLoader(ds, batch_size=batch, shuffle=shuffle, num_workers=workers, generator=gen, drop_last=False)
 
 
-def evaluate_loss(model: ModifiedUNet, loader: DataLoader, loss_fn: DenoiseLoss, transfer: str) -> dict[str, float]:
+def evaluate_loss(model: torch.nn.Module, loader: DataLoader, loss_fn: DenoiseLoss, transfer: str) -> dict[str, float]:
     """Mean loss terms over full frames (padding cropped off before the loss), and ``psnr_db``.
 
     ``psnr_db`` is the mean display PSNR over frames, what evaluation reports, whatever the loss
@@ -94,8 +96,9 @@ def evaluate_loss(model: ModifiedUNet, loader: DataLoader, loss_fn: DenoiseLoss,
             for k, v in ({"loss": float(total)} | terms).items():
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
-            frame_mse = loss_fn.frame_display_mse(pred, target, batch["exposure"])
-            psnrs += [float(-10.0 * torch.log10(m)) for m in frame_mse.double() if m > 0]
+            if "color" in batch:  # a prefilter's guides are no image to display
+                frame_mse = loss_fn.frame_display_mse(pred, target, batch["exposure"])
+                psnrs += [float(-10.0 * torch.log10(m)) for m in frame_mse.double() if m > 0]
     model.train()
     means = {k: v / max(1, n) for k, v in sums.items()}
     return means | {"psnr_db": sum(psnrs) / len(psnrs) if psnrs else math.nan}
@@ -169,7 +172,7 @@ def load_data(cfg: TrainConfig, out: Path) -> Data:
     val_cache = PairCache(splits["val"], cfg.model.inputs, cfg.transfer, cfg.guides, prefilters)
     train_cache.preload(cfg.progress)
     val_cache.preload(cfg.progress)
-    crops = RandomCropDataset(train_cache, cfg.patch, cfg.patches_per_image, cfg.augment, cfg.seed, cfg.albedo_texture)
+    crops = RandomCropDataset(train_cache, cfg.patch, cfg.patches_per_image, True, cfg.seed, cfg.albedo_texture)
     # Validate on whole frames; without validation scenes, fall back to the training frames.
     val_source = val_cache if len(val_cache) else train_cache
     if not len(val_cache):
@@ -187,7 +190,7 @@ class Run:
     """What the epochs update, and what a checkpoint saves."""
 
     cfg: TrainConfig
-    model: ModifiedUNet
+    model: torch.nn.Module
     opt: torch.optim.Optimizer
     sched: Any = None  # torch.optim.lr_scheduler.LambdaLR
     epoch: int = 0  # the next epoch to run
@@ -219,10 +222,13 @@ class Run:
 
 def build(cfg: TrainConfig, steps_per_epoch: int, state: dict[str, Any] | None, init: Any) -> Run:
     """The model (from ``init``'s weights, or the checkpoint's when resuming), Adam and the schedule."""
-    model = ModifiedUNet(cfg.model)
+    model = build_network(cfg.model)
     if init is not None:
         model.load_state_dict(reset_blends(init, cfg.model) if cfg.reset_blends else init)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    frozen = frozen_prefixes(cfg.model, cfg.freeze)
+    for name, p in model.named_parameters():
+        p.requires_grad_(not name.startswith(frozen) if frozen else True)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
@@ -297,6 +303,8 @@ def fit(run: Run, data: Data, out: Path) -> None:
             if (cfg.max_steps and run.step >= cfg.max_steps) or out_of_time():
                 break
         bar.close()
+        if budget and run.seconds >= budget:  # the budget is a hard limit: an epoch it cut is not validated
+            break
         val = evaluate_loss(model, data.val_loader, loss_fn, cfg.transfer)
         out_of_time()  # validation counts against the budget
         row: dict[str, Any] = {"epoch": epoch + 1, "step": run.step, "lr": run.opt.param_groups[0]["lr"]}
@@ -333,14 +341,16 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.init and state is None:  # a resumed run already has its weights
         # Checked before the data loads, on a throwaway model that must not use up the seeded RNG.
         with torch.random.fork_rng():
-            init = fitted_weights(ModifiedUNet(cfg.model), cfg.init, cfg.widen)
+            init = fitted_weights(build_network(cfg.model), cfg.init, cfg.widen)
     data = load_data(cfg, out)
     run = build(cfg, len(data.train_loader), state, init)
     m, s = cfg.model, data.splits
-    print(
-        f"model: {count_parameters(run.model):,} parameters, alignment {m.alignment}, receptive field "
-        f"{m.receptive_field}, {m.macs_per_pixel() / 1e3:.1f} kMAC/pixel | "
-        f"pairs: {len(s['train'])} train, {len(s['val'])} val, {len(s['test'])} test",
+    macs = m.macs_per_pixel()
+    print_if = print if cfg.progress else (lambda *a, **k: None)
+    print_if(
+        f"model: {m.network} {m.role}, {count_parameters(run.model):,} parameters, alignment {m.alignment}"
+        + (f", {macs / 1e3:.1f} kMAC/pixel" if math.isfinite(macs) else "")
+        + f" | pairs: {len(s['train'])} train, {len(s['val'])} val, {len(s['test'])} test",
         file=sys.stderr,
     )
     fit(run, data, out)

@@ -1,6 +1,7 @@
 """Add-on preferences: which model denoises. The choice lists Automatic (the bundled model that
-fits the passes), every bundled model, every model in the models folder (fine-tuned ones go
-there, named from their cards; a broken one is listed with its error) and a file anywhere."""
+fits the passes), every bundled model, every tuned model in the models folder (``python -m
+training finetune`` writes them: named from their cards, with what they were tuned from; a broken
+one is listed with its error) and a file anywhere."""
 
 from __future__ import annotations
 
@@ -69,6 +70,15 @@ def user_models() -> list[catalog.Listed]:
     return _Listing.models
 
 
+def tuned_from(m: catalog.Listed) -> str:
+    """ ", tuned from BASE" from the model's card (``finetune`` writes it), or nothing."""
+    card = catalog.read_card(m.path)
+    if card.get("kept") == "base":
+        return f", {card.get('base_name') or card.get('base')} unchanged (tuning did not help)"
+    base = card.get("base_name") or card.get("base")
+    return f", tuned from {base}" if base else ""
+
+
 def _number(identifier: str) -> int:
     # Dynamic enums store the number: a stable one per identifier keeps the choice when the list changes.
     return zlib.crc32(identifier.encode()) & 0x7FFFFFFF
@@ -83,9 +93,8 @@ def _model_items(self: Any, context: Any) -> list[tuple[str, str, str, str, int]
         if m.error:
             items.append((ident, f"{m.name} (broken)", m.error, "ERROR", _number(ident)))
         else:
-            items.append(
-                (ident, m.name, f"Your model: {m.path.name}, inputs {', '.join(m.inputs)}", "FILE", _number(ident))
-            )
+            tip = f"Tuned model: {m.path.name}{tuned_from(m)}, inputs {', '.join(m.inputs)}"
+            items.append((ident, m.name, tip, "FILE", _number(ident)))
     items.append((FILE, "File", "Your own .onnx file anywhere (checked against the model contract)", "FILEBROWSER", 1))
     _Listing.items = items  # Blender keeps no reference to dynamic items' strings
     return items
@@ -129,6 +138,7 @@ class AIDenoisePreferences(bpy.types.AddonPreferences):
         if not catalog.bundled_models():
             layout.label(text="No bundled model found: choose a file", icon="ERROR")
         box = layout.box()
+        box.label(text="Tuned models", icon="MODIFIER")
         folder = models_folder(create=True)
         row = box.row()
         row.label(text=f"Models folder: {folder}", icon="FILE_FOLDER")
@@ -136,12 +146,13 @@ class AIDenoisePreferences(bpy.types.AddonPreferences):
             row.operator("wm.path_open", text="", icon="FOLDER_REDIRECT").filepath = str(folder)
         listed = user_models()
         if not listed:
-            box.label(text="Put fine-tuned models here (python -m training finetune writes NAME.onnx + its card)")
+            box.label(text="None yet: python -m training finetune --quality high writes NAME.onnx, its card and its "
+                      "prefilters; put them all here")  # fmt: skip
         for m in listed:
             if m.error:
                 box.label(text=f"{m.path.name}: {m.error}", icon="ERROR")
             else:
-                box.label(text=f"{m.name} ({m.path.name}): {', '.join(m.inputs)}", icon="CHECKMARK")
+                box.label(text=f"{m.name} ({m.path.name}{tuned_from(m)}): {', '.join(m.inputs)}", icon="CHECKMARK")
 
 
 def get_preferences(context: Any = None) -> Any:
