@@ -200,3 +200,28 @@ def build_files(scenes: dict[str, Callable[[], None]], description: str, argv: l
         bpy.ops.wm.save_as_mainfile(filepath=str(path.resolve()))
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def walk_camera(cam: bpy.types.Object, path: list[tuple[Vec, Vec]], frames: int) -> None:
+    """Keyframe ``cam`` through ``path`` ((location, rotation in degrees) pairs), spread evenly
+    over frames 1..``frames``, and set the scene's frame range."""
+    for i, (loc, rot) in enumerate(path):
+        cam.location = loc
+        cam.rotation_euler = tuple(math.radians(a) for a in rot)
+        f = 1 + round(i * (frames - 1) / (len(path) - 1))
+        cam.keyframe_insert("location", frame=f)
+        cam.keyframe_insert("rotation_euler", frame=f)
+    bpy.context.scene.frame_start, bpy.context.scene.frame_end = 1, frames
+
+
+def shot_main(build: Callable[[int, tuple[int, int]], None], description: str, argv: list[str] | None = None) -> int:
+    """The animated shots' command line: ``OUT.blend [--frames 120] [--size 960 540]``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("out", help="the .blend file to write")
+    p.add_argument("--frames", type=int, default=120)
+    p.add_argument("--size", type=int, nargs=2, default=[960, 540], metavar=("W", "H"))
+    args = p.parse_args(argv)
+    build(args.frames, (args.size[0], args.size[1]))
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.out))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0

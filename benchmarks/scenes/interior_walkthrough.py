@@ -11,13 +11,12 @@ archviz files are; generate-dataset renders it with Cycles. Deterministic (no ra
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
 
 import bpy
-from common import box, cylinder, mat, sphere, textured
+from common import box, cylinder, mat, shot_main, sphere, textured, walk_camera
 
 
 def build(frames: int, size: tuple[int, int]) -> None:
@@ -122,29 +121,14 @@ def build(frames: int, size: tuple[int, int]) -> None:
     scene.collection.objects.link(cam_ob)
     scene.camera = cam_ob
     path = [((-1.5, 2.2, 1.6), (85, 0, -150)), ((0.5, 2.2, 1.5), (82, 0, -185)), ((2.2, 1.0, 1.4), (80, 0, -225))]
-    for i, (loc, rot) in enumerate(path):
-        cam_ob.location = loc
-        cam_ob.rotation_euler = tuple(math.radians(a) for a in rot)
-        f = 1 + round(i * (frames - 1) / (len(path) - 1))
-        cam_ob.keyframe_insert("location", frame=f)
-        cam_ob.keyframe_insert("rotation_euler", frame=f)
-
-    scene.frame_start, scene.frame_end = 1, frames
+    walk_camera(cam_ob, path, frames)
     scene.render.resolution_x, scene.render.resolution_y = size
     scene.render.resolution_percentage = 100
     scene.render.engine = "BLENDER_EEVEE"  # artists' files often are; the pairs render with Cycles
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("out", help="the .blend file to write")
-    p.add_argument("--frames", type=int, default=120)
-    p.add_argument("--size", type=int, nargs=2, default=[960, 540], metavar=("W", "H"))
-    args = p.parse_args(argv)
-    build(args.frames, (args.size[0], args.size[1]))
-    bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.out))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return 0
+    return shot_main(build, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":
