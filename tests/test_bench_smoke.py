@@ -74,6 +74,33 @@ def test_eval_suite_scenes_match_the_scenes_it_renders(tmp_path, monkeypatch):
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
+@pytest.mark.bpy
+def test_bench_finetune_shots_are_animated_scenes_of_their_own(tmp_path, monkeypatch):
+    """Both shots of bench_finetune build: 120 frames at 960x540 whose camera moves, so the frames
+    scored (81-120) show more than the frames tuned on (1-40)."""
+    pytest.importorskip("bpy")
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import bench_finetune
+
+    files = []
+    for name, script in bench_finetune.SCENES.items():
+        files.append(str(tmp_path / f"{name}.blend"))
+        assert subprocess.run([sys.executable, str(ROOT / script), files[-1]], cwd=ROOT).returncode == 0
+    check = (
+        "import bpy, sys\n"
+        "for f in sys.argv[1:]:\n"
+        "    bpy.ops.wm.open_mainfile(filepath=f)\n"
+        "    s = bpy.context.scene\n"
+        "    assert (s.frame_start, s.frame_end, s.render.resolution_x, s.render.resolution_y) == (1, 120, 960, 540)\n"
+        "    s.frame_set(20); a = s.camera.matrix_world.copy()\n"
+        "    s.frame_set(100); b = s.camera.matrix_world.copy()\n"
+        "    assert (a.translation - b.translation).length > 1.0, f\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", check, *files], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
 @pytest.mark.slow
 def test_bench_temporal_prints_both_times_and_their_ratio():
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_temporal.py"), "--size", "96", "64", "--frames", "3"]

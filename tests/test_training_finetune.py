@@ -119,6 +119,11 @@ def test_high_tunes_oidns_large_network_on_the_guides_its_prefilters_make(datase
     assert meta["denoiser.license"] == "Apache-2.0" and "rt_hdr_calb_cnrm_large" in meta["denoiser.source"]
     card = json.loads(catalog.card_path(out).read_text())
     assert card["base"] == base.name and card["quality"] == "high" and card["steps"] >= 1
+    # Apache-2.0 carried on: the license text beside it, and a notice of what was changed.
+    assert card["license_files"] == ["high.NOTICE.txt", "LICENSE-OIDN.txt"]
+    notice = (out.parent / "high.NOTICE.txt").read_text()
+    assert "Apache License, Version 2.0" in notice and "Intel" in notice and "OIDN rt_hdr_calb_cnrm_large" in notice
+    assert (out.parent / "LICENSE-OIDN.txt").read_bytes() == (MODELS / "LICENSE-OIDN.txt").read_bytes()
     kind = "fine-tuned from OIDN rt_hdr_calb_cnrm_large" if card["kept"] == "tuned" else "unchanged"
     assert kind in meta["denoiser.source"]
     held = split_pairs(find_pairs(dataset), 0.4, 0.0, 0)["val"]

@@ -149,6 +149,37 @@ def _named_copy(base: Path, out: Path, name: str) -> None:
         load_model(tmp, threads=1)
 
 
+def write_notice(base: Model, out: Path, kept: str) -> list[str]:
+    """Apache-2.0 weights (OIDN's) carry their license on: its text copied beside ``out`` and
+    ``NAME.NOTICE.txt`` saying what was changed, with the base's own NOTICE. The files written."""
+    from blender_denoise_addon.core.contract import KEY_LICENSE
+
+    from .export import provenance
+
+    license = provenance(str(base.path)).get(KEY_LICENSE)
+    if license != "Apache-2.0":
+        return []
+    folder = Path(base.path).parent
+    texts = sorted(p for p in folder.glob("LICENSE*") if p.is_file())
+    for src in texts:
+        if not (out.parent / src.name).is_file():
+            with atomic_path(out.parent / src.name) as tmp:
+                shutil.copyfile(src, tmp)
+    change = "fine-tuned" if kept == "tuned" else "copied unchanged (tuning did not improve it)"
+    lines = [
+        f"{out.name}: the weights of {base.info.name or Path(base.path).name} ({Path(base.path).name}), {change} "
+        f"on {datetime.date.today().isoformat()} with `python -m training finetune` on the pairs named in its card.",
+        "Licensed under the Apache License, Version 2.0"
+        + (f" ({', '.join(p.name for p in texts)})." if texts else "."),
+    ]
+    if (folder / "NOTICE").is_file():
+        lines += ["", f"The notice of {Path(base.path).name}:", "", (folder / "NOTICE").read_text(encoding="utf-8")]
+    notice = out.with_name(out.stem + ".NOTICE.txt")
+    with atomic_path(notice) as tmp:
+        tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return [notice.name, *(p.name for p in texts)]
+
+
 def _dataset_summary(root: Path, pairs: list[Pair]) -> dict[str, Any]:
     from blender_denoise_addon.dataset import files as df
 
@@ -236,6 +267,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         kept = "tuned" if after["all"] > before["all"] else "base"
         if kept == "base":
             _named_copy(base_path, tmp, name)
+    license_files = write_notice(base, out, kept)
     card = {
         "name": name,
         "kept": kept,
@@ -244,6 +276,7 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         "quality": "" if cfg.base else cfg.quality,
         "inputs": list(base.info.inputs),
         "prefilter": list(base.info.prefilter),
+        "license_files": license_files,
         "data": _dataset_summary(Path(cfg.data), pairs),
         "held_out": sorted({p.scene for p in held}),
         "minutes": round(spent.get("seconds", 0.0) / 60, 2),
