@@ -141,3 +141,26 @@ def test_multilayer_layers_are_chosen_explicitly(tmp_path):
     assert zebra.color[0, 0, 0] == 2.0 and zebra.albedo is None
     with pytest.raises(DenoiseError, match="no layer 'Nope'; layers: Composite, View Layer.001, Zebra"):
         read_image(tmp_path / "ml.exr", layer="Nope")
+
+
+def test_a_stop_while_the_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch):
+    """SIGTERM right after the hidden temporary file exists, before its name is held: it is not
+    left behind (a farm's stop once left one), the stop still stops, the old file stays."""
+    import os
+    import signal
+
+    from blender_denoise_addon.core import atomic
+
+    made = atomic.partial_path
+
+    def made_then_stopped(dst, suffix=None):  # type: ignore[no-untyped-def]
+        path = made(dst, suffix)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives at once unless held
+        return path
+
+    monkeypatch.setattr(atomic, "partial_path", made_then_stopped)
+    dst = tmp_path / "frame.exr"
+    dst.write_bytes(b"old")
+    with atomic.stop_on_signals(), pytest.raises(KeyboardInterrupt), atomic.atomic_path(dst) as tmp:
+        tmp.write_bytes(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.exr"] and dst.read_bytes() == b"old"

@@ -44,6 +44,18 @@ def test_one_epoch_writes_checkpoints_config_and_log(run_dir):
     assert split["train"] and split["val"] and split["test"]
 
 
+def test_freeze_encoder_trains_the_rest_from_the_init(dataset, exported, tmp_path):
+    """--freeze encoder: the encoder's weights stay those of --init, the decoder's move."""
+    from training.checkpoint import initial_weights
+
+    out = tmp_path / "frozen"
+    assert train_cli(dataset, out, "--epochs", "2", "--init", str(exported), "--freeze", "encoder", "--lr", "1e-2") == 0
+    start, now = initial_weights(exported), torch.load(out / "last.pt", weights_only=False)["model"]
+    encoder = [k for k in now if k.startswith("encoders.")]
+    assert encoder and all(torch.equal(now[k], start[k]) for k in encoder)
+    assert any(not torch.equal(now[k], start[k]) for k in now if k.startswith("decoders."))
+
+
 def test_resume_continues_from_last_checkpoint(dataset, run_dir, tmp_path):
     import shutil
 

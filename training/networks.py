@@ -34,7 +34,7 @@ from .oidn_model import receptive_field as oidn_receptive_field
 
 MODEL_CONFIG_KEY = "training.model_config"  # export metadata: the UNetConfig, as JSON
 SUPPORTED = (
-    "models exported by `python -m training` (training.model_config metadata: the Modified U-Net, a guide "
+    "models exported by python -m training (training.model_config metadata: the Modified U-Net, a guide "
     "prefilter, a tuned OIDN network) and OIDN's UNet, UNetSmall and UNetLarge as import-oidn writes them"
 )
 

@@ -50,16 +50,36 @@ def atomic_path(dst: str | os.PathLike[str], suffix: str | None = None) -> Itera
     (an unwritable folder) propagates for the caller to phrase.
     """
     dst = Path(dst)
-    tmp = partial_path(dst, suffix)
+    tmp: Path | None = None
     try:
+        with _stops_held():  # a stop between making the file and holding its name would leave it behind
+            tmp = partial_path(dst, suffix)
         yield tmp
         if _stopped:  # a stop signal landed where it could not raise (a destructor): no new file now
             raise KeyboardInterrupt(_stopped[0])
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dst)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
+
+
+_STOPS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def _stops_held() -> Iterator[None]:
+    """Stop signals wait (blocked) until the block ends, then arrive as they would have; where
+    signals cannot be blocked (Windows) the block runs as it is."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 _stopped: list[str] = []  # the stop signals received inside stop_on_signals
