@@ -130,6 +130,19 @@ def test_high_tunes_oidns_large_network_on_the_guides_its_prefilters_make(datase
     assert holdout_psnr(out, held) == card["psnr_tuned" if card["kept"] == "tuned" else "psnr_before"]
 
 
+def test_our_own_v13_still_tunes_from_its_old_saved_config(dataset: Path, tmp_path: Path) -> None:
+    """training/base/ holds v13 with a config saved before options were removed: --base takes it."""
+    from training.config import config_from
+    from training.finetune import training_settings
+
+    v13 = ROOT / "training" / "base" / "denoiser-v13-color-albedo-normal.onnx"
+    cfg = FinetuneConfig(data=str(dataset), output=str(tmp_path / "t.onnx"), base=str(v13))
+    settings = training_settings(cfg, pick_base(cfg, {"color", "albedo", "normal"}), tmp_path / "t.run")
+    train = config_from(settings)
+    assert train.model.network == "kpn" and train.model.demodulate and train.transfer == "log"
+    assert train.init == str(v13) and train.freeze == "encoder" and train.guides == "noisy"
+
+
 def test_the_trainer_fine_tunes_oidn_weights_exactly_where_they_start(dataset: Path, tmp_path: Path) -> None:
     """An OIDN export read back as a trainable network computes what the shipped file computes."""
     import torch

@@ -30,7 +30,7 @@ from blender_denoise_addon.core.imageio import read_image
 from blender_denoise_addon.core.model import Model, load_model
 from blender_denoise_addon.dataset.files import write_json_atomic
 
-from .config import FREEZE, config_from, option
+from .config import FREEZE, UNetConfig, config_from, option
 from .dataset import Pair, find_pairs, split_pairs
 
 # Our own networks (v13, v16): no Quality preset runs them any more (OIDN's imported networks
@@ -109,7 +109,8 @@ def training_settings(cfg: FinetuneConfig, base: Model, run_dir: Path) -> dict[s
     from .checkpoint import initial_config
 
     path = Path(base.path)
-    settings = initial_config(path)  # an error names what can be trained
+    # An error names what can be trained; a config saved by an older version comes up to date.
+    settings = UNetConfig.from_dict(initial_config(path)).to_dict()
     settings |= {k: getattr(cfg, k) for k in TUNING}
     if base.info.prefilter:
         named = [str(path.parent / f) for f in base.info.prefilter]
