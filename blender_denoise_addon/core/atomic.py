@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,15 +30,22 @@ def _umask() -> int:
     return mask
 
 
-def partial_path(dst: str | os.PathLike[str], suffix: str | None = None) -> Path:
+def partial_path(dst: str | os.PathLike[str], suffix: str | None = None, names: list[Path] | None = None) -> Path:
     """A new, empty hidden temporary file beside ``dst`` (the name ends ``.partial`` + ``suffix``,
-    by default ``dst``'s own suffix, so writers that go by the extension still work)."""
+    by default ``dst``'s own suffix, so writers that go by the extension still work). ``names``
+    gets the name before the file exists, so a stop landing in between cannot leave it unknown."""
     dst = Path(dst)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{dst.stem}.", suffix=PARTIAL + (dst.suffix if suffix is None else suffix), dir=dst.parent
-    )
-    os.close(fd)
-    return Path(tmp)
+    ext = PARTIAL + (dst.suffix if suffix is None else suffix)
+    while True:
+        tmp = dst.parent / f".{dst.stem}.{secrets.token_hex(4)}{ext}"
+        if names is not None:
+            names.append(tmp)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return tmp
+        except FileExistsError:  # another writer's: not ours to remove
+            if names is not None:
+                names.remove(tmp)
 
 
 @contextlib.contextmanager
@@ -46,40 +53,23 @@ def atomic_path(dst: str | os.PathLike[str], suffix: str | None = None) -> Itera
     """A temporary path to write ``dst`` to; when the block ends normally it becomes ``dst``.
 
     On any exception, KeyboardInterrupt and SystemExit included, the temporary file is removed
-    and ``dst`` is left as it was. The folder must exist; OSError from making the temporary file
-    (an unwritable folder) propagates for the caller to phrase.
+    and ``dst`` is left as it was, wherever the stop lands (a stop signal may arrive while the
+    file is being made). The folder must exist; OSError from making the temporary file (an
+    unwritable folder) propagates for the caller to phrase.
     """
     dst = Path(dst)
-    tmp: Path | None = None
+    names: list[Path] = []
     try:
-        with _stops_held():  # a stop between making the file and holding its name would leave it behind
-            tmp = partial_path(dst, suffix)
+        tmp = partial_path(dst, suffix, names)
         yield tmp
         if _stopped:  # a stop signal landed where it could not raise (a destructor): no new file now
             raise KeyboardInterrupt(_stopped[0])
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dst)
     except BaseException:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+        for name in names:
+            name.unlink(missing_ok=True)
         raise
-
-
-_STOPS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
-
-
-@contextlib.contextmanager
-def _stops_held() -> Iterator[None]:
-    """Stop signals wait (blocked) until the block ends, then arrive as they would have; where
-    signals cannot be blocked (Windows) the block runs as it is."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 _stopped: list[str] = []  # the stop signals received inside stop_on_signals
