@@ -19,7 +19,7 @@ from blender_denoise_addon.core.errors import DenoiseError
 from .config import LEGACY_DEFAULTS, UNetConfig
 from .networks import MODEL_CONFIG_KEY, build, onnx_config, read_onnx_weights
 
-__all__ = ["MODEL_CONFIG_KEY", "build_model", "initial_config", "initial_weights", "load_checkpoint"]
+__all__ = ["MODEL_CONFIG_KEY", "build_model", "initial_config", "initial_weights", "load_checkpoint", "read_initial"]
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -37,7 +37,16 @@ def build_model(checkpoint: dict[str, Any]) -> tuple[nn.Module, UNetConfig, str]
     return model, cfg, checkpoint["transfer"]
 
 
-def _onnx(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def read_initial(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(the model config, the weights) to start a run from, read once: a checkpoint's, or an
+    exported model's (its metadata, or OIDN's architecture recognised by its tensors; an error names
+    what can be trained when it is neither). Exported models keep PyTorch's parameter names (the
+    TorchScript exporter names each initializer after its parameter), so a shipped ``.onnx`` can be
+    fine-tuned without its checkpoint."""
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        state = load_checkpoint(path)
+        return LEGACY_DEFAULTS | state["model_config"], state["model"]
     if not path.is_file():
         raise DenoiseError(f"model not found: {path}")
     meta, weights = read_onnx_weights(path)
@@ -45,22 +54,8 @@ def _onnx(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 
 
 def initial_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Weights to start a run from: a checkpoint's ``model``, or an exported model's initializers.
-
-    Exported models keep PyTorch's parameter names (the TorchScript exporter names each
-    initializer after its parameter), so a shipped ``.onnx`` can be fine-tuned without its
-    checkpoint.
-    """
-    path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        return load_checkpoint(path)["model"]
-    return _onnx(path)[1]
+    return read_initial(path)[1]
 
 
 def initial_config(path: str | Path) -> dict[str, Any]:
-    """The model config ``path`` was trained with: a checkpoint's, or an export's (an error names
-    what can be trained when it is none of those)."""
-    path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        return LEGACY_DEFAULTS | load_checkpoint(path)["model_config"]
-    return _onnx(path)[0]
+    return read_initial(path)[0]

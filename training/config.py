@@ -176,6 +176,11 @@ class UNetConfig:
         return "denoiser" if "color" in self.passes else "prefilter"
 
     @property
+    def oidn_arch(self) -> str:
+        """The OIDN architecture (a key of oidn_model.ARCHS) for OIDN's networks, else ""."""
+        return self.network.removeprefix("oidn-") if self.network.startswith("oidn-") else ""
+
+    @property
     def kpn_denoiser(self) -> bool:
         """The Modified U-Net: the shape fields below describe it (OIDN's U-Nets have fixed shapes)."""
         return self.network == "kpn" and self.role == "denoiser"
@@ -266,7 +271,7 @@ class UNetConfig:
             receptive_field=self.receptive_field,
             name=name,
             role=self.role,
-            padding="zero" if self.network.startswith("oidn") else "mirror",  # as OIDN pads
+            padding="zero" if self.oidn_arch else "mirror",  # as OIDN pads
         )
 
     def macs_per_pixel(self) -> float:
@@ -415,7 +420,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not self.transfer:  # each network's own space
             m = self.model
-            self.transfer = "linear" if m.role == "prefilter" else "pu" if m.network.startswith("oidn") else "log"
+            self.transfer = "linear" if m.role == "prefilter" else "pu" if m.oidn_arch else "log"
         if self.freeze not in FREEZE:
             raise ValueError(f"freeze must be one of {', '.join(FREEZE)}, got {self.freeze!r}")
         if self.model.role == "prefilter" and (self.guides != "noisy" or self.albedo_texture or self.w_psnr):
@@ -460,14 +465,12 @@ def _option(parser: Any, f: Any) -> None:
     parser.add_argument(*flags, **kw)
 
 
-def add_options(parser: argparse.ArgumentParser, config: type = TrainConfig, skip: tuple[str, ...] = ()) -> None:
+def add_options(parser: argparse.ArgumentParser, config: type = TrainConfig) -> None:
     """One option per field of the dataclass ``config`` (a TrainConfig's model: one per UNetConfig
     field), grouped by their metadata; absent from the parsed namespace unless given."""
     groups: dict[str, Any] = {}
     for f in fields(config):
         for g in [f] if f.metadata else fields(UNetConfig):  # the one field without: the nested network
-            if g.name in skip:
-                continue
             group = g.metadata["group"]
             if group not in groups:
                 groups[group] = parser.add_argument_group(group)

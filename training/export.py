@@ -156,8 +156,9 @@ def write_checked(
     return diff
 
 
-def provenance(init: str) -> dict[str, str]:
-    """A model tuned from an exported one says so (``denoiser.source``) and keeps its license."""
+def provenance(init: str, change: str = "fine-tuned from {}") -> dict[str, str]:
+    """What a model made from the exported ``init`` says of its source (``change`` with the base's
+    name and source filled in) and the license it keeps; {} when ``init`` is no ONNX file."""
     from blender_denoise_addon.core.contract import KEY_LICENSE, KEY_NAME, KEY_SOURCE
 
     if not init.lower().endswith(".onnx") or not Path(init).is_file():
@@ -165,9 +166,8 @@ def provenance(init: str) -> dict[str, str]:
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(init, load_external_data=False).metadata_props}
-    base = meta.get(KEY_NAME) or Path(init).name
-    source = f"fine-tuned from {base}" + (f" ({meta[KEY_SOURCE]})" if KEY_SOURCE in meta else "")
-    return {KEY_SOURCE: source} | ({KEY_LICENSE: meta[KEY_LICENSE]} if KEY_LICENSE in meta else {})
+    base = (meta.get(KEY_NAME) or Path(init).name) + (f" ({meta[KEY_SOURCE]})" if KEY_SOURCE in meta else "")
+    return {KEY_SOURCE: change.format(base)} | ({KEY_LICENSE: meta[KEY_LICENSE]} if KEY_LICENSE in meta else {})
 
 
 def export(
@@ -184,7 +184,7 @@ def export(
     net.eval()
     # OIDN publishes its weights in float16; tuned ones are stored so too (half the file, and the
     # parity check then holds exactly what the file computes).
-    fp16 = cfg.network.startswith("oidn")
+    fp16 = bool(cfg.oidn_arch)
     if fp16:
         with torch.no_grad():
             for p in net.parameters():

@@ -23,7 +23,7 @@ from typing import Any
 
 from blender_denoise_addon.core import catalog
 from blender_denoise_addon.core.atomic import atomic_path
-from blender_denoise_addon.core.contract import KEY_NAME, KEY_SOURCE
+from blender_denoise_addon.core.contract import KEY_NAME
 from blender_denoise_addon.core.defaults import QUALITY
 from blender_denoise_addon.core.errors import DenoiseError, ModelContractError
 from blender_denoise_addon.core.imageio import read_image
@@ -138,11 +138,11 @@ def _named_copy(base: Path, out: Path, name: str) -> None:
     import onnx
     from onnx import helper
 
+    from .export import provenance
+
     proto = onnx.load(str(base))
-    meta = {p.key: p.value for p in proto.metadata_props}
-    was = meta.get(KEY_NAME) or base.name
-    source = f"{was}" + (f" ({meta[KEY_SOURCE]})" if KEY_SOURCE in meta else "")
-    meta |= {KEY_NAME: name, KEY_SOURCE: f"{source}, unchanged: tuning did not improve the held-out pairs"}
+    meta = {p.key: p.value for p in proto.metadata_props} | {KEY_NAME: name}
+    meta |= provenance(str(base), "{}, unchanged: tuning did not improve the held-out pairs")
     del proto.metadata_props[:]
     helper.set_model_props(proto, meta)
     with atomic_path(out) as tmp:

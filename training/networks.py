@@ -127,23 +127,22 @@ def build(config: UNetConfig) -> nn.Module:
         return ModifiedUNet(config)
     if config.network == "kpn":
         return GuideNet(config)
-    arch = config.network.removeprefix("oidn-")
     out = config.in_channels if config.role == "prefilter" else 3
-    net = ContractNet(OidnUNet(arch, config.in_channels, out), config.passes, config.role)
+    net = ContractNet(OidnUNet(config.oidn_arch, config.in_channels, out), config.passes, config.role)
     net.config = config
     return net
 
 
 def alignment(config: UNetConfig) -> int:
-    if config.network.startswith("oidn"):
+    if config.oidn_arch:
         return OIDN_ALIGNMENT
     return 2 ** (config.depth + 1) if config.role == "prefilter" else 2**config.depth
 
 
 def receptive_field(config: UNetConfig) -> int:
     """OIDN's and the guide network's: measured from gradients (the Modified U-Net's is computed)."""
-    if config.network.startswith("oidn"):
-        return oidn_receptive_field(config.network.removeprefix("oidn-"), config.in_channels)
+    if config.oidn_arch:
+        return oidn_receptive_field(config.oidn_arch, config.in_channels)
     torch.manual_seed(0)
     net = GuideNet(config).double()
     for prm in net.parameters():
@@ -164,8 +163,8 @@ def frozen_prefixes(config: UNetConfig, freeze: str) -> tuple[str, ...]:
     """Parameter-name prefixes ``--freeze`` keeps as they are."""
     if freeze != "encoder":
         return ()
-    if config.network.startswith("oidn"):
-        return tuple(f"net.convs.{name}." for level in ARCHS[config.network[5:]].encoder for name, _ in level)
+    if config.oidn_arch:
+        return tuple(f"net.convs.{name}." for level in ARCHS[config.oidn_arch].encoder for name, _ in level)
     return ("encoders.",)
 
 

@@ -35,15 +35,16 @@ class Scored:
         return metrics.psnr(metrics.to_display(self.results[method]), metrics.to_display(self.clean))
 
 
-def run_model(model: Any, frame: Frame, quality: str = DEFAULT_QUALITY, coarse: bool | None = None,
-              flips: int | None = None) -> np.ndarray:  # fmt: skip
-    """``model`` (a core Model, or anything with its interface) on a whole frame, as the preset runs it."""
+def run_model(model: Any, color: np.ndarray, frame: Frame, quality: str = DEFAULT_QUALITY,
+              coarse: bool | None = None, flips: int | None = None) -> np.ndarray:  # fmt: skip
+    """``model`` (a core Model, or anything with its interface) on a whole frame (``color``: its
+    sanitized color), as the preset runs it."""
     args = QUALITY[quality].denoise_args
     args |= {k: v for k, v in (("coarse", coarse), ("flips", flips)) if v is not None}
     passes = model.info.inputs
     return denoise(
         model,
-        sanitize_color(frame.color[..., :3]),
+        color,
         frame.albedo if "albedo" in passes else None,
         frame.normal if "normal" in passes else None,
         tiling="full",
@@ -99,10 +100,9 @@ def oidn_prefiltered(color: np.ndarray, albedo: np.ndarray, normal: np.ndarray, 
     return run(images, hdr=True, cleanAux=True)
 
 
-def oidn_results(frame: Frame, passes: tuple[str, ...], hdr: bool) -> dict[str, np.ndarray]:
-    """OIDN 2.5 high and balanced on ``passes`` of the raw frame, and Blender's built-in (OIDN high
-    after the Accurate prefilter) where the frame has both guides."""
-    color = sanitize_color(frame.color[..., :3])
+def oidn_results(color: np.ndarray, frame: Frame, passes: tuple[str, ...], hdr: bool) -> dict[str, np.ndarray]:
+    """OIDN 2.5 high and balanced on ``passes`` of the raw frame (``color``: its sanitized color),
+    and Blender's built-in (OIDN high after the Accurate prefilter) where the frame has both guides."""
     albedo = prepare_albedo(frame.albedo[..., :3]) if "albedo" in passes and frame.albedo is not None else None
     normal = prepare_normal(frame.normal[..., :3]) if "normal" in passes and frame.normal is not None else None
     out = {f"oidn_{q}": oidn_denoise(color, albedo, normal, hdr=hdr, quality=q) for q in ("high", "balanced")}
@@ -116,12 +116,13 @@ def score_pair(pair: Pair, models: dict[str, Any], oidn: bool = False, quality: 
     """Every model in ``models`` (by name) on ``pair``'s noisy frame, and OIDN with ``oidn``."""
     frame = read_image(pair.noisy)
     clean = sanitize_color(read_image(pair.clean).color[..., :3])
-    results = {"noisy": sanitize_color(frame.color[..., :3])}
+    color = sanitize_color(frame.color[..., :3])
+    results = {"noisy": color}
     for name, model in models.items():
-        results[name] = run_model(model, frame, quality, coarse, flips)
+        results[name] = run_model(model, color, frame, quality, coarse, flips)
     if oidn:
-        passes = tuple(sorted({p for m in models.values() for p in m.info.inputs})) or ("color", "albedo", "normal")
-        results |= oidn_results(frame, passes, hdr=pair.kind == "exr")
+        passes = tuple({p for m in models.values() for p in m.info.inputs}) or ("color", "albedo", "normal")
+        results |= oidn_results(color, frame, passes, hdr=pair.kind == "exr")
     return Scored(frame, clean, results)
 
 

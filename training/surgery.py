@@ -16,7 +16,7 @@ import torch
 
 from blender_denoise_addon.core.errors import DenoiseError
 
-from .checkpoint import initial_config, initial_weights
+from .checkpoint import read_initial
 from .model import LATE_BRANCHES, REFINE_BOUND, ModifiedUNet, UNetConfig
 
 # Options that change what the weights compute without changing their shapes: --init must match them.
@@ -54,8 +54,7 @@ def fitted_weights(model: torch.nn.Module, path: str | Path, widen: bool = False
     transposed convs are dropped (this one is not function-preserving: fine-tune it).
     """
     config: UNetConfig = model.config  # every network of networks.build carries its config
-    weights = initial_weights(path)
-    saved = initial_config(path)
+    saved, weights = read_initial(path)
     if saved:
         differ = [k for k in _FUNCTION_FIELDS if saved.get(k, "kpn" if k == "network" else None) not in
                   (None, getattr(config, k))]  # fmt: skip

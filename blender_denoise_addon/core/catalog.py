@@ -164,6 +164,15 @@ class Listed:
     name: str
     inputs: tuple[str, ...]
     error: str | None
+    tuned_from: str = ""  # ", tuned from BASE" from its card (``finetune`` writes it), or ""
+
+
+def tuned_from(card: dict[str, Any]) -> str:
+    """What a tuned model's card says it came from, for menus: ", tuned from BASE" or ""."""
+    base = card.get("base_name") or card.get("base")
+    if not base:
+        return ""
+    return f", {base} unchanged (tuning did not help)" if card.get("kept") == "base" else f", tuned from {base}"
 
 
 def list_models(folder: str | os.PathLike[str]) -> list[Listed]:
@@ -182,5 +191,5 @@ def list_models(folder: str | os.PathLike[str]) -> list[Listed]:
             continue
         if m.info.role != "denoiser":  # a guide prefilter belongs to the model that names it
             continue
-        listed.append(Listed(p, str(card.get("name") or m.info.name or p.stem), m.info.inputs, None))
+        listed.append(Listed(p, str(card.get("name") or m.info.name or p.stem), m.info.inputs, None, tuned_from(card)))
     return listed

@@ -70,15 +70,6 @@ def user_models() -> list[catalog.Listed]:
     return _Listing.models
 
 
-def tuned_from(m: catalog.Listed) -> str:
-    """ ", tuned from BASE" from the model's card (``finetune`` writes it), or nothing."""
-    card = catalog.read_card(m.path)
-    if card.get("kept") == "base":
-        return f", {card.get('base_name') or card.get('base')} unchanged (tuning did not help)"
-    base = card.get("base_name") or card.get("base")
-    return f", tuned from {base}" if base else ""
-
-
 def _number(identifier: str) -> int:
     # Dynamic enums store the number: a stable one per identifier keeps the choice when the list changes.
     return zlib.crc32(identifier.encode()) & 0x7FFFFFFF
@@ -93,7 +84,7 @@ def _model_items(self: Any, context: Any) -> list[tuple[str, str, str, str, int]
         if m.error:
             items.append((ident, f"{m.name} (broken)", m.error, "ERROR", _number(ident)))
         else:
-            tip = f"Tuned model: {m.path.name}{tuned_from(m)}, inputs {', '.join(m.inputs)}"
+            tip = f"Tuned model: {m.path.name}{m.tuned_from}, inputs {', '.join(m.inputs)}"
             items.append((ident, m.name, tip, "FILE", _number(ident)))
     items.append((FILE, "File", "Your own .onnx file anywhere (checked against the model contract)", "FILEBROWSER", 1))
     _Listing.items = items  # Blender keeps no reference to dynamic items' strings
@@ -152,7 +143,7 @@ class AIDenoisePreferences(bpy.types.AddonPreferences):
             if m.error:
                 box.label(text=f"{m.path.name}: {m.error}", icon="ERROR")
             else:
-                box.label(text=f"{m.name} ({m.path.name}{tuned_from(m)}): {', '.join(m.inputs)}", icon="CHECKMARK")
+                box.label(text=f"{m.name} ({m.path.name}{m.tuned_from}): {', '.join(m.inputs)}", icon="CHECKMARK")
 
 
 def get_preferences(context: Any = None) -> Any:
